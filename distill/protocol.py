@@ -1,0 +1,168 @@
+"""The evaluation protocol: leave-one-out splits, history truncation, and the scoring loop.
+
+Protocol (REFERENCE.md), used for every number pocketrec reports:
+
+- Leave-one-out per user: last item = test target, second-to-last = validation target, the rest
+  = training. Users with fewer than 3 items give all their items to training and are not
+  evaluated (`Split.describe()` counts them).
+- The model sees the most recent `max_len` items before the target (20 for Amazon, 200 for
+  MovieLens-1M by default); the validation history excludes the test item.
+- Ranking over the full item catalogue, no sampled negatives, no filtering of items already in
+  the history. Recall@K and NDCG@K for K = 5, 10, 20 (`pocketrec.distill.metrics`).
+- Model selection on validation only; test is reported once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from pocketrec.distill.data import Dataset
+from pocketrec.distill.metrics import KS, metrics_from_ranks, ranks_from_scores, ranks_from_topk
+
+__all__ = ["PAD", "PROTOCOL", "Split", "evaluate", "leave_one_out", "pad_left"]
+
+PAD = -1
+PROTOCOL = (
+    "leave-one-out (last item test, second-to-last validation); full-catalogue ranking, no "
+    "sampled negatives, no history filtering, ties counted against the target; "
+    "history = most recent {max_len} items"
+)
+Stage = Literal["valid", "test"]
+
+
+def pad_left(offsets: np.ndarray, items: np.ndarray, ends: np.ndarray, max_len: int) -> np.ndarray:
+    """Right-aligned windows of the `max_len` items before each end index, PAD on the left.
+
+    Args:
+        offsets: (U,) start of each user's sequence in `items`.
+        items: flat item ids.
+        ends: (U,) exclusive end index of each window in `items`.
+        max_len: window length.
+
+    Returns:
+        (U, max_len) int32, most recent item last.
+    """
+    positions = ends[:, None] - max_len + np.arange(max_len)[None, :]  # (U, L)
+    valid = positions >= offsets[:, None]
+    window = items[np.clip(positions, 0, max(len(items) - 1, 0))]
+    return np.where(valid, window, PAD).astype(np.int32)
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """A leave-one-out split of a dataset.
+
+    Attributes:
+        dataset: the dataset split.
+        eval_users: (E,) users that have validation and test targets.
+        train_ends: (num_users,) exclusive end of each user's training items in
+            `dataset.items` (the training sequence is items[offsets[u]:train_ends[u]]).
+    """
+
+    dataset: Dataset
+    eval_users: np.ndarray
+    train_ends: np.ndarray
+
+    def train_sequence(self, user: int) -> np.ndarray:
+        return self.dataset.items[self.dataset.offsets[user] : self.train_ends[user]]
+
+    def train_lengths(self) -> np.ndarray:
+        return self.train_ends - self.dataset.offsets[:-1]
+
+    def train_windows(self, max_len: int) -> np.ndarray:
+        """(num_users, max_len + 1) the last max_len + 1 training items per user, PAD-left.
+
+        Column t is the input at step t and column t + 1 its next-item target.
+        """
+        return pad_left(self.dataset.offsets[:-1], self.dataset.items, self.train_ends, max_len + 1)
+
+    def histories(self, stage: Stage, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets for evaluation.
+
+        Returns:
+            (E, max_len) int32 histories (PAD-left, most recent last) and (E,) int64 targets.
+        """
+        if stage not in ("valid", "test"):
+            raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
+        ends = self.dataset.offsets[1:][self.eval_users] - (2 if stage == "valid" else 1)
+        starts = self.dataset.offsets[:-1][self.eval_users]
+        hist = pad_left(starts, self.dataset.items, ends, max_len)
+        return hist, self.dataset.items[ends].astype(np.int64)
+
+    def describe(self, max_len: int) -> dict[str, Any]:
+        """What a results file states about the protocol."""
+        return {
+            "protocol": PROTOCOL.format(max_len=max_len),
+            "history_len": max_len,
+            "users_evaluated": len(self.eval_users),
+            "users_not_evaluated": self.dataset.num_users - len(self.eval_users),
+            "train_interactions": int(self.train_lengths().sum()),
+            "ks": list(KS),
+        }
+
+
+def leave_one_out(dataset: Dataset) -> Split:
+    """Split every user's sequence: last = test, second-to-last = validation, rest = train."""
+    lengths = dataset.lengths()
+    evaluated = lengths >= 3
+    train_ends = dataset.offsets[1:] - np.where(evaluated, 2, 0)
+    return Split(
+        dataset=dataset,
+        eval_users=np.flatnonzero(evaluated),
+        train_ends=train_ends.astype(np.int64),
+    )
+
+
+def evaluate(
+    predict: Callable[[np.ndarray], np.ndarray],
+    split: Split,
+    stage: Stage,
+    *,
+    max_len: int,
+    batch_size: int = 512,
+    ks: tuple[int, ...] = KS,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Score a model on the validation or test targets of a split.
+
+    Args:
+        predict: maps a (B, max_len) int32 history batch (PAD = -1 on the left) to either
+            (B, N) float scores over all items, or (B, K) int ranked item ids (K >= max(ks),
+            -1 for padding). The dtype decides which.
+        split: the leave-one-out split.
+        stage: "valid" or "test".
+        max_len: history length the model sees.
+        batch_size: users per call of `predict`.
+        ks: cut-offs.
+        limit: score only the first `limit` users (quick checks during training).
+        progress: show a progress bar (needs tqdm).
+
+    Returns:
+        recall@K / ndcg@K for each K, plus "num_users".
+    """
+    hist, targets = split.histories(stage, max_len)
+    if limit is not None:
+        hist, targets = hist[:limit], targets[:limit]
+    starts = range(0, len(targets), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"evaluate {stage}", unit="batch", leave=False)
+    ranks = []
+    for s in starts:
+        out = np.asarray(predict(hist[s : s + batch_size]))
+        batch_targets = targets[s : s + batch_size]
+        if np.issubdtype(out.dtype, np.integer):
+            if out.shape[1] < max(ks):
+                raise ValueError(f"top-K lists have {out.shape[1]} items; need >= {max(ks)}")
+            ranks.append(ranks_from_topk(out, batch_targets))
+        else:
+            ranks.append(ranks_from_scores(out, batch_targets))
+    metrics = metrics_from_ranks(np.concatenate(ranks), ks)
+    metrics["num_users"] = float(len(targets))
+    return metrics
