@@ -1,0 +1,220 @@
+"""Stage: train the SASRec baseline on a dataset, over one or more seeds, and score it.
+
+    train_baseline(cfg, out_dir) -> out_dir
+
+Writes, per seed, `seed_<s>/` with the model (safetensors), the item embeddings (.npy, the
+collaborative embeddings the semantic-ID stage uses for catalogues without text), metrics and a
+training log; and at the top `metrics.json` with mean ± std over seeds, the resolved config,
+the command line, the machine and wall times. An interrupted run resumes from `seed_<s>/checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from pocketrec.distill.data import Dataset, load_dataset
+from pocketrec.distill.metrics import summarize_seeds
+from pocketrec.distill.protocol import PAD, Split, evaluate, leave_one_out
+from pocketrec.distill.runinfo import (
+    command_line,
+    git_commit,
+    machine_info,
+    seed_everything,
+    utc_now,
+    write_json,
+)
+from pocketrec.distill.sasrec import SASRec, SASRecConfig
+from pocketrec.distill.training import (
+    EarlyStopping,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    set_threads,
+)
+
+__all__ = ["train_baseline"]
+
+
+def _loss(
+    model: SASRec,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    cfg: SASRecConfig,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Cross-entropy of the next item at every real position of a (B, L) batch."""
+    hidden = model(inputs + 1)  # (B, L, D)
+    valid = (inputs != PAD) & (targets != PAD)  # (B, L)
+    h = hidden[valid]  # (M, D)
+    y = targets[valid].long()  # (M,)
+    weights = model.item_weights()  # (N, D)
+    if cfg.loss == "ce":
+        return F.cross_entropy(h @ weights.T, y)
+    negatives = torch.randint(0, model.num_items, (cfg.num_negatives,), generator=gen).to(h.device)
+    pos_logit = (h * weights[y]).sum(-1, keepdim=True)  # (M, 1)
+    neg_logits = h @ weights[negatives].T  # (M, K)
+    neg_logits = neg_logits.masked_fill(negatives[None, :] == y[:, None], float("-inf"))
+    logits = torch.cat([pos_logit, neg_logits], dim=1)  # (M, 1 + K)
+    return F.cross_entropy(logits, torch.zeros_like(y))
+
+
+def _predictor(model: SASRec, device: torch.device):
+    def predict(hist: np.ndarray) -> np.ndarray:
+        tokens = torch.from_numpy(hist.astype(np.int64) + 1).to(device)
+        with torch.no_grad():
+            return model.score_last(tokens).float().cpu().numpy()
+
+    return predict
+
+
+def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())
+    device = pick_device(cfg.device)
+    rng = seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = SASRec(cfg, split.dataset.num_items).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    windows = split.train_windows(cfg.max_len)  # (U, L + 1)
+    windows = windows[(windows != PAD).sum(1) >= 2]  # users with at least one training pair
+    stopper = EarlyStopping(cfg.patience)
+    start_epoch, elapsed = 0, 0.0
+    ckpt = out / "checkpoint"
+    if ckpt.exists():  # resume an interrupted run exactly where it stopped
+        meta = load_checkpoint(ckpt, model, optimizer)
+        start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
+        stopper = EarlyStopping(**meta["stopper"])
+        rng.bit_generator.state = meta["numpy_rng"]
+        gen.set_state(torch.tensor(meta["sampler_rng"], dtype=torch.uint8))
+    predict = _predictor(model, device)
+    log = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed below
+    bar = tqdm(range(start_epoch, cfg.max_epochs), desc=f"sasrec seed {seed}", unit="epoch")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(windows))
+        total, batches = 0.0, 0
+        for s in range(0, len(order), cfg.batch_size):
+            batch = torch.from_numpy(windows[order[s : s + cfg.batch_size]]).to(device)
+            loss = _loss(model, batch[:, :-1], batch[:, 1:], cfg, gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, batches = total + loss.item(), batches + 1
+        record: dict[str, Any] = {"epoch": epoch, "loss": total / batches}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.max_epochs:
+            model.eval()
+            valid = evaluate(predict, split, "valid", max_len=cfg.max_len)
+            record["valid_ndcg@10"] = valid["ndcg@10"]
+            if stopper.step(valid["ndcg@10"], epoch):
+                save_file(
+                    {k: v.cpu() for k, v in model.state_dict().items()}, out / "model.safetensors"
+                )
+        elapsed += time.perf_counter() - t0
+        record["elapsed_s"] = round(elapsed, 1)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        bar.set_postfix(loss=f"{record['loss']:.3f}", best=f"{stopper.best:.4f}")
+        save_checkpoint(
+            ckpt,
+            model,
+            optimizer,
+            {
+                "epoch": epoch,
+                "elapsed_s": elapsed,
+                "stopper": asdict(stopper),
+                "numpy_rng": rng.bit_generator.state,
+                "sampler_rng": gen.get_state().tolist(),
+            },
+        )
+        if stopper.should_stop:
+            break
+    log.close()
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(out / "model.safetensors"))
+    model.eval()
+    metrics = {
+        "seed": seed,
+        "best_epoch": stopper.best_epoch,
+        "train_time_s": round(elapsed, 1),
+        "valid": evaluate(predict, split, "valid", max_len=cfg.max_len),
+        "test": evaluate(predict, split, "test", max_len=cfg.max_len),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    np.save(out / "item_embeddings.npy", model.item_weights().detach().cpu().numpy())
+    write_json(out / "metrics.json", metrics)
+    import shutil
+
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return metrics
+
+
+def train_baseline(
+    cfg: SASRecConfig,
+    out_dir: Path,
+    *,
+    data_root: Path | None = None,
+    dataset: Dataset | None = None,
+) -> Path:
+    """Train and score SASRec for every seed in `cfg.seeds`; returns `out_dir`.
+
+    Args:
+        cfg: model and training settings (see `sasrec_preset`).
+        out_dir: run folder; an existing one with the same config resumes.
+        data_root: dataset root (default `$POCKETREC_DATA`).
+        dataset: the already loaded `cfg.dataset`, to skip loading it again.
+    """
+    set_threads(cfg.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = out_dir / "config.json"
+    resolved = asdict(cfg)
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if {k: v for k, v in previous.items() if k != "seeds"} != {
+            k: v for k, v in resolved.items() if k != "seeds"
+        }:
+            from pocketrec._errors import ConfigError
+
+            raise ConfigError(
+                f"{out_dir} holds a run with another config ({config_path}); choose a new --out "
+                "or delete the folder",
+                where="output folder",
+            )
+    write_json(config_path, resolved)
+    started, t0 = utc_now(), time.perf_counter()
+    if dataset is None:
+        dataset = load_dataset(cfg.dataset, root=data_root)
+    split = leave_one_out(dataset)
+    per_seed = [_train_seed(cfg, split, seed, out_dir / f"seed_{seed}") for seed in cfg.seeds]
+    summary = {
+        "what": f"SASRec ({cfg.loss} loss) baseline on {dataset.name}",
+        "model": "sasrec",
+        "dataset": dataset.name,
+        "dataset_stats": {k: dataset.stats()[k] for k in ("users", "items", "interactions")},
+        "split": split.describe(cfg.max_len),
+        "seeds": list(cfg.seeds),
+        "test": summarize_seeds([m["test"] for m in per_seed]),
+        "valid": summarize_seeds([m["valid"] for m in per_seed]),
+        "per_seed": per_seed,
+        "config": resolved,
+        "command": command_line(),
+        "git_commit": git_commit(),
+        "machine": machine_info(),
+        "started": started,
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+        "data_source": dict(dataset.source),
+    }
+    write_json(out_dir / "metrics.json", summary)
+    return out_dir

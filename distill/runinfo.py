@@ -1,0 +1,136 @@
+"""What every artifact records about how it was made: command, machine, versions, time.
+
+Also the small helpers every stage shares: atomic JSON writes, seeding, and device choice.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "command_line",
+    "cpu_model",
+    "git_commit",
+    "machine_info",
+    "read_json",
+    "seed_everything",
+    "to_jsonable",
+    "utc_now",
+    "write_json",
+]
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(("pocketrec", "__main__.py")):
+        argv[0] = "pocketrec"
+    return shlex.join(argv)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """The commit of the pocketrec checkout, when running from one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def machine_info() -> dict[str, Any]:
+    """Machine and library versions, for results files."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    for module in ("torch", "onnxruntime", "onnx"):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            info[module] = getattr(mod, "__version__", "?")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return info
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, paths and numpy scalars to plain JSON types."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write JSON atomically: a temp file in the same folder, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(to_jsonable(obj), f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, numpy and torch (when imported); return a numpy Generator for the caller."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds libraries that use the global state
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+    return np.random.default_rng(seed)
