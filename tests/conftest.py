@@ -1,0 +1,30 @@
+"""Shared fixtures: the real datasets (via POCKETREC_DATA) and small generated catalogues."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real datasets; tests that need them skip when POCKETREC_DATA is not set."""
+    root = os.environ.get("POCKETREC_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("POCKETREC_DATA is not set to the datasets folder")
+    return Path(root)
+
+
+def write_text(path: Path, text: str, *, gz: bool = False) -> Path:
+    """Write a small test file (gzipped when asked)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        import gzip
+
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path

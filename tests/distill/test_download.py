@@ -1,0 +1,156 @@
+"""Downloads against a real local HTTP server: resume, checksum refusal, clean cache."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from pocketrec.distill.data import _download as dl
+from pocketrec.distill.errors import ChecksumError, DataError
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[list[str | None]] = []
+    cut_after: int | None = None  # drop the connection after this many bytes (first request)
+
+    def do_GET(self) -> None:
+        body = self.files.get(self.path)
+        type(self).requests.append(self.headers.get("Range"))
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        if rng:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        chunk = body[start:]
+        self.send_header("Content-Length", str(len(chunk)))
+        self.end_headers()
+        if type(self).cut_after is not None:
+            self.wfile.write(chunk[: type(self).cut_after])
+            type(self).cut_after = None
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(chunk)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def server() -> Iterator[str]:
+    _Handler.files = {"/data.bin": PAYLOAD}
+    _Handler.requests = []
+    _Handler.cut_after = None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def _remote(url: str, **sums: str) -> dl.RemoteFile:
+    return dl.RemoteFile(url=f"{url}/data.bin", filename="data.bin", **sums)
+
+
+def test_download_verifies_and_renames(server: str, tmp_path: Path) -> None:
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    path = dl.download_file(_remote(server, sha256=sha), tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert not (tmp_path / "data.bin.part").exists()
+    # A second call finds the verified file and does not download again.
+    dl.download_file(_remote(server, sha256=sha), tmp_path)
+    assert len(_Handler.requests) == 1
+
+
+def test_checksum_mismatch_keeps_cache_clean(server: str, tmp_path: Path) -> None:
+    with pytest.raises(ChecksumError, match="nothing was cached"):
+        dl.download_file(_remote(server, md5="0" * 32), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_download_resumes_with_range(server: str, tmp_path: Path) -> None:
+    _Handler.cut_after = 300_000
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    with pytest.raises((DataError, ChecksumError, OSError)):
+        dl.download_file(_remote(server, md5=md5), tmp_path)
+    part = tmp_path / "data.bin.part"
+    if not part.exists():  # the checksum refused a short file: nothing kept, restart cleanly
+        pytest.fail("an interrupted download must keep its partial file for resuming")
+    assert part.stat().st_size == 300_000
+    path = dl.download_file(_remote(server, md5=md5), tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert _Handler.requests[-1] == "bytes=300000-"
+
+
+def test_unreachable_server_explains_resume(tmp_path: Path) -> None:
+    remote = dl.RemoteFile(url="http://127.0.0.1:9/none", filename="none.bin")
+    with pytest.raises(DataError, match="run the same command"):
+        dl.download_file(remote, tmp_path, timeout=2)
+
+
+def test_first_download_sha256_is_recorded_and_enforced(tmp_path: Path) -> None:
+    f = tmp_path / "file.gz"
+    f.write_bytes(b"one")
+    dl._record_or_check_sha256(tmp_path, f, "http://x/file.gz")
+    dl._record_or_check_sha256(tmp_path, f, "http://x/file.gz")  # same bytes: fine
+    f.write_bytes(b"two")
+    with pytest.raises(ChecksumError, match="when first downloaded"):
+        dl._record_or_check_sha256(tmp_path, f, "http://x/file.gz")
+    assert not f.exists()
+
+
+def test_ml_1m_members_are_verified(tmp_path: Path) -> None:
+    archive = tmp_path / "ml-1m.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("ml-1m/ratings.dat", "1::1::5::1\n")
+        z.writestr("ml-1m/movies.dat", "1::A (1999)::Drama\n")
+        z.writestr("ml-1m/users.dat", "1::F::1::10::48067\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ChecksumError, match=r"ratings\.dat"):
+        dl._extract_ml_1m(archive, out)
+    assert not any(out.iterdir())
+
+
+def test_git_blob_sha1_matches_git(tmp_path: Path) -> None:
+    f = tmp_path / "hello.txt"
+    f.write_bytes(b"hello\n")
+    # `git hash-object hello.txt`
+    assert dl.git_blob_sha1(f) == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def test_amazon_category_names() -> None:
+    assert dl.amazon_category("beauty") == "Beauty"
+    assert dl.amazon_category("amazon2014_sports") == "Sports_and_Outdoors"
+    assert dl.amazon_category("Cell_Phones_and_Accessories") == "Cell_Phones_and_Accessories"
+    with pytest.raises(DataError, match="Video_Games"):
+        dl.amazon_category("gardening")
+
+
+def test_download_dataset_amazon_layout(server: str, tmp_path: Path, monkeypatch) -> None:
+    reviews = b'{"reviewerID": "U", "asin": "B", "unixReviewTime": 1}\n'
+    _Handler.files = {
+        "/reviews_Baby_5.json.gz": reviews,
+        "/meta_Baby.json.gz": b"{'asin': 'B', 'title': 'Bib'}\n",
+    }
+    monkeypatch.setattr(dl, "_AMAZON_BASE", server)
+    folder = dl.download_dataset("amazon2014_baby", tmp_path)
+    assert folder == tmp_path / "datasets" / "amazon2014_baby"
+    assert (folder / "reviews_Baby_5.json.gz").read_bytes() == reviews
+    assert (tmp_path / "datasets" / "checksums.json").exists()

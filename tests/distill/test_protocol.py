@@ -1,0 +1,92 @@
+"""Leave-one-out splits: targets, windows, and that no evaluation target leaks into training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pocketrec.distill.data import build_dataset, load_dataset
+from pocketrec.distill.protocol import PAD, evaluate, leave_one_out
+
+
+def _toy():
+    return build_dataset(
+        "toy",
+        ["u1", "u2", "u3", "u4"],
+        [["a", "b", "c", "d", "e"], ["c", "d", "e"], ["a", "b"], ["f"]],
+        default_history_len=3,
+    )
+
+
+def test_targets_and_histories() -> None:
+    ds = _toy()
+    split = leave_one_out(ds)
+    assert split.eval_users.tolist() == [0, 1]  # users with >= 3 items
+    hist, targets = split.histories("test", max_len=3)
+    ids = ds.item_ids
+    assert [ids[t] for t in targets] == ["e", "e"]
+    assert hist.tolist()[0] == [ds.item_index()[x] for x in "bcd"]  # truncated to the last 3
+    assert hist[1, 0] == PAD and [ids[i] for i in hist[1, 1:]] == ["c", "d"]
+    hist, targets = split.histories("valid", max_len=3)
+    assert [ids[t] for t in targets] == ["d", "d"]
+    assert [ids[i] for i in hist[0]] == ["a", "b", "c"]
+    describe = split.describe(3)
+    assert describe["users_evaluated"] == 2 and describe["users_not_evaluated"] == 2
+
+
+def test_short_users_train_only() -> None:
+    split = leave_one_out(_toy())
+    assert split.train_sequence(2).tolist() == [0, 1]  # the two-item user keeps both for training
+    assert split.train_sequence(3).size == 1
+
+
+def test_train_windows_end_before_validation() -> None:
+    ds = _toy()
+    split = leave_one_out(ds)
+    windows = split.train_windows(max_len=4)  # (U, 5)
+    assert windows.shape == (4, 5)
+    assert [ds.item_ids[i] for i in windows[0] if i != PAD] == ["a", "b", "c"]
+
+
+def test_unknown_stage() -> None:
+    with pytest.raises(ValueError, match="stage"):
+        leave_one_out(_toy()).histories("train", 3)  # type: ignore[arg-type]
+
+
+def test_evaluate_oracle_and_topk() -> None:
+    ds = _toy()
+    split = leave_one_out(ds)
+    _, targets = split.histories("test", 3)
+
+    def oracle(hist: np.ndarray) -> np.ndarray:
+        scores = np.zeros((len(hist), ds.num_items))
+        scores[np.arange(len(hist)), targets[: len(hist)]] = 1.0
+        return scores
+
+    assert evaluate(oracle, split, "test", max_len=3, ks=(1,))["ndcg@1"] == 1.0
+
+    def lists(hist: np.ndarray) -> np.ndarray:
+        return np.tile(np.arange(ds.num_items), (len(hist), 1))
+
+    out = evaluate(lists, split, "test", max_len=3, ks=(5,))
+    assert out["recall@5"] == 1.0 and out["num_users"] == 2.0
+    with pytest.raises(ValueError, match="need >= 20"):
+        evaluate(lambda h: np.zeros((len(h), 3), dtype=np.int64), split, "test", max_len=3)
+
+
+@pytest.mark.data
+def test_no_target_leaks_into_training(data_root: Path) -> None:
+    for name in ("beauty", "ml-1m"):
+        ds = load_dataset(name, root=data_root)
+        split = leave_one_out(ds)
+        lengths = split.train_lengths()
+        ends = ds.offsets[1:]
+        assert np.array_equal(split.train_ends[split.eval_users], ends[split.eval_users] - 2)
+        assert lengths.sum() == ds.num_interactions - 2 * len(split.eval_users)
+        # The training windows never contain positions at or after a user's validation item.
+        windows = split.train_windows(ds.default_history_len)
+        last = windows[:, -1]
+        valid_hist, _ = split.histories("valid", ds.default_history_len)
+        assert np.array_equal(last[split.eval_users], valid_hist[:, -1])
