@@ -1,0 +1,119 @@
+"""Render the tables in benchmarks/README.md from the JSON records in benchmarks/results/.
+
+    python benchmarks/render.py          # rewrite the tables in place
+    python benchmarks/render.py --check  # exit 1 if README.md is out of date (run by the tests)
+
+Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->` markers; the text
+around them is written by hand. Published numbers come from REFERENCE.md and are kept here,
+next to the code that prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+
+# (dataset, metric) -> [(published model, value, source)], from REFERENCE.md.
+PUBLISHED: dict[str, list[tuple[str, dict[str, float], str]]] = {
+    "beauty": [
+        ("SASRec, sampled softmax", {"recall@10": 0.0921, "ndcg@10": 0.0531}, "eSASRec benchmark"),
+        ("SASRec, BCE (as reported by TIGER)", {"recall@10": 0.0605, "ndcg@10": 0.0318}, "TIGER"),
+        ("TIGER", {"recall@10": 0.0648, "ndcg@10": 0.0384, "recall@5": 0.0454,
+                   "ndcg@5": 0.0321}, "NeurIPS'23"),
+        ("RPG", {"recall@10": 0.0809, "ndcg@10": 0.0464}, "KDD'25"),
+    ],
+    "sports": [
+        ("SASRec, sampled softmax", {"recall@10": 0.0569, "ndcg@10": 0.0314}, "eSASRec benchmark"),
+        ("SASRec, BCE (as reported by TIGER)", {"recall@10": 0.0350, "ndcg@10": 0.0192}, "TIGER"),
+        ("TIGER", {"recall@10": 0.0400, "ndcg@10": 0.0225, "recall@5": 0.0264,
+                   "ndcg@5": 0.0181}, "NeurIPS'23"),
+    ],
+    "ml-1m": [
+        ("SASRec, sampled softmax", {"recall@10": 0.2853, "ndcg@10": 0.1603}, "HSTU Table 4"),
+        ("HSTU", {"recall@10": 0.3097, "ndcg@10": 0.1720}, "HSTU Table 4"),
+        ("HSTU-large", {"recall@10": 0.3294, "ndcg@10": 0.1893}, "HSTU Table 4"),
+    ],
+}  # fmt: skip
+DATASET_ORDER = ["beauty", "sports", "ml-1m"]
+
+
+def _fmt(summary: dict[str, Any], key: str) -> str:
+    entry = summary.get(key)
+    if entry is None:
+        return "–"
+    if len(entry["values"]) > 1:
+        return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
+    return f"{entry['mean']:.4f}"
+
+
+def load_results() -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(RESULTS.glob("*.json")):
+        record = json.loads(path.read_text())
+        record["_file"] = path.name
+        records.append(record)
+    return records
+
+
+def baseline_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | model | Recall@10 | NDCG@10 | Recall@5 | NDCG@5 | seeds | history | record |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ours = [r for r in records if r.get("model") == "sasrec"]
+    ours.sort(key=lambda r: DATASET_ORDER.index(r["dataset"]) if r["dataset"] in DATASET_ORDER
+              else len(DATASET_ORDER))  # fmt: skip
+    for record in ours:
+        test = record["test"]
+        rows.append(
+            f"| {record['dataset']} | **pocketrec SASRec ({record['config']['loss']})** | "
+            f"{_fmt(test, 'recall@10')} | {_fmt(test, 'ndcg@10')} | {_fmt(test, 'recall@5')} | "
+            f"{_fmt(test, 'ndcg@5')} | {len(record['seeds'])} | {record['split']['history_len']} "
+            f"| [{record['_file']}](results/{record['_file']}) |"
+        )
+        for name, values, source in PUBLISHED.get(record["dataset"], []):
+            cells = [f"{values[k]:.4f}" if k in values else "–"
+                     for k in ("recall@10", "ndcg@10", "recall@5", "ndcg@5")]  # fmt: skip
+            rows.append(f"| {record['dataset']} | {name} (published) | {' | '.join(cells)} | – | – "
+                        f"| {source} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+TABLES = {"baselines": baseline_table}
+
+
+def render(text: str, records: list[dict[str, Any]]) -> str:
+    for name, build in TABLES.items():
+        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- table:{name} --> block")
+        table = build(records)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if README.md is stale")
+    args = parser.parse_args()
+    current = README.read_text()
+    updated = render(current, load_results())
+    if args.check:
+        if updated != current:
+            print("benchmarks/README.md is out of date: run python benchmarks/render.py")
+            return 1
+        return 0
+    README.write_text(updated)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
