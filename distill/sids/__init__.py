@@ -1,0 +1,1 @@
+"""Semantic IDs: item embeddings, residual quantizers, the collision level, the vocabulary."""
