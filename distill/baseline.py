@@ -11,6 +11,7 @@ the command line, the machine and wall times. An interrupted run resumes from `s
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from pocketrec.distill.data import Dataset, load_dataset
@@ -77,10 +78,14 @@ def _predictor(model: SASRec, device: torch.device):
     return predict
 
 
-def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
+def _fit(
+    cfg: SASRecConfig, split: Split, seed: int, out: Path, *, name: str, epochs: int, select: bool
+) -> tuple[SASRec, EarlyStopping, float]:
+    """Train one model; with `select`, keep the epoch with the best validation NDCG@10.
+
+    Writes `<name>.safetensors`; resumes from `checkpoint_<name>/` after an interruption.
+    Returns the model (best weights loaded), the early-stopping record and the training time.
+    """
     device = pick_device(cfg.device)
     rng = seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -90,7 +95,7 @@ def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[s
     windows = windows[(windows != PAD).sum(1) >= 2]  # users with at least one training pair
     stopper = EarlyStopping(cfg.patience)
     start_epoch, elapsed = 0, 0.0
-    ckpt = out / "checkpoint"
+    ckpt = out / f"checkpoint_{name}"
     if ckpt.exists():  # resume an interrupted run exactly where it stopped
         meta = load_checkpoint(ckpt, model, optimizer)
         start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
@@ -98,8 +103,8 @@ def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[s
         rng.bit_generator.state = meta["numpy_rng"]
         gen.set_state(torch.tensor(meta["sampler_rng"], dtype=torch.uint8))
     predict = _predictor(model, device)
-    log = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed below
-    bar = tqdm(range(start_epoch, cfg.max_epochs), desc=f"sasrec seed {seed}", unit="epoch")
+    weights = out / f"{name}.safetensors"
+    bar = tqdm(range(start_epoch, epochs), desc=f"sasrec {name} seed {seed}", unit="epoch")
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -112,40 +117,46 @@ def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[s
             loss.backward()
             optimizer.step()
             total, batches = total + loss.item(), batches + 1
-        record: dict[str, Any] = {"epoch": epoch, "loss": total / batches}
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.max_epochs:
+        record: dict[str, Any] = {"phase": name, "epoch": epoch, "loss": total / batches}
+        improved = not select
+        if select and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == epochs):
             model.eval()
             valid = evaluate(predict, split, "valid", max_len=cfg.max_len)
             record["valid_ndcg@10"] = valid["ndcg@10"]
-            if stopper.step(valid["ndcg@10"], epoch):
-                save_file(
-                    {k: v.cpu() for k, v in model.state_dict().items()}, out / "model.safetensors"
-                )
+            improved = stopper.step(valid["ndcg@10"], epoch)
+        if improved:
+            save_file({k: v.cpu() for k, v in model.state_dict().items()}, weights)
         elapsed += time.perf_counter() - t0
         record["elapsed_s"] = round(elapsed, 1)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        with open(out / "log.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
         bar.set_postfix(loss=f"{record['loss']:.3f}", best=f"{stopper.best:.4f}")
-        save_checkpoint(
-            ckpt,
-            model,
-            optimizer,
-            {
-                "epoch": epoch,
-                "elapsed_s": elapsed,
-                "stopper": asdict(stopper),
-                "numpy_rng": rng.bit_generator.state,
-                "sampler_rng": gen.get_state().tolist(),
-            },
-        )
-        if stopper.should_stop:
+        state = {
+            "epoch": epoch,
+            "elapsed_s": elapsed,
+            "stopper": asdict(stopper),
+            "numpy_rng": rng.bit_generator.state,
+            "sampler_rng": gen.get_state().tolist(),
+        }
+        save_checkpoint(ckpt, model, optimizer, state)
+        if select and stopper.should_stop:
             break
-    log.close()
-    from safetensors.torch import load_file
-
-    model.load_state_dict(load_file(out / "model.safetensors"))
+    model.load_state_dict(load_file(weights))
     model.eval()
-    metrics = {
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return model, stopper, elapsed
+
+
+def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[str, Any]:
+    """Select on validation; with `cfg.refit`, refit on train + validation and test that too."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())
+    model, stopper, elapsed = _fit(
+        cfg, split, seed, out, name="model", epochs=cfg.max_epochs, select=True
+    )
+    predict = _predictor(model, next(model.parameters()).device)
+    metrics: dict[str, Any] = {
         "seed": seed,
         "best_epoch": stopper.best_epoch,
         "train_time_s": round(elapsed, 1),
@@ -154,10 +165,20 @@ def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[s
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     np.save(out / "item_embeddings.npy", model.item_weights().detach().cpu().numpy())
+    if cfg.refit:
+        refit, _, refit_time = _fit(
+            cfg,
+            split.with_validation_in_training(),
+            seed,
+            out,
+            name="refit",
+            epochs=stopper.best_epoch + 1,
+            select=False,
+        )
+        predict = _predictor(refit, next(refit.parameters()).device)
+        metrics["test_refit"] = evaluate(predict, split, "test", max_len=cfg.max_len)
+        metrics["refit_time_s"] = round(refit_time, 1)
     write_json(out / "metrics.json", metrics)
-    import shutil
-
-    shutil.rmtree(ckpt, ignore_errors=True)
     return metrics
 
 
@@ -206,6 +227,11 @@ def train_baseline(
         "split": split.describe(cfg.max_len),
         "seeds": list(cfg.seeds),
         "test": summarize_seeds([m["test"] for m in per_seed]),
+        **(
+            {"test_refit": summarize_seeds([m["test_refit"] for m in per_seed])}
+            if cfg.refit
+            else {}
+        ),
         "valid": summarize_seeds([m["valid"] for m in per_seed]),
         "per_seed": per_seed,
         "config": resolved,

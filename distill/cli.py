@@ -128,6 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     baseline.set_defaults(handler=_baseline)
     register_sids(subparsers)
+    register_distill(subparsers)
 
 
 def register_sids(subparsers: argparse._SubParsersAction) -> None:
@@ -184,6 +185,113 @@ def register_sids(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--items", type=Path, required=True, help="JSON lines of new items")
     add.add_argument("--json", nargs="?", const="-", metavar="FILE")
     add.set_defaults(handler=_sids_add)
+
+
+def register_distill(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "distill",
+        help="train a teacher and distill it into a small generative student",
+        description="Build (or take) semantic IDs, train the teacher, cache its per-level code "
+        "distributions, and train the student with and without the teacher. Writes "
+        "checkpoints (safetensors + config) and metrics.json to --out; rerunning the same "
+        "command resumes. Runs unchanged under torchrun for data-parallel training.",
+    )
+    p.add_argument("dataset", help="ml-1m, beauty, sports, amazon2014_<category>, or a folder")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument(
+        "--teacher",
+        default="minilm",
+        help="minilm (offline, default) or hf:PATH (a local Hugging Face causal LM)",
+    )
+    p.add_argument(
+        "--teacher-quant",
+        choices=("none", "nf4", "int8"),
+        default="none",
+        help="hf teachers: load the base in 4-bit (QLoRA) or 8-bit via bitsandbytes",
+    )
+    p.add_argument(
+        "--preset",
+        choices=("quick", "full", "smoke"),
+        default="quick",
+        help="quick: minutes on a CPU; full: the benchmark settings; smoke: seconds",
+    )
+    p.add_argument(
+        "--sids",
+        type=Path,
+        default=None,
+        help="use this semantic-ID folder instead of building one",
+    )
+    p.add_argument(
+        "--sid-source",
+        choices=("text", "cf", "both"),
+        default=None,
+        help="embeddings for new semantic IDs (default: text when items have it)",
+    )
+    p.add_argument("--seeds", type=_seeds, default=None, help="student seeds (preset default)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="delete a run folder made with another config and start over",
+    )
+    _add_data_root(p)
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="also print metrics.json (or write it to FILE)",
+    )
+    p.set_defaults(handler=_distill)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from pocketrec._cli import require_extra
+
+    require_extra("torch", "distill")
+    import dataclasses
+
+    from pocketrec.distill.data import load_dataset
+    from pocketrec.distill.pipeline import distill, parse_teacher, preset
+
+    parse_teacher(args.teacher)  # a bad --teacher fails before the dataset is even read
+    dataset = load_dataset(args.dataset, root=args.data_root)
+    cfg = preset(args.preset, args.dataset, dataset.default_history_len)
+    source = args.sid_source or ("text" if dataset.item_text is not None else "cf")
+    overrides: dict[str, Any] = {
+        "teacher": args.teacher,
+        "teacher_quant": args.teacher_quant,
+        "device": args.device,
+        "threads": args.threads,
+        "sids": str(args.sids) if args.sids else None,
+        "sid": dataclasses.replace(
+            cfg.sid, dataset=args.dataset, source=source, device=args.device
+        ),
+    }
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
+    cfg = dataclasses.replace(cfg, **overrides)
+    out = distill(cfg, args.out, data_root=args.data_root, force=args.force)
+    from pocketrec.distill import dist
+
+    if dist.rank() != 0:
+        return 0
+    m = json.loads((out / "metrics.json").read_text())
+    teacher = m["teacher"]
+    print(
+        f"teacher      NDCG@10 {teacher['test']['ndcg@10']:.4f}  ({teacher['parameters']:,} params)"
+    )
+    for name in ("student", "student_nokd"):
+        if m.get(name):
+            n = m[name]["test"]["ndcg@10"]
+            print(
+                f"{name:<13}NDCG@10 {n['mean']:.4f} ± {n['std']:.4f}  "
+                f"({m[name]['parameters']:,} params) -> {out / 'metrics.json'}"
+            )
+    if args.json is not None:
+        _emit_json(m, args.json)
+    return 0
 
 
 def _sids(args: argparse.Namespace) -> int:

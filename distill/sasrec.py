@@ -45,6 +45,7 @@ class SASRecConfig:
     max_epochs: int = 200
     eval_every: int = 2  # epochs between validation runs (early stopping on NDCG@10)
     patience: int = 10  # validation runs without improvement before stopping
+    refit: bool = False  # after selection, retrain on train + validation items; test that too
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"  # "auto" = CUDA when present, else CPU
     threads: int | None = None  # CPU threads; None = all cores

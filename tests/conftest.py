@@ -28,3 +28,9 @@ def write_text(path: Path, text: str, *, gz: bool = False) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep embedding and download caches out of the user's home during tests."""
+    os.environ.setdefault("POCKETREC_CACHE", str(tmp_path_factory.mktemp("cache")))

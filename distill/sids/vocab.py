@@ -116,7 +116,7 @@ def _pairs_same(labels: Sequence[str]) -> tuple[int, int]:
 def _agreement(level1: np.ndarray, leaves: Sequence[str]) -> dict[str, float]:
     same = total = 0
     for code in np.unique(level1):
-        members = [leaves[i] for i in np.flatnonzero(level1 == code)]
+        members = [leaves[int(i)] for i in np.flatnonzero(level1 == code)]
         s, t = _pairs_same(members)
         same, total = same + s, total + t
     s_all, t_all = _pairs_same(list(leaves))

@@ -74,12 +74,12 @@ def test_resume_gives_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyP
         m.setattr(baseline.EarlyStopping, "should_stop", property(interrupt_after_three))
         with pytest.raises(KeyboardInterrupt):
             train_baseline(_cfg(max_epochs=6), tmp_path / "resumed", dataset=_cyclic())
-    assert (tmp_path / "resumed" / "seed_0" / "checkpoint").exists()
+    assert (tmp_path / "resumed" / "seed_0" / "checkpoint_model").exists()
     resumed = train_baseline(_cfg(max_epochs=6), tmp_path / "resumed", dataset=_cyclic())
     a = json.loads((full / "seed_0" / "metrics.json").read_text())
     b = json.loads((resumed / "seed_0" / "metrics.json").read_text())
     assert a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
-    assert not (resumed / "seed_0" / "checkpoint").exists()
+    assert not (resumed / "seed_0" / "checkpoint_model").exists()
 
 
 def test_out_dir_with_another_config_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,88 @@
+"""Distributed data parallel, with the single-process path as the special case.
+
+Launch any training command with `torchrun --nproc_per_node N -m pocketrec ...` (or
+`accelerate launch`): ranks split each batch of users, DDP averages the gradients, rank 0
+evaluates, writes artifacts and logs. Without a launcher, every helper here is a no-op, so
+there is one code path. CPU ranks use the gloo backend, CUDA ranks NCCL.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as td
+from torch import nn
+
+__all__ = [
+    "barrier",
+    "broadcast_float",
+    "init",
+    "is_distributed",
+    "rank",
+    "share_of_batch",
+    "world_size",
+    "wrap",
+]
+
+
+def is_distributed() -> bool:
+    return td.is_available() and td.is_initialized()
+
+
+def init() -> None:
+    """Join the process group when launched by torchrun/accelerate (WORLD_SIZE > 1)."""
+    if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    td.init_process_group(backend=backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def rank() -> int:
+    return td.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return td.get_world_size() if is_distributed() else 1
+
+
+def wrap(model: nn.Module) -> nn.Module:
+    """DDP around the model when distributed, else the model itself."""
+    if not is_distributed():
+        return model
+    device_ids = (
+        [model_device.index]
+        if (model_device := next(model.parameters()).device).type == "cuda"
+        else None
+    )
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def barrier() -> None:
+    if is_distributed():
+        td.barrier()
+
+
+def share_of_batch(count: int) -> float:
+    """Factor that turns this rank's mean loss into its share of the global mean.
+
+    DDP averages gradients over ranks; ranks hold different numbers of positions, so each
+    rank's mean is rescaled by world_size * count / global_count, and the averaged gradient is
+    exactly the one a single process would compute on the whole batch.
+    """
+    if not is_distributed():
+        return 1.0
+    t = torch.tensor([float(count)], dtype=torch.float64)
+    td.all_reduce(t)
+    return world_size() * count / max(float(t.item()), 1.0)
+
+
+def broadcast_float(value: float, src: int = 0) -> float:
+    """Rank `src`'s value on every rank (e.g. the validation score rank 0 computed)."""
+    if not is_distributed():
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    td.broadcast(t, src)
+    return float(t.item())

@@ -1,0 +1,283 @@
+"""The generative semantic-ID recommender shared by students and the MiniLM teacher.
+
+A causal transformer reads the history, one token per item, and a small code head generates
+the next item's semantic ID level by level:
+
+    item token   = sum_l E_l[code_l]  (+ item-id embedding)  (+ W · text features)
+    h_t          = Transformer(item tokens)_t                  (causal, pre-LayerNorm)
+    level-l head = LN(u + MLP(u)), u = h_t + level_l + sum_{j<l} P_j[code_j]
+    logits_l     = head · E_l^T + b_l                          (tied to the input code table)
+
+Why this shape (measured, see benchmarks/README.md): the history is encoded once and each
+level costs one small MLP, so beam search over 4 levels is 4 tiny calls, not a decoder pass per
+generated token as in an encoder-decoder; every position of a sequence trains at once under
+teacher forcing, which makes CPU training fast; and the graph has no data-dependent control
+flow, so it exports to static-shape ONNX. The code head takes the level as an input, so one
+exported `decode` graph serves every level.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pocketrec._errors import ConfigError
+from pocketrec.distill.sasrec import Block, Dropout
+
+__all__ = ["GenRec", "GenRecConfig"]
+
+
+@dataclass
+class GenRecConfig:
+    """Shape of a generative semantic-ID model (student or teacher)."""
+
+    num_levels: int = 4  # semantic-ID length including the collision level
+    codebook_size: int = 256
+    max_len: int = 20  # history window
+    hidden: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    ffn_mult: int = 4
+    head_mult: int = 2  # code-head MLP width = head_mult * hidden
+    dropout: float = 0.3
+    num_items: int = 0  # > 0 adds an item-id embedding to the input (catalogue-sized table)
+    text_dim: int = 0  # > 0 adds a projection of fixed text features (teacher)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in (
+            "num_levels",
+            "codebook_size",
+            "max_len",
+            "hidden",
+            "num_layers",
+            "num_heads",
+            "ffn_mult",
+            "head_mult",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        heads_ok = isinstance(self.num_heads, int) and self.num_heads > 0
+        if heads_ok and isinstance(self.hidden, int) and self.hidden % self.num_heads:
+            problems.append(f"hidden {self.hidden} is not divisible by num_heads {self.num_heads}")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.num_items < 0 or self.text_dim < 0:
+            problems.append("num_items and text_dim must be >= 0")
+        if problems:
+            raise ConfigError(problems, where="model config")
+
+
+class GenRec(nn.Module):
+    """History encoder plus level-by-level code head.
+
+    The semantic-ID table and (optionally) text features are buffers, so callers pass item
+    ids; `encode_codes` takes the codes directly (what the exported graph does).
+    """
+
+    def __init__(
+        self,
+        cfg: GenRecConfig,
+        semantic_ids: torch.Tensor,
+        text_features: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n, levels = semantic_ids.shape
+        if levels != cfg.num_levels:
+            raise ConfigError(
+                f"semantic IDs have {levels} levels, the model expects {cfg.num_levels}",
+                where="model",
+            )
+        if int(semantic_ids.max()) >= cfg.codebook_size:
+            raise ConfigError(
+                f"semantic-ID codes reach {int(semantic_ids.max())}, beyond the "
+                f"codebook size {cfg.codebook_size}",
+                where="model",
+            )
+        # Row 0 is padding (item -1); item i is row i + 1.
+        table = torch.cat([torch.zeros(1, levels, dtype=torch.long), semantic_ids.long()])
+        self.register_buffer("sid_table", table, persistent=False)
+        d, k = cfg.hidden, cfg.codebook_size
+        self.code_emb = nn.Parameter(torch.randn(levels, k, d) * 0.02)  # E_l, tied to the output
+        self.code_bias = nn.Parameter(torch.zeros(levels, k))
+        self.item_emb = nn.Embedding(cfg.num_items + 1, d, padding_idx=0) if cfg.num_items else None
+        if cfg.text_dim:
+            if text_features is None or text_features.shape != (n, cfg.text_dim):
+                raise ConfigError(
+                    f"text_dim={cfg.text_dim} needs text features of shape ({n}, {cfg.text_dim})",
+                    where="model",
+                )
+            feats = torch.cat([torch.zeros(1, cfg.text_dim), text_features.float()])
+            self.register_buffer("text_table", feats, persistent=False)
+            self.text_proj = nn.Linear(cfg.text_dim, d)
+        self.pos_emb = nn.Embedding(cfg.max_len, d)
+        self.dropout = Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            Block(d, cfg.num_heads, cfg.ffn_mult, cfg.dropout) for _ in range(cfg.num_layers)
+        )
+        self.ln_f = nn.LayerNorm(d)
+        # Code head. Prefix code j has its own table with one extra "empty" row (index k).
+        self.prefix_emb = nn.Parameter(torch.randn(max(levels - 1, 1), k + 1, d) * 0.02)
+        self.level_emb = nn.Parameter(torch.randn(levels, d) * 0.02)
+        self.head_ln_q = nn.LayerNorm(d)
+        self.head_q = nn.Linear(d, d)
+        self.head_kv = nn.Linear(d, 2 * d)
+        self.head_proj = nn.Linear(d, d)
+        self.head_ln = nn.LayerNorm(d)
+        self.head_mlp = nn.Sequential(
+            nn.Linear(d, cfg.head_mult * d),
+            nn.GELU(),
+            Dropout(cfg.dropout),
+            nn.Linear(cfg.head_mult * d, d),
+        )
+        self.head_out_ln = nn.LayerNorm(d)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        if self.item_emb is not None:
+            with torch.no_grad():
+                self.item_emb.weight[0].zero_()
+
+    # --- history encoder -----------------------------------------------------------------
+
+    def lookup(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) item ids with -1 padding -> codes (B, L, levels) and rows (B, L) (0 = pad)."""
+        rows = items.long() + 1
+        return self.sid_table[rows], rows
+
+    def encode_codes(self, codes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """(B, L, levels) codes and (B, L) table rows (0 = padding) -> (B, L, D) states."""
+        L, levels = codes.shape[1], codes.shape[2]
+        level_index = torch.arange(levels, device=codes.device)
+        x = self.code_emb[level_index, codes].sum(2)  # (B, L, D)
+        if self.item_emb is not None:
+            x = x + self.item_emb(rows)
+        if self.cfg.text_dim:
+            x = x + self.text_proj(self.text_table[rows])
+        real = rows > 0  # (B, L)
+        x = x * math.sqrt(self.cfg.hidden) * 0.5
+        positions = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=codes.device)
+        x = self.dropout(x + self.pos_emb(positions)) * real.unsqueeze(-1)
+        causal = torch.ones(L, L, dtype=torch.bool, device=codes.device).tril()  # (L, L)
+        eye = torch.eye(L, dtype=torch.bool, device=codes.device)
+        mask = ((causal & real[:, None, :]) | eye).unsqueeze(1)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x)
+
+    def encode(self, items: torch.Tensor) -> torch.Tensor:
+        """(B, L) item ids (-1 = padding) -> (B, L, D) states; the last one encodes the history."""
+        codes, rows = self.lookup(items)
+        return self.encode_codes(codes, rows)
+
+    # --- code head -----------------------------------------------------------------------
+
+    def head(
+        self,
+        memory: torch.Tensor,
+        query: torch.Tensor,
+        prefix: torch.Tensor,
+        level: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """The code head: logits of `level`'s codes given the history and the earlier codes.
+
+        A one-layer decoder: the query (a history state plus the level and prefix embeddings)
+        attends over the history states, so which earlier codes were chosen can change which
+        history items matter, then an MLP and the tied output table give the logits.
+
+        Args:
+            memory: (B, L, D) history states to attend over.
+            query: (B, Q, D) the states the predictions are made from.
+            prefix: (B, Q, levels - 1) earlier codes; codebook_size marks "empty".
+            level: () long tensor (a tensor so one exported graph serves every level).
+            mask: (B, Q, L) True where a query may attend to a history position.
+
+        Returns:
+            (B, Q, codebook_size) logits.
+        """
+        B, Q, D = query.shape
+        H = self.cfg.num_heads
+        j = torch.arange(prefix.shape[-1], device=prefix.device)
+        u = query + self.level_emb[level] + self.prefix_emb[j, prefix].sum(-2)  # (B, Q, D)
+        q = self.head_q(self.head_ln_q(u)).view(B, Q, H, D // H).transpose(1, 2)  # (B, H, Q, D/H)
+        k, v = self.head_kv(memory).split(D, dim=-1)  # (B, L, D) each
+        k = k.view(B, -1, H, D // H).transpose(1, 2)  # (B, H, L, D/H)
+        v = v.view(B, -1, H, D // H).transpose(1, 2)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1))  # (B,H,Q,D/H)
+        u = u + self.dropout(self.head_proj(attn.transpose(1, 2).reshape(B, Q, D)))
+        z = self.head_out_ln(u + self.head_mlp(self.head_ln(u)))  # (B, Q, D)
+        return z @ self.code_emb[level].T + self.code_bias[level]  # (B, Q, K)
+
+    def level_logits(
+        self,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        prefix: torch.Tensor,
+        level: torch.Tensor,
+    ) -> torch.Tensor:
+        """Next-level logits for beams (the decode step of beam search).
+
+        Args:
+            memory: (M, L, D) states of each beam's history (`encode` output).
+            memory_mask: (M, L) True at real (non-padding) history positions.
+            prefix: (M, levels - 1) codes chosen so far; codebook_size marks "empty".
+            level: () long tensor.
+
+        Returns:
+            (M, codebook_size) logits.
+        """
+        query = memory[:, -1:, :]  # (M, 1, D): the state after the most recent item
+        mask = (
+            memory_mask
+            | (torch.arange(memory.shape[1], device=memory.device) == memory.shape[1] - 1)
+        )[:, None, :]  # (M, 1, L)
+        return self.head(memory, query, prefix[:, None, :], level, mask)[:, 0]
+
+    def forward(
+        self, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: teacher-forced logits at every position that has a next item.
+
+        Args:
+            inputs: (B, L) history item ids (-1 = padding).
+            targets: (B, L) the next item at each position (-1 = none).
+
+        Returns:
+            logits (M, levels, K), the targets' semantic IDs (M, levels), and the (B, L) mask
+            of the M positions.
+        """
+        states = self.encode(inputs)  # (B, L, D)
+        L, k = inputs.shape[1], self.cfg.codebook_size
+        real = inputs >= 0  # (B, L)
+        causal = torch.ones(L, L, dtype=torch.bool, device=inputs.device).tril()
+        eye = torch.eye(L, dtype=torch.bool, device=inputs.device)
+        mask = (causal & real[:, None, :]) | eye  # (B, L, L): position t sees history <= t
+        codes = self.sid_table[targets.long() + 1]  # (B, L, levels)
+        levels = codes.shape[-1]
+        out = []
+        for level in range(levels):
+            prefix = codes[..., :-1].clone()  # (B, L, levels - 1)
+            prefix[..., level:] = k  # codes at and after this level are not known yet
+            level_t = torch.tensor(level, device=inputs.device)
+            out.append(self.head(states, states, prefix, level_t, mask))  # (B, L, K)
+        logits = torch.stack(out, 2)  # (B, L, levels, K)
+        valid = real & (targets >= 0)  # (B, L)
+        return logits[valid], codes[valid], valid
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def code_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over positions of the summed per-level cross-entropy: -log p(item)."""
+    m, levels, k = logits.shape
+    return F.cross_entropy(logits.reshape(m * levels, k), targets.reshape(-1).long()) * levels

@@ -1,0 +1,292 @@
+"""Train and evaluate generative semantic-ID models (students and the MiniLM teacher).
+
+One loop for every model: next-item semantic-ID cross-entropy at every position of every
+training window (teacher forcing), plus, for a distilled student, the temperature-scaled KL to
+the teacher's cached per-level code distributions. Validation NDCG@10 from constrained beam
+search selects the epoch; checkpoints make interrupted runs resume where they stopped.
+Runs unchanged under torch distributed data parallel (see `pocketrec.distill.dist`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from pocketrec._errors import ConfigError
+from pocketrec._prefix import PrefixIndex
+from pocketrec._search import beam_search
+from pocketrec.distill import dist
+from pocketrec.distill.genrec import GenRec, code_loss
+from pocketrec.distill.kd import valid_children
+from pocketrec.distill.metrics import KS
+from pocketrec.distill.protocol import PAD, Split, Stage, evaluate
+from pocketrec.distill.runinfo import seed_everything, write_json
+from pocketrec.distill.training import EarlyStopping, load_checkpoint, save_checkpoint
+
+__all__ = ["TrainConfig", "evaluate_genrec", "make_predictor", "train_genrec"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of one model."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128  # users per step, summed over distributed ranks
+    max_epochs: int = 100
+    eval_every: int = 2  # epochs between validation runs
+    patience: int = 8  # validation runs without improvement before stopping
+    eval_limit: int | None = None  # validate on the first N users only (None: all)
+    beam_width: int = 20  # constrained beam search width for evaluation
+    constrained: bool = True  # softmax over the valid children of each prefix, as at inference
+    kd_weight: float = 0.0  # weight of the distillation term (0 = no teacher)
+    kd_temperature: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.beam_width < max(KS):
+            problems.append(
+                f"beam_width must be >= {max(KS)} (the largest K scored), got {self.beam_width}"
+            )
+        for name in ("batch_size", "max_epochs", "eval_every", "patience"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive")
+        if self.lr <= 0 or self.kd_weight < 0 or self.kd_temperature <= 0:
+            problems.append("lr and kd_temperature must be > 0 and kd_weight >= 0")
+        if problems:
+            raise ConfigError(problems, where="training config")
+
+
+def make_predictor(
+    model: GenRec,
+    index: PrefixIndex,
+    *,
+    beam_width: int,
+    top_k: int = 20,
+    device: torch.device | None = None,
+):
+    """(B, L) histories -> (B, top_k) item ids by constrained beam search over the model."""
+    device = device or next(model.parameters()).device
+
+    def step(states: tuple[np.ndarray, np.ndarray], prefix: np.ndarray, level: int) -> np.ndarray:
+        memory, memory_mask = states
+        with torch.no_grad():
+            logits = model.level_logits(
+                torch.from_numpy(memory).to(device),
+                torch.from_numpy(memory_mask).to(device),
+                torch.from_numpy(prefix).to(device),
+                torch.tensor(level, device=device),
+            )
+        return logits.float().cpu().numpy()
+
+    def predict(hist: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            memory = model.encode(torch.from_numpy(hist).to(device)).float().cpu().numpy()
+        result = beam_search((memory, hist >= 0), step, index, beam_width=beam_width, top_k=top_k)
+        return result.items
+
+    return predict
+
+
+def evaluate_genrec(
+    model: GenRec,
+    split: Split,
+    index: PrefixIndex,
+    stage: Stage,
+    *,
+    beam_width: int,
+    limit: int | None = None,
+) -> dict[str, float]:
+    """Recall/NDCG@5/10/20 by beam search, plus the valid-item rate of the returned lists."""
+    model.eval()
+    predict = make_predictor(model, index, beam_width=beam_width)
+    returned = {"valid": 0, "total": 0}
+
+    def counting(hist: np.ndarray) -> np.ndarray:
+        items = predict(hist)
+        returned["valid"] += int((items >= 0).sum())
+        returned["total"] += items.size
+        return items
+
+    metrics = evaluate(counting, split, stage, max_len=model.cfg.max_len, limit=limit)
+    metrics["valid_item_rate"] = returned["valid"] / max(1, returned["total"])
+    return metrics
+
+
+def length_buckets(
+    users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Batches of users with similar history lengths, in random order.
+
+    Amazon histories are mostly far shorter than the window (mean 9 of 20), so batching
+    similar lengths and cutting the all-padding columns roughly halves the work per epoch.
+    Users of equal length are shuffled, and so is the order of the batches.
+    """
+    order = np.lexsort((rng.random(len(users)), lengths))
+    batches = [users[order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    teacher_codes: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """KL(teacher || student) on the teacher's cached top-k codes, per level, times T^2.
+
+    Args:
+        student_logits: (M, levels, K).
+        teacher_logp: (M, levels, k) teacher log-probabilities at temperature T (renormalised
+            over its top-k codes).
+        teacher_codes: (M, levels, k) the codes those log-probabilities belong to.
+    """
+    student_logp = F.log_softmax(student_logits / temperature, dim=-1)  # (M, levels, K)
+    picked = student_logp.gather(-1, teacher_codes.long())  # (M, levels, k)
+    support = torch.isfinite(teacher_logp)  # the teacher's cached top-k can hold masked codes
+    terms = torch.where(support, teacher_logp.exp() * (teacher_logp - picked), 0.0)
+    return terms.sum((-1, -2)).mean() * temperature**2
+
+
+def train_genrec(
+    model: GenRec,
+    split: Split,
+    index: PrefixIndex,
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    teacher_cache: dict[str, np.ndarray] | None = None,
+    desc: str = "train",
+) -> dict[str, Any]:
+    """Train `model` on the split's training windows; returns its validation/test metrics.
+
+    Args:
+        model: the model to train (its `cfg.max_len` is the window).
+        split: leave-one-out split.
+        index: prefix index of the semantic IDs (for beam-search validation).
+        cfg: optimisation settings.
+        out_dir: where the best weights, checkpoint, log and metrics go.
+        teacher_cache: for distillation, arrays from `pocketrec.distill.kd.load_teacher_cache`.
+        desc: progress-bar label.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "metrics.json").exists():
+        model.load_state_dict(load_file(out_dir / "model.safetensors"), strict=False)
+        return json.loads((out_dir / "metrics.json").read_text())
+    rank, world = dist.rank(), dist.world_size()
+    device = next(model.parameters()).device
+    rng = seed_everything(cfg.seed)
+    windows = split.train_windows(model.cfg.max_len)  # (U, L + 1)
+    lengths = (windows != PAD).sum(1)  # (U,) real items per window
+    users = np.flatnonzero(lengths >= 2)  # users with a training pair
+    trained = dist.wrap(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stopper = EarlyStopping(cfg.patience)
+    start_epoch, elapsed = 0, 0.0
+    ckpt = out_dir / "checkpoint"
+    if ckpt.exists():
+        meta = load_checkpoint(ckpt, model, optimizer)
+        start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
+        stopper = EarlyStopping(**meta["stopper"])
+        rng.bit_generator.state = meta["numpy_rng"]
+    bar = tqdm(range(start_epoch, cfg.max_epochs), desc=desc, unit="epoch", disable=rank != 0)
+    log_path = out_dir / "log.jsonl"
+    for epoch in bar:
+        t0 = time.perf_counter()
+        trained.train()
+        batches = length_buckets(users, lengths[users], cfg.batch_size, rng)
+        steps, total = len(batches), 0.0
+        for batch_users in batches:
+            if len(batch_users) < world:  # a tail batch too small to give every rank a user
+                continue
+            mine = np.array_split(batch_users, world)[rank]  # this rank's share
+            width = int(lengths[batch_users].max())  # drop columns that are padding for all
+            batch = torch.from_numpy(windows[mine][:, -width:]).to(device)  # (b, width)
+            logits, target_codes, valid = trained(batch[:, :-1], batch[:, 1:])  # (M, lv, K)
+            if cfg.constrained:
+                logits = logits.masked_fill(~valid_children(index, target_codes), float("-inf"))
+            loss = code_loss(logits, target_codes) * dist.share_of_batch(len(target_codes))
+            if teacher_cache is not None and cfg.kd_weight > 0:
+                positions = teacher_cache["position_index"][mine][:, -(width - 1) :]  # (b, w-1)
+                rows = positions[valid.cpu().numpy()]  # (M,)
+                has = rows >= 0
+                share = dist.share_of_batch(int(has.sum()))  # every rank calls it, even with 0
+                if has.any():
+                    r = rows[has]
+                    t_logp = torch.from_numpy(teacher_cache["logp"][r].astype(np.float32))
+                    t_codes = torch.from_numpy(teacher_cache["codes"][r].astype(np.int64))
+                    kd_levels = t_logp.shape[1]
+                    kd = _kd_loss(
+                        logits[torch.from_numpy(has).to(device), :kd_levels],
+                        t_logp.to(device),
+                        t_codes.to(device),
+                        cfg.kd_temperature,
+                    )
+                    loss = loss + cfg.kd_weight * kd * share
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # under DDP, gradients are averaged across ranks here
+            optimizer.step()
+            total += loss.item()
+        record: dict[str, Any] = {"epoch": epoch, "loss": total / max(1, steps)}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.max_epochs:
+            score = 0.0
+            if rank == 0:
+                valid_metrics = evaluate_genrec(
+                    model, split, index, "valid", beam_width=cfg.beam_width, limit=cfg.eval_limit
+                )
+                score = valid_metrics["ndcg@10"]
+                record["valid_ndcg@10"] = score
+            score = dist.broadcast_float(score)
+            if stopper.step(score, epoch) and rank == 0:
+                save_file(
+                    {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                    out_dir / "model.safetensors",
+                )
+        elapsed += time.perf_counter() - t0
+        record["elapsed_s"] = round(elapsed, 1)
+        if rank == 0:
+            with open(log_path, "a") as log:
+                log.write(json.dumps(record) + "\n")
+            save_checkpoint(
+                ckpt,
+                model,
+                optimizer,
+                {
+                    "epoch": epoch,
+                    "elapsed_s": elapsed,
+                    "stopper": asdict(stopper),
+                    "numpy_rng": rng.bit_generator.state,
+                },
+            )
+        bar.set_postfix(loss=f"{record['loss']:.3f}", best=f"{stopper.best:.4f}")
+        if stopper.should_stop:
+            break
+    dist.barrier()
+    model.load_state_dict(load_file(out_dir / "model.safetensors"), strict=False)
+    metrics: dict[str, Any] = {}
+    if rank == 0:
+        metrics = {
+            "seed": cfg.seed,
+            "best_epoch": stopper.best_epoch,
+            "train_time_s": round(elapsed, 1),
+            "parameters": model.num_parameters(),
+            "valid": evaluate_genrec(model, split, index, "valid", beam_width=cfg.beam_width),
+            "test": evaluate_genrec(model, split, index, "test", beam_width=cfg.beam_width),
+            "train_config": asdict(cfg),
+            "world_size": world,
+        }
+        write_json(out_dir / "metrics.json", metrics)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    dist.barrier()
+    return metrics

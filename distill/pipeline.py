@@ -1,0 +1,453 @@
+"""Stage: distill a teacher into a small generative student.
+
+    distill(cfg, run_dir) -> run_dir
+
+Stages, each skipped when its output is already complete (an interrupted run resumes, a
+training stage from its last checkpoint):
+
+1. `sids/`: the semantic IDs (built, or copied from `--sids DIR` after checking they belong to
+   this dataset).
+2. `teacher/`: the teacher (MiniLM-feature GenRec, or an LM with LoRA), its metrics.
+3. `teacher_cache/`: the teacher's per-level code distributions on every training position.
+4. `student/seed_<s>/`: the distilled student, per seed; `student_nokd/seed_<s>/`: the same
+   student trained without the teacher (the ablation).
+5. `metrics.json`: teacher, student, student-without-distillation (mean ± std over seeds):
+   R@5/10/20, N@5/10/20, valid-item rate, parameters, training time.
+
+Every input is checked before training starts: the teacher form, the LM path, and that
+semantic IDs, teacher, cache and students all refer to the same semantic-ID table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pocketrec._errors import ConfigError
+from pocketrec._prefix import PrefixIndex
+from pocketrec.distill import dist
+from pocketrec.distill.data import Dataset, load_dataset
+from pocketrec.distill.errors import DataError
+from pocketrec.distill.genrec import GenRec, GenRecConfig
+from pocketrec.distill.genrec_train import TrainConfig, train_genrec
+from pocketrec.distill.kd import cache_teacher_outputs, load_teacher_cache, sid_hash
+from pocketrec.distill.metrics import summarize_seeds
+from pocketrec.distill.protocol import leave_one_out
+from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
+from pocketrec.distill.sids.stage import SIDConfig, build_semantic_ids, load_semantic_ids
+from pocketrec.distill.teacher import MINILM_PARAMETERS, build_minilm_teacher, parse_teacher
+from pocketrec.distill.training import pick_device, set_threads
+
+__all__ = ["DistillConfig", "distill", "full", "parse_teacher", "preset", "quick", "smoke"]
+
+
+@dataclass
+class DistillConfig:
+    """Everything `pocketrec distill` does, resolved; recorded in the run folder."""
+
+    dataset: str = "beauty"
+    preset: str = "quick"
+    teacher: str = "minilm"  # "minilm" or "hf:PATH"
+    teacher_quant: str = "none"  # hf teachers: "none", "nf4" (QLoRA), "int8"
+    sids: str | None = None  # an existing semantic-ID folder; None builds one
+    sid: SIDConfig = field(default_factory=SIDConfig)
+    student: GenRecConfig = field(default_factory=GenRecConfig)
+    teacher_model: GenRecConfig = field(default_factory=GenRecConfig)
+    teacher_train: TrainConfig = field(default_factory=TrainConfig)
+    student_train: TrainConfig = field(default_factory=TrainConfig)
+    student_item_ids: bool = True  # item-id embeddings in the student's input
+    kd_top_k: int = 32  # teacher codes cached per level
+    ablation: bool = True  # also train the student without the teacher
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.preset not in ("quick", "full", "smoke", "custom"):
+            problems.append(f"preset must be quick, full or smoke, got {self.preset!r}")
+        if not self.seeds:
+            problems.append("seeds must name at least one seed")
+        if self.student_train.kd_weight <= 0:
+            problems.append("student_train.kd_weight must be > 0 (the ablation trains without)")
+        if self.kd_top_k <= 0:
+            problems.append("kd_top_k must be positive")
+        if problems:
+            raise ConfigError(problems, where="distill config")
+
+
+def _amazon_like(history_len: int) -> bool:
+    return history_len < 100
+
+
+def quick(dataset: str = "beauty", history_len: int = 20) -> DistillConfig:
+    """Minutes on a laptop CPU (Beauty: <= 15 min on 2 cores), one seed.
+
+    The student is the edge shape (d=64, 2 layers); the teacher is twice as wide with MiniLM
+    features; both train for a fixed small budget with validation every epoch.
+    """
+    window = 20 if _amazon_like(history_len) else 200
+    return DistillConfig(
+        dataset=dataset,
+        preset="quick",
+        student=GenRecConfig(max_len=window, hidden=64, num_layers=2, num_heads=2, dropout=0.3),
+        teacher_model=GenRecConfig(
+            max_len=window, hidden=128, num_layers=2, num_heads=4, dropout=0.3
+        ),
+        teacher_train=TrainConfig(max_epochs=12, eval_every=2, patience=3, eval_limit=4000),
+        student_train=TrainConfig(
+            max_epochs=12,
+            eval_every=2,
+            patience=3,
+            eval_limit=4000,
+            kd_weight=1.0,
+            kd_temperature=1.0,
+        ),
+        seeds=[0],
+    )
+
+
+def full(dataset: str = "beauty", history_len: int = 20) -> DistillConfig:
+    """The numbers in benchmarks/: longer training with early stopping, three seeds."""
+    window = 20 if _amazon_like(history_len) else 200
+    dropout = 0.3 if _amazon_like(history_len) else 0.2
+    return DistillConfig(
+        dataset=dataset,
+        preset="full",
+        student=GenRecConfig(max_len=window, hidden=64, num_layers=2, num_heads=2, dropout=dropout),
+        teacher_model=GenRecConfig(
+            max_len=window, hidden=128, num_layers=3, num_heads=4, dropout=dropout
+        ),
+        teacher_train=TrainConfig(max_epochs=60, eval_every=2, patience=4, eval_limit=6000),
+        student_train=TrainConfig(
+            max_epochs=60,
+            eval_every=2,
+            patience=4,
+            eval_limit=6000,
+            kd_weight=1.0,
+            kd_temperature=1.0,
+        ),
+        seeds=[0, 1, 2],
+    )
+
+
+def smoke(dataset: str = "beauty", history_len: int = 20) -> DistillConfig:
+    """Seconds: tiny models, one epoch each; for CI and the pipeline tests."""
+    cfg = quick(dataset, history_len)
+    tiny = {"hidden": 16, "num_layers": 1, "num_heads": 1}
+    return dataclasses.replace(
+        cfg,
+        preset="smoke",
+        student=dataclasses.replace(cfg.student, **tiny),
+        teacher_model=dataclasses.replace(cfg.teacher_model, hidden=32, num_layers=1, num_heads=2),
+        teacher_train=dataclasses.replace(cfg.teacher_train, max_epochs=1, eval_limit=200),
+        student_train=dataclasses.replace(cfg.student_train, max_epochs=1, eval_limit=200),
+        kd_top_k=8,
+    )
+
+
+PRESETS = {"quick": quick, "full": full, "smoke": smoke}
+
+
+def preset(name: str, dataset: str, history_len: int) -> DistillConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose {', '.join(PRESETS)}", where="--preset")
+    return PRESETS[name](dataset, history_len)
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+def _prepare_sids(cfg: DistillConfig, dataset: Dataset, out: Path) -> Path:
+    if (out / "semantic_ids.npy").exists():
+        return out
+    if cfg.sids is not None:
+        source = Path(cfg.sids)
+        if not (source / "semantic_ids.npy").exists():
+            raise DataError(
+                f"--sids {source}: no semantic_ids.npy; build one with `pocketrec sids`"
+            )
+        _, item_ids, _ = load_semantic_ids(source)
+        if item_ids != [str(i) for i in dataset.item_ids]:
+            raise DataError(
+                f"--sids {source} was built for another catalogue ({len(item_ids)} items, "
+                f"dataset {dataset.name!r} has {dataset.num_items}); build semantic IDs for it"
+            )
+        shutil.copytree(source, out, dirs_exist_ok=True)
+        return out
+    if dist.rank() == 0:
+        build_semantic_ids(cfg.sid, out, dataset=dataset)
+    dist.barrier()
+    return out
+
+
+def _check_shapes(cfg: DistillConfig, sids: np.ndarray, sid_config: dict[str, Any]) -> None:
+    """Semantic IDs, student and teacher must agree on levels and codebook size."""
+    levels, size = sids.shape[1], int(sid_config["codebook_size"])
+    for name, model in (("student", cfg.student), ("teacher", cfg.teacher_model)):
+        if (model.num_levels, model.codebook_size) not in ((levels, size),):
+            raise ConfigError(
+                f"the {name} expects {model.num_levels} levels x {model.codebook_size} codes but "
+                f"the semantic IDs have {levels} levels x {size}",
+                where="distill config",
+            )
+
+
+def _run_record(cfg: DistillConfig) -> dict[str, Any]:
+    return {
+        "config": asdict(cfg),
+        "command": command_line(),
+        "git_commit": git_commit(),
+        "machine": machine_info(),
+        "created": utc_now(),
+    }
+
+
+def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
+    """Refuse to mix two configs in one run folder (unless --force starts it over)."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    previous = json.loads(path.read_text())["config"]
+    if previous == json.loads(json.dumps(asdict(cfg))):
+        return
+    if not force:
+        changed = sorted(
+            k for k in previous if previous.get(k) != json.loads(json.dumps(asdict(cfg))).get(k)
+        )
+        raise ConfigError(
+            f"{run_dir} holds a run with another config (changed: {', '.join(changed)}); use a "
+            "new --out, or --force to delete it and start over",
+            where="run folder",
+        )
+    if dist.rank() == 0:
+        shutil.rmtree(run_dir)
+
+
+def _train_teacher(cfg, spec, dataset, split, sids, index, run_dir, device):
+    """Train (or reload) the teacher; returns (teacher fn for caching, metrics)."""
+    out = run_dir / "teacher"
+    if spec.kind == "minilm":
+        model, features = build_minilm_teacher(cfg.teacher_model, dataset, sids, seed=cfg.seeds[0])
+        model.to(device)
+        metrics = train_genrec(model, split, index, cfg.teacher_train, out, desc="teacher")
+        model.eval()
+        if dist.rank() == 0:
+            metrics.update(
+                features=features,
+                parameters_trainable=model.num_parameters(),
+                parameters=model.num_parameters()
+                + (MINILM_PARAMETERS if features == "minilm-text" else 0),
+            )
+            write_json(out / "metrics.json", metrics)
+            write_json(
+                out / "config.json",
+                {"model": asdict(model.cfg), "kind": "minilm", "sid_hash": sid_hash(sids)},
+            )
+
+        def fn(inputs: torch.Tensor, targets: torch.Tensor):
+            logits, _, valid = model(inputs.to(device), targets.to(device))
+            return logits.cpu(), valid.cpu()
+
+        return fn, metrics
+    from pocketrec.distill.teacher_hf import HFTeacher, HFTeacherConfig
+
+    hf_cfg = HFTeacherConfig(path=spec.path, quant=cfg.teacher_quant, seed=cfg.seeds[0])
+    teacher = HFTeacher(hf_cfg, dataset, sids, cfg.student.codebook_size, device)
+    if (out / "lora" / "adapter_config.json").exists():
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file as load_st
+
+        set_peft_model_state_dict(
+            teacher.model, load_st(out / "lora" / "adapter_model.safetensors")
+        )
+        metrics = json.loads((out / "metrics.json").read_text())
+    else:
+        t0 = time.perf_counter()
+        info = teacher.train(split, cfg.student.max_len)
+        predict = teacher.predictor(index, beam_width=cfg.teacher_train.beam_width)
+        from pocketrec.distill.protocol import evaluate
+
+        total, trainable = teacher.num_parameters()
+        metrics = {
+            "train_time_s": round(time.perf_counter() - t0, 1),
+            "train": info,
+            "valid": evaluate(
+                predict,
+                split,
+                "valid",
+                max_len=cfg.student.max_len,
+                limit=cfg.teacher_train.eval_limit,
+            ),
+            "test": evaluate(
+                predict,
+                split,
+                "test",
+                max_len=cfg.student.max_len,
+                limit=cfg.teacher_train.eval_limit,
+            ),
+            "parameters": total,
+            "parameters_trainable": trainable,
+            "features": "lm",
+        }
+        if dist.rank() == 0:
+            teacher.save(out)
+            write_json(out / "metrics.json", metrics)
+            write_json(
+                out / "config.json",
+                {"kind": "hf", "hf": asdict(hf_cfg), "sid_hash": sid_hash(sids)},
+            )
+    return teacher.teacher_fn, metrics
+
+
+def _student(cfg: DistillConfig, dataset: Dataset, sids: np.ndarray, seed: int) -> GenRec:
+    shape = dataclasses.replace(
+        cfg.student, num_items=dataset.num_items if cfg.student_item_ids else 0
+    )
+    torch.manual_seed(seed)
+    return GenRec(shape, torch.from_numpy(sids))
+
+
+def distill(
+    cfg: DistillConfig, run_dir: Path, *, data_root: Path | None = None, force: bool = False
+) -> Path:
+    """Run every stage; returns `run_dir` (see the module docstring for what it holds)."""
+    dist.init()
+    set_threads(cfg.threads)
+    spec = parse_teacher(cfg.teacher)  # before any work: a bad teacher fails here
+    if spec.kind == "hf" and cfg.teacher_quant not in ("none", "nf4", "int8"):
+        raise ConfigError(
+            f"--teacher-quant must be none, nf4 or int8, got {cfg.teacher_quant!r}",
+            where="--teacher-quant",
+        )
+    dataset = load_dataset(cfg.dataset, root=data_root)
+    _check_run_dir(cfg, run_dir, force)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    if dist.rank() == 0:
+        write_json(run_dir / "config.json", _run_record(cfg))
+    t_start = time.perf_counter()
+    sid_dir = _prepare_sids(cfg, dataset, run_dir / "sids")
+    sids, _, sid_config = load_semantic_ids(sid_dir)
+    _check_shapes(cfg, sids, sid_config)
+    fingerprint = sid_hash(sids)
+    for stage in ("teacher", "teacher_cache"):
+        recorded = run_dir / stage / ("config.json" if stage == "teacher" else "meta.json")
+        if recorded.exists() and json.loads(recorded.read_text()).get("sid_hash") != fingerprint:
+            raise DataError(
+                f"{run_dir / stage} was made with other semantic IDs; delete it or use --force"
+            )
+    device = pick_device(cfg.device)
+    split = leave_one_out(dataset)
+    index = PrefixIndex(sids, cfg.student.codebook_size)
+    teacher_fn, teacher_metrics = _train_teacher(
+        cfg, spec, dataset, split, sids, index, run_dir, device
+    )
+    cache_dir = cache_teacher_outputs(
+        teacher_fn,
+        split,
+        cfg.student.max_len,
+        run_dir / "teacher_cache",
+        index=index,
+        semantic_ids=sids,
+        top_k=cfg.kd_top_k,
+        temperature=cfg.student_train.kd_temperature,
+        meta={"teacher": spec.describe(), "sid_hash": fingerprint},
+    )
+    cache = load_teacher_cache(cache_dir, window=cfg.student.max_len, sid_fingerprint=fingerprint)
+    students, ablations = [], []
+    for seed in cfg.seeds:
+        kd_cfg = dataclasses.replace(cfg.student_train, seed=seed)
+        model = _student(cfg, dataset, sids, seed).to(device)
+        students.append(
+            train_genrec(
+                model,
+                split,
+                index,
+                kd_cfg,
+                run_dir / "student" / f"seed_{seed}",
+                teacher_cache=cache,
+                desc=f"student seed {seed}",
+            )
+        )
+        _save_student_config(run_dir / "student" / f"seed_{seed}", model, fingerprint)
+        if cfg.ablation:
+            plain = dataclasses.replace(kd_cfg, kd_weight=0.0)
+            model = _student(cfg, dataset, sids, seed).to(device)
+            out = run_dir / "student_nokd" / f"seed_{seed}"
+            ablations.append(
+                train_genrec(
+                    model, split, index, plain, out, desc=f"student (no teacher) seed {seed}"
+                )
+            )
+            _save_student_config(out, model, fingerprint)
+    if dist.rank() == 0:
+        _write_summary(
+            cfg,
+            run_dir,
+            dataset,
+            split,
+            teacher_metrics,
+            students,
+            ablations,
+            time.perf_counter() - t_start,
+        )
+    dist.barrier()
+    return run_dir
+
+
+def _save_student_config(out: Path, model: GenRec, fingerprint: str) -> None:
+    if dist.rank() == 0:
+        write_json(out / "config.json", {"model": asdict(model.cfg), "sid_hash": fingerprint})
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "valid_item_rate")
+    return {
+        "test": summarize_seeds([{k: r["test"][k] for k in keys} for r in runs]),
+        "valid": summarize_seeds([{k: r["valid"][k] for k in keys} for r in runs]),
+        "parameters": runs[0]["parameters"],
+        "train_time_s": summarize_seeds([{"t": r["train_time_s"]} for r in runs])["t"],
+        "seeds": [r["seed"] for r in runs],
+    }
+
+
+def _write_summary(cfg, run_dir, dataset, split, teacher, students, ablations, wall) -> None:
+    student, teacher_n = _summary(students), teacher["test"]["ndcg@10"]
+    record: dict[str, Any] = {
+        "what": f"distilled generative semantic-ID student on {dataset.name} ({cfg.preset})",
+        "model": "pocketrec-distill",
+        "dataset": dataset.name,
+        "preset": cfg.preset,
+        "split": split.describe(cfg.student.max_len),
+        "teacher": {
+            "kind": cfg.teacher,
+            "test": teacher["test"],
+            "valid": teacher["valid"],
+            "parameters": teacher["parameters"],
+            "parameters_trainable": teacher.get("parameters_trainable"),
+            "features": teacher.get("features"),
+            "train_time_s": teacher.get("train_time_s"),
+        },
+        "student": student,
+        "student_nokd": _summary(ablations) if ablations else None,
+        "retention_vs_teacher": student["test"]["ndcg@10"]["mean"] / teacher_n
+        if teacher_n
+        else None,
+        "size_ratio_teacher_over_student": teacher["parameters"] / student["parameters"],
+        "wall_time_s": round(wall, 1),
+        "config": asdict(cfg),
+        "command": command_line(),
+        "git_commit": git_commit(),
+        "machine": machine_info(),
+        "finished": utc_now(),
+    }
+    write_json(run_dir / "metrics.json", record)

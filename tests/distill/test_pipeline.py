@@ -1,0 +1,150 @@
+"""`pocketrec distill` end to end on a small catalogue, and its refusals before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pocketrec._cli import main
+from pocketrec._errors import ConfigError
+from pocketrec.distill.errors import DataError
+from pocketrec.distill.pipeline import distill, smoke
+from tests.conftest import write_text
+
+KINDS = ["lipstick", "shampoo", "nail polish", "face cream", "perfume", "brush"]
+COLORS = ["red", "blue", "green", "black", "white"]
+
+
+def _shop(folder: Path, num_users: int = 80) -> Path:
+    """A generic-format catalogue with text: users walk through related items."""
+    items = [
+        (f"i{k}_{c}", f"{color} {kind}")
+        for k, kind in enumerate(KINDS)
+        for c, color in enumerate(COLORS)
+    ]
+    rng = np.random.default_rng(0)
+    rows = ["user,item,timestamp"]
+    for u in range(num_users):
+        start = int(rng.integers(0, len(items)))
+        for t in range(6):
+            rows.append(f"u{u},{items[(start + t) % len(items)][0]},{t}")
+    write_text(folder / "interactions.csv", "\n".join(rows) + "\n")
+    write_text(
+        folder / "items.jsonl",
+        "\n".join(
+            json.dumps({"item": i, "title": title, "categories": ["Beauty", title.split()[-1]]})
+            for i, title in items
+        ),
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _shop(tmp_path_factory.mktemp("data") / "shop")
+
+
+def _tiny_cfg(shop: Path):
+    import dataclasses
+
+    cfg = smoke(str(shop), 20)
+    sid = dataclasses.replace(
+        cfg.sid, dataset=str(shop), num_levels=2, codebook_size=8, device="cpu"
+    )
+    return dataclasses.replace(
+        cfg,
+        sid=sid,
+        device="cpu",
+        threads=1,
+        student=dataclasses.replace(cfg.student, num_levels=3, codebook_size=8),
+        teacher_model=dataclasses.replace(cfg.teacher_model, num_levels=3, codebook_size=8),
+        teacher_train=dataclasses.replace(cfg.teacher_train, max_epochs=3, eval_every=1),
+        student_train=dataclasses.replace(cfg.student_train, max_epochs=3, eval_every=1),
+    )
+
+
+def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = _tiny_cfg(shop)
+    distill(cfg, run)
+    m = json.loads((run / "metrics.json").read_text())
+    for part in ("teacher", "student", "student_nokd"):
+        assert (
+            0.0
+            <= (
+                m[part]["test"]["ndcg@10"]
+                if part == "teacher"
+                else m[part]["test"]["ndcg@10"]["mean"]
+            )
+            <= 1.0
+        )
+    assert m["student"]["test"]["valid_item_rate"]["mean"] == 1.0
+    assert m["teacher"]["features"] == "minilm-text"
+    assert m["teacher"]["parameters"] > 10 * m["student"]["parameters"]
+    assert m["size_ratio_teacher_over_student"] > 10
+    for f in (
+        "sids/semantic_ids.npy",
+        "sids/tokenizer.json",
+        "teacher/model.safetensors",
+        "teacher_cache/logp.npy",
+        "student/seed_0/model.safetensors",
+        "student/seed_0/config.json",
+        "student_nokd/seed_0/model.safetensors",
+    ):
+        assert (run / f).exists(), f
+    # A rerun finds every stage done and trains nothing.
+    logs = {p: p.read_text() for p in run.rglob("log.jsonl")}
+    distill(cfg, run)
+    assert {p: p.read_text() for p in run.rglob("log.jsonl")} == logs
+    # The same folder with another config is refused; --force starts over.
+    import dataclasses
+
+    other = dataclasses.replace(cfg, kd_top_k=4)
+    with pytest.raises(ConfigError, match="another config"):
+        distill(other, run)
+    distill(other, run, force=True)
+    assert json.loads((run / "teacher_cache" / "meta.json").read_text())["top_k"] == 4
+
+
+def test_bad_teacher_is_refused_before_training(
+    shop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["distill", str(shop), "--out", str(tmp_path / "r"), "--teacher", "gpt5"])
+    assert code == 2 and "unknown teacher 'gpt5'" in capsys.readouterr().err
+    code = main(["distill", str(shop), "--out", str(tmp_path / "r"), "--teacher", f"hf:{tmp_path}"])
+    assert code == 2 and "no config.json" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing started
+
+
+def test_semantic_ids_of_another_catalogue_are_refused(shop: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from pocketrec.distill.sids.stage import SIDConfig, build_semantic_ids
+
+    other = _shop(tmp_path / "other", num_users=10)
+    (tmp_path / "other" / "items.jsonl").write_text(
+        (tmp_path / "other" / "items.jsonl").read_text().replace('"i0_0"', '"zz"')
+    )
+    rows = (other / "interactions.csv").read_text().replace("i0_0", "zz")
+    (other / "interactions.csv").write_text(rows)
+    sid_dir = build_semantic_ids(
+        SIDConfig(dataset=str(other), num_levels=2, codebook_size=8, device="cpu"),
+        tmp_path / "sids",
+    )
+    cfg = dataclasses.replace(_tiny_cfg(shop), sids=str(sid_dir))
+    with pytest.raises(DataError, match="another catalogue"):
+        distill(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_student_shape_must_match_the_semantic_ids(shop: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    cfg = _tiny_cfg(shop)
+    cfg = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, num_levels=4))
+    with pytest.raises(ConfigError, match="student expects 4 levels"):
+        distill(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "teacher").exists()

@@ -1,0 +1,152 @@
+"""Prefix index and constrained beam search, against brute force on small tries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pocketrec._prefix import PrefixIndex
+from pocketrec._search import beam_search, masked_log_softmax
+
+SIDS = np.array([[0, 1, 0], [0, 1, 1], [0, 2, 0], [1, 0, 0], [2, 2, 0], [2, 3, 0]])
+
+
+def test_prefix_index_children_and_items() -> None:
+    index = PrefixIndex(SIDS, codebook_size=4)
+    root = index.child_mask(0, index.keys(np.zeros((1, 0), np.int64)))
+    assert root.tolist() == [[True, True, True, False]]
+    level1 = index.child_mask(1, index.keys(np.array([[0], [2], [3]])))
+    assert level1.tolist() == [
+        [False, True, True, False],
+        [False, False, True, True],
+        [False, False, False, False],
+    ]  # 3 is not a prefix
+    assert index.child_mask(2, index.keys(np.array([[0, 1]]))).tolist() == [
+        [True, True, False, False]
+    ]
+    keys = index.keys(np.array([[2, 3, 0], [0, 1, 1], [3, 3, 3]]))
+    assert index.items(keys).tolist() == [5, 1, -1]
+
+
+def test_prefix_index_rejects_bad_tables() -> None:
+    with pytest.raises(ValueError, match="share a semantic ID"):
+        PrefixIndex(np.array([[0, 1], [0, 1]]), 4)
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        PrefixIndex(np.array([[0, 4]]), 4)
+
+
+def test_masked_log_softmax() -> None:
+    logits = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+    mask = np.array([[True, False, True], [False, False, False]])
+    out = masked_log_softmax(logits, mask)
+    assert np.exp(out[0, [0, 2]]).sum() == pytest.approx(1.0)
+    assert out[0, 1] == -np.inf and np.isneginf(out[1]).all()
+
+
+def _fake_model(seed: int, num_users: int, levels: int, k: int):
+    """Logits that depend on the user, the level and the whole prefix (deterministic)."""
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(num_users, levels, k**levels, k))
+
+    def step(states: np.ndarray, prefix: np.ndarray, level: int) -> np.ndarray:
+        users = states[:, 0].astype(np.int64)
+        key = np.zeros(len(users), np.int64)
+        for j in range(level):
+            key = key * k + prefix[:, j]
+        return table[users, level, key]
+
+    return step
+
+
+def _brute_force(step, users: int, levels: int, k: int, index: PrefixIndex) -> np.ndarray:
+    """log p(item) of every item under the constrained, renormalised model."""
+    scores = np.full((users, len(SIDS)), -np.inf)
+    for item, sid in enumerate(SIDS):
+        for u in range(users):
+            total = 0.0
+            for level in range(levels):
+                prefix = np.full((1, levels - 1), k, np.int64)
+                prefix[0, :level] = sid[:level]
+                logits = step(np.array([[u]], np.float32), prefix, level)
+                mask = index.child_mask(level, index.keys(sid[None, :level]))
+                total += masked_log_softmax(logits, mask)[0, sid[level]]
+            scores[u, item] = total
+    return scores
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wide_beam_equals_exact_ranking(seed: int) -> None:
+    index = PrefixIndex(SIDS, 4)
+    step = _fake_model(seed, num_users=5, levels=3, k=4)
+    states = np.arange(5, dtype=np.float32)[:, None]
+    result = beam_search(states, step, index, beam_width=6, top_k=6)
+    exact = _brute_force(step, 5, 3, 4, index)
+    assert (result.items >= 0).all()
+    for u in range(5):
+        assert result.items[u].tolist() == np.argsort(-exact[u], kind="stable").tolist()
+        np.testing.assert_allclose(result.log_probs[u], np.sort(exact[u])[::-1], rtol=1e-9)
+        assert np.exp(exact[u]).sum() == pytest.approx(1.0)  # a distribution over items
+    assert result.semantic_ids[0].tolist() == SIDS[result.items[0]].tolist()
+
+
+def test_narrow_beam_returns_valid_items_best_first() -> None:
+    index = PrefixIndex(SIDS, 4)
+    step = _fake_model(3, num_users=4, levels=3, k=4)
+    result = beam_search(
+        np.arange(4, dtype=np.float32)[:, None], step, index, beam_width=2, top_k=2
+    )
+    assert ((result.items >= 0) & (result.items < len(SIDS))).all()
+    assert (np.diff(result.log_probs, axis=1) <= 0).all()
+
+
+def test_exclusion_removes_items_and_keeps_k() -> None:
+    index = PrefixIndex(SIDS, 4)
+    step = _fake_model(4, num_users=2, levels=3, k=4)
+    states = np.arange(2, dtype=np.float32)[:, None]
+    full = beam_search(states, step, index, beam_width=6, top_k=6)
+    banned = full.items[:, :2]  # drop each user's two best items
+    exclude = np.concatenate([banned, np.full((2, 1), -1)], axis=1)
+    result = beam_search(states, step, index, beam_width=3, top_k=3, exclude=exclude)
+    for u in range(2):
+        assert result.items[u].tolist() == full.items[u, 2:5].tolist()
+
+
+def test_ties_break_by_lower_flat_index() -> None:
+    index = PrefixIndex(SIDS, 4)
+
+    def flat(states: np.ndarray, prefix: np.ndarray, level: int) -> np.ndarray:
+        return np.zeros((len(states), 4))
+
+    result = beam_search(np.zeros((1, 1), np.float32), flat, index, beam_width=6, top_k=6)
+    # Uniform logits: item 3 is its root code's only item (1/3); items 2, 4 and 5 tie at 1/6
+    # and come in the order of their beams, then items 0 and 1 at 1/12.
+    assert result.items[0].tolist() == [3, 2, 4, 5, 0, 1]
+
+
+def test_fewer_items_than_k_are_padded() -> None:
+    index = PrefixIndex(SIDS[:2], 4)
+    step = _fake_model(0, num_users=1, levels=3, k=4)
+    result = beam_search(np.zeros((1, 1), np.float32), step, index, beam_width=5, top_k=5)
+    assert result.items[0, 2:].tolist() == [-1, -1, -1]
+    assert np.isneginf(result.log_probs[0, 2:]).all()
+
+
+def test_tuple_states_are_repeated_per_beam() -> None:
+    index = PrefixIndex(SIDS, 4)
+    seen = []
+
+    def step(states: tuple[np.ndarray, np.ndarray], prefix: np.ndarray, level: int) -> np.ndarray:
+        a, b = states
+        seen.append((a.shape, b.shape))
+        return np.zeros((len(a), 4))
+
+    beam_search((np.zeros((2, 3, 5)), np.ones((2, 3), bool)), step, index, beam_width=4, top_k=2)
+    assert seen[0] == ((2, 3, 5), (2, 3)) and seen[1] == ((8, 3, 5), (8, 3))
+
+
+def test_bad_arguments() -> None:
+    index = PrefixIndex(SIDS, 4)
+    with pytest.raises(ValueError, match="top_k"):
+        beam_search(
+            np.zeros((1, 1)), lambda s, p, lv: np.zeros((len(p), 4)), index, beam_width=2, top_k=3
+        )
