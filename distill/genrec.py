@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pocketrec._errors import ConfigError
-from pocketrec.distill.sasrec import Block, Dropout
+from pocketrec.distill.sasrec import Block, Dropout, attention
 
 __all__ = ["GenRec", "GenRecConfig"]
 
@@ -212,7 +212,7 @@ class GenRec(nn.Module):
         k, v = self.head_kv(memory).split(D, dim=-1)  # (B, L, D) each
         k = k.view(B, -1, H, D // H).transpose(1, 2)  # (B, H, L, D/H)
         v = v.view(B, -1, H, D // H).transpose(1, 2)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1))  # (B,H,Q,D/H)
+        attn = attention(q, k, v, mask.unsqueeze(1), 0.0)  # (B, H, Q, D/H)
         u = u + self.dropout(self.head_proj(attn.transpose(1, 2).reshape(B, Q, D)))
         z = self.head_out_ln(u + self.head_mlp(self.head_ln(u)))  # (B, Q, D)
         return z @ self.code_emb[level].T + self.code_bias[level]  # (B, Q, K)

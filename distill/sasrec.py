@@ -8,6 +8,8 @@ difference between a weak (0.032 NDCG@10 on Beauty) and a strong (~0.053) baseli
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -99,6 +101,35 @@ def sasrec_preset(dataset: str, history_len: int) -> SASRecConfig:
     return sasrec_movielens(dataset) if history_len >= 100 else sasrec_amazon(dataset)
 
 
+_EXPLICIT_ATTENTION = False
+
+
+@contextmanager
+def explicit_attention() -> Iterator[None]:
+    """Within this block, attention is plain MatMul/Softmax with a finite additive mask.
+
+    Used for ONNX export: the graph then has no boolean masks or -inf constants, which the
+    Qualcomm HTP compiler rejects, and the same graph serves every execution provider.
+    """
+    global _EXPLICIT_ATTENTION
+    previous, _EXPLICIT_ATTENTION = _EXPLICIT_ATTENTION, True
+    try:
+        yield
+    finally:
+        _EXPLICIT_ATTENTION = previous
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout_p: float
+) -> torch.Tensor:
+    """Scaled dot-product attention; `mask` is True where a query may attend."""
+    if not _EXPLICIT_ATTENTION:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    bias = (1.0 - mask.to(q.dtype)) * -1e4  # finite: exp(-1e4) underflows to 0 in fp16 and fp32
+    scores = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5) + bias
+    return scores.softmax(-1) @ v
+
+
 class Dropout(nn.Module):
     """Dropout with a cheaper mask on CPU.
 
@@ -149,9 +180,7 @@ class Block(nn.Module):
         q, k, v = (
             t.view(B, L, self.num_heads, D // self.num_heads).transpose(1, 2) for t in (q, k, v)
         )  # (B, H, L, D/H)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
-        )  # (B, H, L, D/H)
+        y = attention(q, k, v, mask, self.attn_dropout if self.training else 0.0)  # (B,H,L,D/H)
         y = y.transpose(1, 2).reshape(B, L, D)  # (B, L, D)
         x = x + self.dropout(self.proj(y))
         return x + self.dropout(self.ffn(self.ln2(x)))

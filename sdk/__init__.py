@@ -1,11 +1,42 @@
 """pocketrec: recommend on the device from a distilled generative-recommender bundle.
 
+    >>> import pocketrec
+    >>> rec = pocketrec.Recommender.from_bundle("bundles/beauty-fp32")
+    >>> for r in rec.recommend(["B004756YJA", "B0020YLEYK"], k=5):
+    ...     print(r.item_id, r.metadata.get("title"), r.log_prob)
+
 This package is the thin runtime that client apps embed. It depends on numpy and onnxruntime
 only; the training side (`pocketrec.distill`) and the export side (`pocketrec.export`) are
 installed with the `[distill]` and `[export]` extras and are never imported from here.
 """
 
-from pocketrec._errors import ConfigError, PocketrecError
+from pocketrec._errors import (
+    BundleError,
+    ConfigError,
+    IncompatibleRuntimeError,
+    InvalidRequestError,
+    PocketrecError,
+    ProviderUnavailableError,
+    RecommenderError,
+    UnknownItemError,
+)
+from pocketrec._manifest import SCHEMA_VERSION, Manifest
+from pocketrec._recommender import Recommendation, Recommender, UnknownItemWarning
 from pocketrec._version import __version__
 
-__all__ = ["ConfigError", "PocketrecError", "__version__"]
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "IncompatibleRuntimeError",
+    "InvalidRequestError",
+    "Manifest",
+    "PocketrecError",
+    "ProviderUnavailableError",
+    "Recommendation",
+    "Recommender",
+    "RecommenderError",
+    "SCHEMA_VERSION",
+    "UnknownItemError",
+    "UnknownItemWarning",
+    "__version__",
+]

@@ -20,7 +20,7 @@ from pocketrec._version import __version__
 __all__ = ["main"]
 
 # Modules whose `register(subparsers)` adds subcommands, in help order.
-_COMMAND_MODULES = ("pocketrec.distill.cli",)
+_COMMAND_MODULES = ("pocketrec.distill.cli", "pocketrec.export.cli", "pocketrec._commands")
 
 
 class _Parser(argparse.ArgumentParser):

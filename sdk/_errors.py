@@ -4,14 +4,29 @@ Every error pocketrec raises on purpose derives from `PocketrecError`, so an app
 class. Messages say what was wrong, what was expected and how to fix it.
 
     PocketrecError
-    ├── ConfigError            a config or option has a wrong value (training and export side)
-    └── DataError              (pocketrec.distill.errors) dataset problems: missing, malformed,
-                               failed checksum
+    ├── ConfigError                 a config or option has a wrong value (training, export)
+    ├── RecommenderError            the SDK
+    │   ├── BundleError             missing, altered or unreadable bundle files
+    │   │   └── IncompatibleRuntimeError   onnxruntime older than the bundle needs
+    │   ├── ProviderUnavailableError       an execution provider this machine lacks
+    │   ├── InvalidRequestError     bad arguments: k, history types, beam width
+    │   └── UnknownItemError        history items not in the bundle's catalogue
+    └── DataError                   (pocketrec.distill.errors) datasets: missing, malformed,
+                                    failed checksum
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "PocketrecError"]
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "IncompatibleRuntimeError",
+    "InvalidRequestError",
+    "PocketrecError",
+    "ProviderUnavailableError",
+    "RecommenderError",
+    "UnknownItemError",
+]
 
 
 class PocketrecError(Exception):
@@ -25,3 +40,38 @@ class ConfigError(PocketrecError, ValueError):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid {where}:\n{lines}")
+
+
+class RecommenderError(PocketrecError):
+    """Base class of the SDK's errors."""
+
+
+class BundleError(RecommenderError):
+    """The bundle cannot be used: a file is missing, altered, or the manifest is invalid."""
+
+
+class IncompatibleRuntimeError(BundleError):
+    """The installed onnxruntime is older than the version the bundle was built for."""
+
+
+class ProviderUnavailableError(RecommenderError):
+    """An execution provider was requested that this onnxruntime build does not offer."""
+
+
+class InvalidRequestError(RecommenderError, ValueError):
+    """An argument of a request is out of range or of the wrong type."""
+
+
+class UnknownItemError(RecommenderError, KeyError):
+    """History items are not in the bundle's catalogue (with `unknown="raise"`)."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+        shown = ", ".join(repr(i) for i in items[:10]) + (" ..." if len(items) > 10 else "")
+        super().__init__(
+            f"{len(items)} history items are not in the catalogue: {shown}. Pass "
+            "unknown='drop' to skip them, or export a bundle that includes them."
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

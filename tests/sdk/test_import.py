@@ -21,12 +21,57 @@ def test_import_does_not_load_training_stack() -> None:
 
 def test_public_surface_is_sorted_and_pinned() -> None:
     assert pocketrec.__all__ == sorted(pocketrec.__all__)
-    assert pocketrec.__all__ == ["ConfigError", "PocketrecError", "__version__"]
+    assert pocketrec.__all__ == [
+        "BundleError",
+        "ConfigError",
+        "IncompatibleRuntimeError",
+        "InvalidRequestError",
+        "Manifest",
+        "PocketrecError",
+        "ProviderUnavailableError",
+        "Recommendation",
+        "Recommender",
+        "RecommenderError",
+        "SCHEMA_VERSION",
+        "UnknownItemError",
+        "UnknownItemWarning",
+        "__version__",
+    ]
 
 
 def test_every_error_derives_from_the_root() -> None:
+    from pocketrec import _errors
     from pocketrec.distill import errors
 
-    for name in errors.__all__:
-        assert issubclass(getattr(errors, name), pocketrec.PocketrecError)
-    assert issubclass(pocketrec.ConfigError, pocketrec.PocketrecError)
+    for module in (errors, _errors):
+        for name in module.__all__:
+            assert issubclass(getattr(module, name), pocketrec.PocketrecError)
+    for name in (
+        "BundleError",
+        "ProviderUnavailableError",
+        "InvalidRequestError",
+        "UnknownItemError",
+        "IncompatibleRuntimeError",
+    ):
+        assert issubclass(getattr(pocketrec, name), pocketrec.RecommenderError)
+
+
+def test_sdk_sources_import_only_the_thin_runtime() -> None:
+    """No module of sdk/ imports a training-side package, even lazily inside a function."""
+    import ast
+    from pathlib import Path
+
+    allowed_lazy = {"pocketrec.distill.data", "pocketrec.distill.protocol"}  # numpy-only
+    heavy = ("torch", "transformers", "peft", "onnx", "safetensors", "tqdm")
+    for path in Path(pocketrec.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                root = name.split(".")[0]
+                assert root not in heavy, f"{path.name} imports {name}"
+                if name.startswith("pocketrec.distill") or name.startswith("pocketrec.export"):
+                    assert name in allowed_lazy or path.name == "_cli.py", f"{path.name}: {name}"

@@ -1,0 +1,146 @@
+"""Opening a bundle: integrity, runtime version, tables and ONNX Runtime sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from pocketrec._errors import BundleError, IncompatibleRuntimeError, ProviderUnavailableError
+from pocketrec._manifest import Manifest, read_manifest
+
+__all__ = ["Bundle", "open_bundle", "sha256_file"]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+def _check_runtime(manifest: Manifest) -> None:
+    have = ort.__version__
+    if _version_tuple(have) < _version_tuple(manifest.min_onnxruntime):
+        raise IncompatibleRuntimeError(
+            f"this bundle needs onnxruntime >= {manifest.min_onnxruntime}, but {have} is "
+            f"installed; upgrade it: pip install 'onnxruntime>={manifest.min_onnxruntime}'"
+        )
+
+
+def _verify_files(folder: Path, manifest: Manifest) -> None:
+    for name, entry in sorted(manifest.files.items()):
+        path = folder / name
+        if not path.is_file():
+            raise BundleError(
+                f"bundle file {name} is missing from {folder}; re-export or re-download the bundle"
+            )
+        if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
+            raise BundleError(
+                f"bundle file {name} does not match its sha256 in manifest.json: it was altered "
+                "or corrupted after export; re-export or re-download the bundle"
+            )
+
+
+def _providers(requested: Sequence[str] | None, manifest: Manifest) -> list[str]:
+    available = list(ort.get_available_providers())
+    if requested is not None:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise ProviderUnavailableError(
+                f"execution provider(s) {', '.join(missing)} are not available in this "
+                f"onnxruntime build; available: {', '.join(available)}. Install the package "
+                "that provides it (onnxruntime-gpu for CUDA/TensorRT, onnxruntime-qnn for QNN)"
+            )
+        return list(requested)
+    chosen = [p for p in manifest.execution_providers if p in available]
+    return chosen or ["CPUExecutionProvider"]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle, loaded: manifest, tables, catalogue and sessions."""
+
+    folder: Path
+    manifest: Manifest
+    semantic_ids: NDArray[np.int64]  # (num_items, num_levels)
+    item_ids: tuple[str, ...]
+    metadata: tuple[dict[str, Any], ...]  # display metadata per item
+    popularity: NDArray[np.float64]  # (num_items,) training-interaction counts
+    encoder: ort.InferenceSession
+    decoder: ort.InferenceSession
+    providers: tuple[str, ...]
+
+
+def open_bundle(
+    folder: Path | str,
+    *,
+    providers: Sequence[str] | None = None,
+    threads: int | None = None,
+    verify: bool = True,
+) -> Bundle:
+    """Read and check a bundle, then create its ONNX Runtime sessions.
+
+    Raises:
+        BundleError: missing or altered files, invalid manifest or tables.
+        IncompatibleRuntimeError: onnxruntime is older than the bundle needs.
+        ProviderUnavailableError: a requested execution provider is not available.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    _check_runtime(manifest)
+    if verify:
+        _verify_files(folder, manifest)
+    chosen = _providers(providers, manifest)
+    try:
+        table = np.load(folder / manifest.semantic_ids.table, allow_pickle=False)
+        catalog = json.loads((folder / manifest.catalog).read_text())
+    except (OSError, ValueError) as e:
+        raise BundleError(f"cannot read the bundle's tables: {e}") from e
+    items = catalog.get("items", []) if isinstance(catalog, dict) else []
+    if table.shape != (manifest.num_items, manifest.semantic_ids.num_levels) or len(items) != (
+        manifest.num_items
+    ):
+        raise BundleError(
+            f"bundle tables disagree with the manifest: {table.shape} semantic IDs and "
+            f"{len(items)} catalogue items for {manifest.num_items} items of "
+            f"{manifest.semantic_ids.num_levels} levels"
+        )
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        encoder = ort.InferenceSession(
+            str(folder / manifest.encoder.file), options, providers=chosen
+        )
+        decoder = ort.InferenceSession(
+            str(folder / manifest.decoder.file), options, providers=chosen
+        )
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise BundleError(f"onnxruntime could not load the bundle's graphs: {e}") from e
+    return Bundle(
+        folder=folder,
+        manifest=manifest,
+        semantic_ids=table.astype(np.int64),
+        item_ids=tuple(str(item["id"]) for item in items),
+        metadata=tuple({k: v for k, v in item.items() if k != "id"} for item in items),
+        popularity=np.asarray(catalog.get("popularity", np.ones(len(items))), dtype=np.float64),
+        encoder=encoder,
+        decoder=decoder,
+        providers=tuple(encoder.get_providers()),
+    )

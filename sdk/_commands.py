@@ -1,0 +1,165 @@
+"""CLI commands that only need the SDK: `recommend` and `evaluate`.
+
+`evaluate` also reads a dataset with `pocketrec.distill.data`, which needs numpy only, so both
+work on the base install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rec = subparsers.add_parser(
+        "recommend",
+        help="recommend from a bundle for one history",
+        description="Load a bundle (verifying its files) and print the top-k items for a "
+        "history of item ids, oldest first.",
+    )
+    rec.add_argument("bundle", type=Path, help="bundle folder (with manifest.json)")
+    rec.add_argument("--history", default="", help="comma-separated item ids, oldest first")
+    rec.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    rec.add_argument(
+        "--keep-history", action="store_true", help="allow items already in the history"
+    )
+    rec.add_argument("--strict", action="store_true", help="fail on ids not in the catalogue")
+    rec.add_argument(
+        "--providers", default=None, help="comma-separated ONNX Runtime execution providers"
+    )
+    rec.add_argument("--json", nargs="?", const="-", metavar="FILE", help="print JSON")
+    rec.set_defaults(handler=_recommend)
+
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="score a bundle on a dataset through the SDK",
+        description="Recall/NDCG@5/10/20 of a bundle on the leave-one-out test (or validation) "
+        "targets, computed through the SDK (ONNX Runtime + numpy beam search), not torch.",
+    )
+    ev.add_argument("bundle", type=Path, help="bundle folder")
+    ev.add_argument("dataset", help="the dataset the bundle was trained on")
+    ev.add_argument("--stage", choices=("test", "valid"), default="test")
+    ev.add_argument("--beam-width", type=int, default=None, help="default: the bundle's")
+    ev.add_argument("--batch-size", type=int, default=256, help="users per call")
+    ev.add_argument("--limit", type=int, default=None, help="score only N users (evenly spaced)")
+    ev.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    ev.add_argument("--providers", default=None, help="comma-separated execution providers")
+    ev.add_argument("--data-root", type=Path, default=None, help="default: $POCKETREC_DATA")
+    ev.add_argument("--json", nargs="?", const="-", metavar="FILE", help="print JSON")
+    ev.set_defaults(handler=_evaluate)
+
+
+def _emit(obj: Any, target: str) -> None:
+    text = json.dumps(obj, indent=2)
+    if target == "-":
+        print(text)
+    else:
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(path)
+
+
+def _providers(value: str | None) -> list[str] | None:
+    return [p.strip() for p in value.split(",") if p.strip()] if value else None
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from pocketrec._recommender import Recommender
+
+    rec = Recommender.from_bundle(args.bundle, providers=_providers(args.providers))
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    t0 = time.perf_counter()
+    found = rec.recommend(
+        history,
+        k=args.k,
+        exclude_history=not args.keep_history,
+        unknown="raise" if args.strict else "drop",
+    )
+    elapsed_ms = (time.perf_counter() - t0) * 1e3
+    if args.json is not None:
+        _emit(
+            {
+                "bundle": rec.manifest.name,
+                "history": history,
+                "latency_ms": elapsed_ms,
+                "recommendations": [
+                    {
+                        "item_id": r.item_id,
+                        "log_prob": r.log_prob,
+                        "semantic_id": list(r.semantic_id),
+                        **dict(r.metadata),
+                    }
+                    for r in found
+                ],
+            },
+            args.json,
+        )
+        return 0
+    print(f"{rec.manifest.name}: {len(found)} recommendations in {elapsed_ms:.1f} ms")
+    for rank, r in enumerate(found, 1):
+        title = str(r.metadata.get("title", ""))[:70]
+        print(f"{rank:>3}. {r.log_prob:8.3f}  {r.item_id:<12} {title}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pocketrec._recommender import Recommender
+    from pocketrec.distill.data import load_dataset
+    from pocketrec.distill.protocol import evaluate, leave_one_out
+
+    rec = Recommender.from_bundle(
+        args.bundle, providers=_providers(args.providers), threads=args.threads
+    )
+    dataset = load_dataset(args.dataset, root=args.data_root)
+    lookup = {item: row for row, item in enumerate(rec.item_ids)}
+    to_bundle = np.array([lookup.get(str(i), -1) for i in dataset.item_ids] + [-1], np.int64)
+    to_dataset = np.full(len(rec.item_ids) + 1, -1, np.int64)
+    known = to_bundle[:-1] >= 0
+    to_dataset[to_bundle[:-1][known]] = np.flatnonzero(known)
+
+    def predict(hist: np.ndarray) -> np.ndarray:
+        rows = to_bundle[hist]  # PAD (-1) maps to the trailing -1
+        found = rec.rank(rows, k=20, beam_width=args.beam_width)
+        return to_dataset[found.items]  # -1 stays -1 (index -1 is the trailing slot)
+
+    split = leave_one_out(dataset)
+    t0 = time.perf_counter()
+    metrics = evaluate(
+        predict,
+        split,
+        args.stage,
+        max_len=rec.window,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        progress=sys.stderr.isatty(),
+    )
+    elapsed = time.perf_counter() - t0
+    record = {
+        "bundle": rec.manifest.name,
+        "precision": rec.manifest.precision,
+        "dataset": dataset.name,
+        "stage": args.stage,
+        "metrics": metrics,
+        "providers": list(rec.providers),
+        "wall_time_s": round(elapsed, 1),
+        "unknown_catalogue_items": int((~known).sum()),
+    }
+    if args.json is not None:
+        _emit(record, args.json)
+    else:
+        print(
+            f"{rec.manifest.name} on {dataset.name} {args.stage}: NDCG@10 "
+            f"{metrics['ndcg@10']:.4f}, Recall@10 {metrics['recall@10']:.4f} "
+            f"({int(metrics['num_users'])} users, {elapsed:.0f} s)"
+        )
+    return 0

@@ -1,0 +1,222 @@
+"""The bundle manifest: the one contract between export, the SDK, the benchmark and Android.
+
+A bundle is a folder described by `manifest.json`. This module parses it into frozen
+dataclasses that check themselves, and writes it back; the exporter builds the same objects,
+so what is written is always what the SDK can read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pocketrec._errors import BundleError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FileEntry",
+    "GraphSpec",
+    "Manifest",
+    "SemanticIdLayout",
+    "TensorSpec",
+    "read_manifest",
+]
+
+SCHEMA_VERSION = 1
+PRECISIONS = ("fp32", "int8", "int4", "npu")
+
+
+def _need(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in obj:
+        raise BundleError(f"manifest: {where} has no {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise BundleError(f"manifest: {where}.{key} should be {kind}, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output: name, element type, shape (ints, or names of dynamic axes)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any], where: str) -> TensorSpec:
+        return cls(
+            name=_need(obj, "name", str, where),
+            dtype=_need(obj, "dtype", str, where),
+            shape=tuple(_need(obj, "shape", list, where)),
+        )
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX file and its tensors."""
+
+    file: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any], where: str) -> GraphSpec:
+        return cls(
+            file=_need(obj, "file", str, where),
+            inputs=tuple(
+                TensorSpec.parse(t, f"{where}.inputs") for t in _need(obj, "inputs", list, where)
+            ),
+            outputs=tuple(
+                TensorSpec.parse(t, f"{where}.outputs") for t in _need(obj, "outputs", list, where)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class SemanticIdLayout:
+    """How semantic IDs are laid out: levels, codes per level, the empty prefix code."""
+
+    num_levels: int  # including the collision level (the last one)
+    codebook_size: int
+    table: str  # .npy file: (num_items, num_levels) int32, row i = catalogue item i
+    tokenizer: str  # tokenizer.json: token ids of the codes and special tokens
+
+    @property
+    def empty_code(self) -> int:
+        """The code that marks "not chosen yet" in a decoder prefix."""
+        return self.codebook_size
+
+    def __post_init__(self) -> None:
+        if self.num_levels < 1 or self.codebook_size < 2:
+            raise BundleError(
+                f"manifest: semantic_ids has {self.num_levels} levels of {self.codebook_size} codes"
+            )
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a runtime needs to know about a bundle."""
+
+    schema_version: int
+    name: str
+    precision: str
+    execution_providers: tuple[str, ...]  # intended, in order of preference
+    min_onnxruntime: str
+    max_len: int  # history window of the model
+    hidden: int
+    semantic_ids: SemanticIdLayout
+    encoder: GraphSpec
+    decoder: GraphSpec
+    catalog: str  # catalog.json: item ids, display metadata, popularity
+    num_items: int
+    special_tokens: dict[str, int]
+    search: dict[str, int]  # default beam_width, top_k
+    files: dict[str, FileEntry]
+    static_batch: int | None = None  # graphs with a fixed batch (NPU) take exactly this many rows
+    producer: dict[str, Any] = field(default_factory=dict)  # config, command, versions
+    quality: dict[str, Any] = field(default_factory=dict)  # measured metrics of this bundle
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise BundleError(f"manifest: precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.max_len <= 0 or self.num_items <= 0:
+            raise BundleError("manifest: max_len and num_items must be positive")
+        referenced = {
+            self.encoder.file,
+            self.decoder.file,
+            self.catalog,
+            self.semantic_ids.table,
+            self.semantic_ids.tokenizer,
+        }
+        missing = sorted(referenced - set(self.files))
+        if missing:
+            raise BundleError(f"manifest: files {missing} are used but have no sha256 entry")
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Manifest:
+        """Validate a manifest dictionary (newer schemas are refused with an upgrade hint)."""
+        version = _need(obj, "schema_version", int, "manifest")
+        if version > SCHEMA_VERSION:
+            from pocketrec._version import __version__
+
+            raise BundleError(
+                f"this bundle's manifest has schema version {version}, but pocketrec "
+                f"{__version__} reads up to version {SCHEMA_VERSION}; upgrade pocketrec "
+                "(pip install -U pocketrec) or export the bundle with this version"
+            )
+        if version < 1:
+            raise BundleError(f"manifest: schema_version {version} is not valid")
+        sid = _need(obj, "semantic_ids", dict, "manifest")
+        files = _need(obj, "files", dict, "manifest")
+        return cls(
+            schema_version=version,
+            name=_need(obj, "name", str, "manifest"),
+            precision=_need(obj, "precision", str, "manifest"),
+            execution_providers=tuple(_need(obj, "execution_providers", list, "manifest")),
+            min_onnxruntime=_need(obj, "min_onnxruntime", str, "manifest"),
+            max_len=_need(obj, "max_len", int, "manifest"),
+            hidden=_need(obj, "hidden", int, "manifest"),
+            semantic_ids=SemanticIdLayout(
+                num_levels=_need(sid, "num_levels", int, "semantic_ids"),
+                codebook_size=_need(sid, "codebook_size", int, "semantic_ids"),
+                table=_need(sid, "table", str, "semantic_ids"),
+                tokenizer=_need(sid, "tokenizer", str, "semantic_ids"),
+            ),
+            encoder=GraphSpec.parse(_need(obj, "encoder", dict, "manifest"), "encoder"),
+            decoder=GraphSpec.parse(_need(obj, "decoder", dict, "manifest"), "decoder"),
+            catalog=_need(obj, "catalog", str, "manifest"),
+            num_items=_need(obj, "num_items", int, "manifest"),
+            special_tokens=dict(_need(obj, "special_tokens", dict, "manifest")),
+            search=dict(_need(obj, "search", dict, "manifest")),
+            files={
+                name: FileEntry(
+                    sha256=_need(e, "sha256", str, name), bytes=_need(e, "bytes", int, name)
+                )
+                for name, e in files.items()
+            },
+            static_batch=obj.get("static_batch"),
+            producer=dict(obj.get("producer", {})),
+            quality=dict(obj.get("quality", {})),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["semantic_ids"]["empty_code"] = self.semantic_ids.empty_code
+        return out
+
+    def write(self, folder: Path) -> Path:
+        path = folder / "manifest.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Parse `folder/manifest.json`.
+
+    Raises:
+        BundleError: the file is missing, not JSON, or not a valid manifest.
+    """
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise BundleError(
+            f"{folder} is not a pocketrec bundle: it has no manifest.json "
+            "(make one with `pocketrec export RUN_DIR --out BUNDLE_DIR`)"
+        )
+    try:
+        obj = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} is not valid JSON ({e}); the bundle is corrupt") from e
+    if not isinstance(obj, dict):
+        raise BundleError(f"{path} must hold a JSON object")
+    return Manifest.parse(obj)

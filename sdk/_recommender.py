@@ -1,0 +1,336 @@
+"""The Recommender: load a bundle once, then recommend from any thread."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pocketrec._bundle import Bundle, open_bundle
+from pocketrec._errors import InvalidRequestError, UnknownItemError
+from pocketrec._manifest import Manifest
+from pocketrec._prefix import PrefixIndex
+from pocketrec._search import SearchResult, beam_search
+
+__all__ = ["Recommendation", "Recommender", "UnknownItemWarning"]
+
+ItemId = str | int
+
+
+class UnknownItemWarning(UserWarning):
+    """History items were dropped because the catalogue does not have them."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item.
+
+    Attributes:
+        item_id: the catalogue's id of the item.
+        log_prob: log-probability the model gives the item as the next one (higher is better).
+            For an empty history it is the item's log share of training interactions.
+        semantic_id: the item's semantic ID (one code per level).
+        metadata: display metadata from the catalogue (title, brand, categories, price, ...).
+    """
+
+    item_id: str
+    log_prob: float
+    semantic_id: tuple[int, ...]
+    metadata: Mapping[str, Any]
+
+
+def _rows_of(array: NDArray[Any], size: int | None) -> list[tuple[int, int]]:
+    """(start, stop) chunks of the first axis: one chunk, or `size`-row chunks."""
+    n = len(array)
+    if size is None:
+        return [(0, n)]
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _run_fixed(
+    session: Any, feeds: dict[str, NDArray[Any]], size: int | None, batched: tuple[str, ...]
+) -> NDArray[np.float32]:
+    """Run a session, padding/chunking the batched inputs when its graph has a fixed batch."""
+    first = feeds[batched[0]]
+    outputs = []
+    for start, stop in _rows_of(first, size):
+        part = {k: (v[start:stop] if k in batched else v) for k, v in feeds.items()}
+        if size is not None and stop - start < size:
+            pad = size - (stop - start)
+            part = {
+                k: (np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) if k in batched else v)
+                for k, v in part.items()
+            }
+        out: NDArray[np.float32] = session.run(None, part)[0]
+        outputs.append(out[: stop - start])
+    return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+
+def _static(spec_dim: int | str) -> int | None:
+    return spec_dim if isinstance(spec_dim, int) else None
+
+
+class Recommender:
+    """Recommendations from a pocketrec bundle, with numpy and onnxruntime only.
+
+    Create it with `Recommender.from_bundle(path)`. One instance serves concurrent
+    `recommend` calls from many threads: it holds no per-call state, and ONNX Runtime sessions
+    are thread-safe.
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._bundle = bundle
+        manifest = bundle.manifest
+        self._levels = manifest.semantic_ids.num_levels
+        self._empty = manifest.semantic_ids.empty_code
+        self._window = manifest.max_len
+        self._index = PrefixIndex(bundle.semantic_ids, manifest.semantic_ids.codebook_size)
+        self._lookup = {item: row for row, item in enumerate(bundle.item_ids)}
+        padding = np.zeros((1, self._levels), dtype=np.int64)
+        self._codes = np.concatenate([padding, bundle.semantic_ids])  # row 0 = padding
+        pop = np.maximum(bundle.popularity, 0.0) + 1e-9
+        self._pop_log_prob = np.log(pop / pop.sum())
+        self._pop_order = np.argsort(-pop, kind="stable")
+        self._enc_rows = _static(manifest.encoder.inputs[0].shape[0])
+        self._dec_rows = _static(manifest.decoder.inputs[0].shape[0])
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | Path,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> Recommender:
+        """Open a bundle folder, verifying every file's sha256.
+
+        Args:
+            path: the bundle folder (with manifest.json).
+            providers: ONNX Runtime execution providers in order of preference; default: the
+                bundle's intended providers that this machine has, else CPU.
+            threads: intra-op threads per session (default: ONNX Runtime's choice).
+
+        Raises:
+            BundleError: missing or altered files, or an invalid manifest.
+            IncompatibleRuntimeError: onnxruntime is older than the bundle needs.
+            ProviderUnavailableError: a requested provider is not available (the message
+                lists the available ones).
+        """
+        return cls(open_bundle(path, providers=providers, threads=threads))
+
+    # --- properties ------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._bundle.manifest
+
+    @property
+    def item_ids(self) -> tuple[str, ...]:
+        """Every item of the catalogue, in bundle order."""
+        return self._bundle.item_ids
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The execution providers the sessions run on."""
+        return self._bundle.providers
+
+    @property
+    def window(self) -> int:
+        """How many of the most recent history items the model reads."""
+        return self._window
+
+    # --- model calls -----------------------------------------------------------------------
+
+    def encode(self, histories: NDArray[np.int64]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """(B, window) catalogue rows (-1 = padding) -> memory (B, window, D) and its mask."""
+        rows = histories.astype(np.int64) + 1  # (B, L)
+        feeds = {"history_codes": self._codes[rows], "history_rows": rows}
+        memory = _run_fixed(self._bundle.encoder, feeds, self._enc_rows, tuple(feeds))
+        return memory, histories >= 0
+
+    def step(
+        self,
+        states: tuple[NDArray[np.float32], NDArray[np.bool_]],
+        prefix: NDArray[np.int64],
+        level: int,
+    ) -> NDArray[np.float32]:
+        """The decoder: logits of `level`'s codes for each beam (the beam-search step)."""
+        memory, mask = states
+        feeds = {
+            "memory": memory,
+            "memory_mask": mask,
+            "prefix": prefix,
+            "level": np.asarray(level, dtype=np.int64),
+        }
+        return _run_fixed(
+            self._bundle.decoder, feeds, self._dec_rows, ("memory", "memory_mask", "prefix")
+        )
+
+    def rank(
+        self,
+        histories: NDArray[np.int64],
+        *,
+        k: int,
+        beam_width: int | None = None,
+        exclude: NDArray[np.int64] | None = None,
+    ) -> SearchResult:
+        """Top-k catalogue rows for a batch of encoded histories (vectorised; no checks).
+
+        Args:
+            histories: (B, window) catalogue rows, most recent last, -1 = padding.
+            k: items per user.
+            beam_width: beams per level (default: the bundle's, at least k).
+            exclude: optional (B, E) rows to leave out (-1 padded).
+
+        Histories with no items get the most popular items of the training data.
+        """
+        width = max(k, beam_width or self.manifest.search.get("beam_width", k))
+        result_items = np.full((len(histories), k), -1, dtype=np.int64)
+        result_lp = np.full((len(histories), k), -np.inf)
+        result_codes = np.full((len(histories), k, self._levels), -1, dtype=np.int64)
+        has = (histories >= 0).any(axis=1)
+        if has.any():
+            found = beam_search(
+                self.encode(histories[has]),
+                self.step,
+                self._index,
+                beam_width=width,
+                top_k=k,
+                exclude=None if exclude is None else exclude[has],
+            )
+            result_items[has], result_lp[has] = found.items, found.log_probs
+            result_codes[has] = found.semantic_ids
+        for row in np.flatnonzero(~has):  # cold start: popularity
+            banned = set() if exclude is None else set(exclude[row].tolist())
+            top = [i for i in self._pop_order[: k + len(banned)] if i not in banned][:k]
+            result_items[row, : len(top)] = top
+            result_lp[row, : len(top)] = self._pop_log_prob[top]
+            result_codes[row, : len(top)] = self._bundle.semantic_ids[top]
+        return SearchResult(items=result_items, log_probs=result_lp, semantic_ids=result_codes)
+
+    # --- the app-facing API ------------------------------------------------------------------
+
+    def _rows(self, history: Sequence[ItemId], unknown: str, stacklevel: int) -> list[int]:
+        if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+            raise InvalidRequestError(
+                f"history must be a list of item ids, got {type(history).__name__}"
+            )
+        rows, missing = [], []
+        for position, item in enumerate(history):
+            if isinstance(item, bool) or not isinstance(item, (str, int, np.integer)):
+                raise InvalidRequestError(
+                    f"history[{position}] is {item!r} ({type(item).__name__}); item ids are "
+                    "str or int, as in the catalogue"
+                )
+            row = self._lookup.get(str(item))
+            if row is None:
+                missing.append(str(item))
+            else:
+                rows.append(row)
+        if missing:
+            if unknown == "raise":
+                raise UnknownItemError(missing)
+            warnings.warn(
+                f"dropped {len(missing)} history items not in the catalogue "
+                f"(first: {missing[0]!r}); pass unknown='raise' to fail instead",
+                UnknownItemWarning,
+                stacklevel=stacklevel,
+            )
+        return rows
+
+    def _check(self, k: object, unknown: str, beam_width: object) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.item_ids):
+            raise InvalidRequestError(
+                f"k must be an integer in [1, {len(self.item_ids)}] (the catalogue size), got {k!r}"
+            )
+        if unknown not in ("drop", "raise"):
+            raise InvalidRequestError(f"unknown must be 'drop' or 'raise', got {unknown!r}")
+        if beam_width is not None and (not isinstance(beam_width, int) or beam_width < 1):
+            raise InvalidRequestError(f"beam_width must be a positive integer, got {beam_width!r}")
+
+    def recommend_batch(
+        self,
+        histories: Sequence[Sequence[ItemId]],
+        *,
+        k: int = 10,
+        exclude_history: bool = True,
+        unknown: Literal["drop", "raise"] = "drop",
+        beam_width: int | None = None,
+        _stacklevel: int = 3,
+    ) -> list[list[Recommendation]]:
+        """Recommend for many users at once (one model call per level for the whole batch).
+
+        See `recommend` for the arguments; `histories` holds one history per user.
+        """
+        self._check(k, unknown, beam_width)
+        rows = [self._rows(h, unknown, _stacklevel) for h in histories]
+        batch = np.full((len(rows), self._window), -1, dtype=np.int64)
+        for b, r in enumerate(rows):
+            recent = r[-self._window :]  # longer histories: the most recent items
+            if recent:
+                batch[b, -len(recent) :] = recent
+        exclude = None
+        if exclude_history and any(rows):
+            width = max(len(set(r)) for r in rows)
+            exclude = np.full((len(rows), width), -1, dtype=np.int64)
+            for b, r in enumerate(rows):
+                unique = sorted(set(r))
+                exclude[b, : len(unique)] = unique
+        found = self.rank(batch, k=k, beam_width=beam_width, exclude=exclude)
+        out = []
+        for b in range(len(rows)):
+            out.append(
+                [
+                    Recommendation(
+                        item_id=self.item_ids[i],
+                        log_prob=float(found.log_probs[b, j]),
+                        semantic_id=tuple(int(c) for c in found.semantic_ids[b, j]),
+                        metadata=self._bundle.metadata[i],
+                    )
+                    for j, i in enumerate(found.items[b].tolist())
+                    if i >= 0
+                ]
+            )
+        return out
+
+    def recommend(
+        self,
+        history: Sequence[ItemId],
+        *,
+        k: int = 10,
+        exclude_history: bool = True,
+        unknown: Literal["drop", "raise"] = "drop",
+        beam_width: int | None = None,
+    ) -> list[Recommendation]:
+        """The k items the user is most likely to want next, best first.
+
+        Args:
+            history: item ids the user interacted with, oldest first. Only the most recent
+                `window` items are read. An empty history gets the most popular items.
+            k: how many items (1 .. catalogue size).
+            exclude_history: leave out items already in the history.
+            unknown: what to do with ids not in the catalogue: "drop" them with an
+                `UnknownItemWarning`, or "raise" `UnknownItemError`.
+            beam_width: beams per level of the constrained beam search (default: the
+                bundle's, at least k); wider is slower and a little more accurate.
+
+        Returns:
+            Up to k recommendations with log-probabilities, semantic IDs and metadata.
+
+        Raises:
+            InvalidRequestError: k out of range, or a history entry that is not an id.
+            UnknownItemError: with unknown="raise", ids not in the catalogue.
+        """
+        return self.recommend_batch(
+            [history],
+            k=k,
+            exclude_history=exclude_history,
+            unknown=unknown,
+            beam_width=beam_width,
+            _stacklevel=4,
+        )[0]

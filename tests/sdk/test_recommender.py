@@ -1,0 +1,224 @@
+"""The Recommender on the tiny deterministic bundle: golden output, bad input, threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pocketrec
+from pocketrec import (
+    BundleError,
+    IncompatibleRuntimeError,
+    InvalidRequestError,
+    ProviderUnavailableError,
+    Recommender,
+    UnknownItemError,
+    UnknownItemWarning,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "tiny_recommendations.json"
+HISTORIES = [["item3", "item10"], ["item1"], ["item5", "item6", "item7", "item8", "item9"], []]
+
+
+def _snapshot(rec: Recommender) -> list[list[dict[str, object]]]:
+    return [
+        [
+            {
+                "item_id": r.item_id,
+                "log_prob": round(r.log_prob, 5),
+                "semantic_id": list(r.semantic_id),
+            }
+            for r in rec.recommend(h, k=5)
+        ]
+        for h in HISTORIES
+    ]
+
+
+def test_golden_recommendations(tiny_bundle: Path) -> None:
+    """Regenerate with: python -m tests.sdk.test_recommender (only after an intended change)."""
+    got = _snapshot(Recommender.from_bundle(tiny_bundle))
+    expected = json.loads(GOLDEN.read_text())
+    for g, e in zip(got, expected, strict=True):
+        assert [r["item_id"] for r in g] == [r["item_id"] for r in e]
+        assert [r["semantic_id"] for r in g] == [r["semantic_id"] for r in e]
+        np.testing.assert_allclose(
+            [r["log_prob"] for r in g], [r["log_prob"] for r in e], atol=2e-4
+        )
+
+
+def test_recommendations_are_valid_and_sorted(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    out = rec.recommend(["item3", "item10"], k=10)
+    assert len(out) == 10 and len({r.item_id for r in out}) == 10
+    assert all(r.item_id in rec.item_ids for r in out)
+    assert [r.log_prob for r in out] == sorted((r.log_prob for r in out), reverse=True)
+    assert all(r.log_prob <= 0 for r in out)
+    assert out[0].metadata["title"].startswith("Item ")
+    assert {"item3", "item10"}.isdisjoint(r.item_id for r in out)
+    kept = rec.recommend(["item3", "item10"], k=10, exclude_history=False)
+    assert len(kept) == 10
+
+
+def test_empty_history_gets_popular_items(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    out = rec.recommend([], k=4)
+    counts = json.loads((tiny_bundle / "catalog.json").read_text())["popularity"]
+    top = sorted(range(len(counts)), key=lambda i: (-counts[i], i))[:4]
+    assert [r.item_id for r in out] == [rec.item_ids[i] for i in top]
+
+
+def test_long_history_uses_the_most_recent_window(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    long = [f"item{i}" for i in range(30)]
+    recent = long[-rec.window :]
+    a = rec.recommend(long, k=5, exclude_history=False)
+    b = rec.recommend(recent, k=5, exclude_history=False)
+    assert [r.item_id for r in a] == [r.item_id for r in b]
+
+
+def test_unknown_ids_drop_with_warning_or_raise(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    with pytest.warns(UnknownItemWarning, match="dropped 2 history items"):
+        dropped = rec.recommend(["item3", "nope", "item10", "gone"], k=5)
+    assert dropped == rec.recommend(["item3", "item10"], k=5)
+    with pytest.raises(UnknownItemError, match="'nope', 'gone'"):
+        rec.recommend(["item3", "nope", "gone"], k=5, unknown="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec.recommend(["item3"], k=5)  # known ids: no warning
+
+
+@pytest.mark.parametrize(
+    ("history", "match"),
+    [
+        ([None], r"history\[0\] is None"),
+        (["item3", 2.5], r"history\[1\] is 2\.5"),
+        ([True], "bool"),
+        ("item3", "list of item ids"),
+    ],
+)
+def test_non_id_history_entries_are_refused(tiny_bundle: Path, history, match: str) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    with pytest.raises(InvalidRequestError, match=match):
+        rec.recommend(history, k=3)
+
+
+def test_integer_ids_are_looked_up_as_strings(bundle_copy: Path) -> None:
+    rec = Recommender.from_bundle(bundle_copy)
+    with pytest.warns(UnknownItemWarning):
+        rec.recommend([3], k=2)  # this catalogue's ids are strings like "item3"
+
+
+@pytest.mark.parametrize("k", [0, -1, 41, 2.0, True])
+def test_k_out_of_range(tiny_bundle: Path, k: object) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    with pytest.raises(InvalidRequestError, match=r"k must be an integer in \[1, 40\]"):
+        rec.recommend(["item3"], k=k)  # type: ignore[arg-type]
+
+
+def test_k_equal_to_the_catalogue(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    out = rec.recommend(["item3"], k=40, exclude_history=False)
+    assert sorted(r.item_id for r in out) == sorted(rec.item_ids)
+
+
+def test_batch_equals_single_calls(tiny_bundle: Path) -> None:
+    """Same items; scores equal up to float rounding (ONNX Runtime kernels depend on batch size)."""
+    rec = Recommender.from_bundle(tiny_bundle)
+    batch = rec.recommend_batch(HISTORIES, k=5)
+    for history, together in zip(HISTORIES, batch, strict=True):
+        alone = rec.recommend(history, k=5)
+        assert [r.item_id for r in together] == [r.item_id for r in alone]
+        np.testing.assert_allclose(
+            [r.log_prob for r in together], [r.log_prob for r in alone], atol=1e-5
+        )
+
+
+def test_concurrent_calls_match_single_threaded(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    histories = [[f"item{(7 * i + j) % 40}" for j in range(1 + i % 6)] for i in range(40)]
+    expected = [rec.recommend(h, k=5) for h in histories]
+    errors: list[BaseException] = []
+    mismatches = []
+
+    def worker(offset: int) -> None:
+        try:
+            for call in range(500):
+                i = (offset * 13 + call) % len(histories)
+                if rec.recommend(histories[i], k=5) != expected[i]:
+                    mismatches.append(i)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and mismatches == []
+
+
+def test_missing_file_is_a_bundle_error(bundle_copy: Path) -> None:
+    (bundle_copy / "decoder.onnx").unlink()
+    with pytest.raises(BundleError, match="decoder.onnx is missing"):
+        Recommender.from_bundle(bundle_copy)
+
+
+def test_altered_file_is_a_bundle_error(bundle_copy: Path) -> None:
+    catalog = bundle_copy / "catalog.json"
+    catalog.write_text(catalog.read_text().replace("Item 1 ", "Item X "))
+    with pytest.raises(BundleError, match="catalog.json does not match its sha256"):
+        Recommender.from_bundle(bundle_copy)
+
+
+def test_newer_manifest_schema_is_refused(bundle_copy: Path) -> None:
+    path = bundle_copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["schema_version"] = pocketrec.SCHEMA_VERSION + 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="upgrade pocketrec"):
+        Recommender.from_bundle(bundle_copy)
+
+
+def test_corrupt_manifest(bundle_copy: Path) -> None:
+    (bundle_copy / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Recommender.from_bundle(bundle_copy)
+    (bundle_copy / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="no manifest.json"):
+        Recommender.from_bundle(bundle_copy)
+
+
+def test_old_onnxruntime_is_refused_with_the_version(bundle_copy: Path) -> None:
+    path = bundle_copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["min_onnxruntime"] = "99.1"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleRuntimeError, match=r"needs onnxruntime >= 99\.1"):
+        Recommender.from_bundle(bundle_copy)
+
+
+def test_unavailable_provider_lists_the_available_ones(tiny_bundle: Path) -> None:
+    with pytest.raises(ProviderUnavailableError, match="available: .*CPUExecutionProvider"):
+        Recommender.from_bundle(tiny_bundle, providers=["TensorrtExecutionProvider"])
+
+
+def test_threads_option(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle, threads=1, providers=["CPUExecutionProvider"])
+    assert rec.providers == ("CPUExecutionProvider",)
+
+
+if __name__ == "__main__":  # regenerate the golden file after an intended change
+    import tempfile
+
+    from tests.bundles import make_tiny_bundle
+
+    GOLDEN.parent.mkdir(exist_ok=True)
+    bundle = make_tiny_bundle(Path(tempfile.mkdtemp()))
+    GOLDEN.write_text(json.dumps(_snapshot(Recommender.from_bundle(bundle)), indent=1) + "\n")
+    print(f"wrote {GOLDEN}")
