@@ -116,6 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="history window (default: 20 Amazon, 200 MovieLens)",
     )
+    baseline.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after choosing the epoch on validation, retrain on train + validation items and "
+        "also report that model's test score (default: the preset's choice)",
+    )
     baseline.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     baseline.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
     _add_data_root(baseline)
@@ -406,7 +413,7 @@ def _baseline(args: argparse.Namespace) -> int:
         "device": args.device,
         "threads": args.threads,
     }
-    for name in ("loss", "max_len"):
+    for name in ("loss", "max_len", "refit"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.epochs is not None:

@@ -111,34 +111,20 @@ def _recommend(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from pocketrec._evaluate import evaluate_recommender
     from pocketrec._recommender import Recommender
     from pocketrec.distill.data import load_dataset
-    from pocketrec.distill.protocol import evaluate, leave_one_out
 
     rec = Recommender.from_bundle(
         args.bundle, providers=_providers(args.providers), threads=args.threads
     )
     dataset = load_dataset(args.dataset, root=args.data_root)
-    lookup = {item: row for row, item in enumerate(rec.item_ids)}
-    to_bundle = np.array([lookup.get(str(i), -1) for i in dataset.item_ids] + [-1], np.int64)
-    to_dataset = np.full(len(rec.item_ids) + 1, -1, np.int64)
-    known = to_bundle[:-1] >= 0
-    to_dataset[to_bundle[:-1][known]] = np.flatnonzero(known)
-
-    def predict(hist: np.ndarray) -> np.ndarray:
-        rows = to_bundle[hist]  # PAD (-1) maps to the trailing -1
-        found = rec.rank(rows, k=20, beam_width=args.beam_width)
-        return to_dataset[found.items]  # -1 stays -1 (index -1 is the trailing slot)
-
-    split = leave_one_out(dataset)
     t0 = time.perf_counter()
-    metrics = evaluate(
-        predict,
-        split,
-        args.stage,
-        max_len=rec.window,
+    metrics = evaluate_recommender(
+        rec,
+        dataset,
+        stage=args.stage,
+        beam_width=args.beam_width,
         batch_size=args.batch_size,
         limit=args.limit,
         progress=sys.stderr.isatty(),
@@ -152,7 +138,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         "metrics": metrics,
         "providers": list(rec.providers),
         "wall_time_s": round(elapsed, 1),
-        "unknown_catalogue_items": int((~known).sum()),
+        "dataset_items_missing_from_bundle": len(
+            {str(i) for i in dataset.item_ids} - set(rec.item_ids)
+        ),
     }
     if args.json is not None:
         _emit(record, args.json)

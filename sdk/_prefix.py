@@ -70,10 +70,15 @@ class PrefixIndex:
             key = key * self.codebook_size + prefixes[:, j]
         return key
 
-    def child_mask(self, level: int, prefix_keys: IntArray) -> NDArray[np.bool_]:
-        """(M,) keys of prefixes of length `level` -> (M, codebook_size) True where valid.
+    def children(self, level: int, prefix_keys: IntArray) -> tuple[IntArray, IntArray]:
+        """Every valid (row, code) continuation of the prefixes, in row order, codes ascending.
 
-        Keys that are not valid prefixes get an all-False row.
+        Args:
+            level: the level being chosen (prefixes have `level` codes).
+            prefix_keys: (M,) keys of the prefixes; keys that are not prefixes have no children.
+
+        Returns:
+            rows (E,) and codes (E,): prefix_keys[rows[e]] continues with codes[e].
         """
         lv = self.levels[level]
         idx = np.searchsorted(lv.parents, prefix_keys)
@@ -83,9 +88,17 @@ class PrefixIndex:
         count = np.where(found, lv.offsets[idx_clipped + 1] - lv.offsets[idx_clipped], 0)
         rows = np.repeat(np.arange(len(prefix_keys)), count)
         first = np.repeat(np.cumsum(count) - count, count)
-        cols = lv.codes[np.arange(int(count.sum())) - first + np.repeat(start, count)]
+        codes = lv.codes[np.arange(len(rows)) - first + np.repeat(start, count)]
+        return rows, codes
+
+    def child_mask(self, level: int, prefix_keys: IntArray) -> NDArray[np.bool_]:
+        """(M,) keys of prefixes of length `level` -> (M, codebook_size) True where valid.
+
+        Keys that are not valid prefixes get an all-False row.
+        """
+        rows, codes = self.children(level, prefix_keys)
         mask = np.zeros((len(prefix_keys), self.codebook_size), dtype=bool)
-        mask[rows, cols] = True
+        mask[rows, codes] = True
         return mask
 
     def items(self, full_keys: IntArray) -> IntArray:

@@ -83,8 +83,10 @@ class Recommender:
     are thread-safe.
     """
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, *, sessions: tuple[Any, Any] | None = None) -> None:
+        """Use `from_bundle`; `sessions` replaces the (encoder, decoder) sessions (tracing)."""
         self._bundle = bundle
+        self._encoder, self._decoder = sessions or (bundle.encoder, bundle.decoder)
         manifest = bundle.manifest
         self._levels = manifest.semantic_ids.num_levels
         self._empty = manifest.semantic_ids.empty_code
@@ -150,7 +152,7 @@ class Recommender:
         """(B, window) catalogue rows (-1 = padding) -> memory (B, window, D) and its mask."""
         rows = histories.astype(np.int64) + 1  # (B, L)
         feeds = {"history_codes": self._codes[rows], "history_rows": rows}
-        memory = _run_fixed(self._bundle.encoder, feeds, self._enc_rows, tuple(feeds))
+        memory = _run_fixed(self._encoder, feeds, self._enc_rows, tuple(feeds))
         return memory, histories >= 0
 
     def step(
@@ -167,9 +169,7 @@ class Recommender:
             "prefix": prefix,
             "level": np.asarray(level, dtype=np.int64),
         }
-        return _run_fixed(
-            self._bundle.decoder, feeds, self._dec_rows, ("memory", "memory_mask", "prefix")
-        )
+        return _run_fixed(self._decoder, feeds, self._dec_rows, ("memory", "memory_mask", "prefix"))
 
     def rank(
         self,
@@ -195,13 +195,19 @@ class Recommender:
         result_codes = np.full((len(histories), k, self._levels), -1, dtype=np.int64)
         has = (histories >= 0).any(axis=1)
         if has.any():
+            excluded = None if exclude is None else exclude[has]
+            # Widening the beam by every excluded item would make long histories slow; a
+            # window's worth covers the recent items the model favours. (In rare cases this
+            # returns fewer than k items.)
+            extra = None if excluded is None else min(excluded.shape[1], max(width, self._window))
             found = beam_search(
                 self.encode(histories[has]),
                 self.step,
                 self._index,
                 beam_width=width,
                 top_k=k,
-                exclude=None if exclude is None else exclude[has],
+                exclude=excluded,
+                extra_width=extra,
             )
             result_items[has], result_lp[has] = found.items, found.log_probs
             result_codes[has] = found.semantic_ids

@@ -62,10 +62,18 @@ def masked_log_softmax(
     return out
 
 
-def _rank(scores: NDArray[np.float64], keep: int) -> NDArray[np.int64]:
-    """Indices of the `keep` best entries of every row: higher score first, then lower index."""
-    order: NDArray[np.int64] = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
-    return order
+def _segment_log_softmax(
+    values: NDArray[np.float64], rows: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """log-softmax of `values` within each run of equal `rows` (rows are non-decreasing)."""
+    if len(values) == 0:
+        return values
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
+    top = np.maximum.reduceat(values, starts)
+    lse = np.log(np.add.reduceat(np.exp(values - top[run]), starts)) + top
+    out: NDArray[np.float64] = values - lse[run]
+    return out
 
 
 def beam_search(
@@ -76,6 +84,7 @@ def beam_search(
     beam_width: int,
     top_k: int,
     exclude: NDArray[np.int64] | None = None,
+    extra_width: int | None = None,
 ) -> SearchResult:
     """Find the `top_k` most likely existing items for each user.
 
@@ -86,9 +95,11 @@ def beam_search(
         index: valid prefixes and the item of every full semantic ID.
         beam_width: beams kept per level; at least `top_k`.
         top_k: items returned per user.
-        exclude: optional (B, E) item ids (-1 padded) that must not be returned. The beam is
-            widened by E at every level, which leaves at least `top_k` other items whenever the
-            catalogue has them (every kept prefix ends in at least one item).
+        exclude: optional (B, E) item ids (-1 padded) that must not be returned: at the last
+            level their candidates score -inf.
+        extra_width: beams added at every level but the last, so that prefixes leading only
+            to excluded items do not crowd out the others (default: E, which guarantees
+            `top_k` results whenever the catalogue has them).
 
     Returns:
         The items, their log-probabilities and semantic IDs.
@@ -98,39 +109,55 @@ def beam_search(
     parts = states if isinstance(states, tuple) else (states,)
     num_users = parts[0].shape[0]
     k_codes, levels = index.codebook_size, index.num_levels
-    empty = np.int64(k_codes)
-    # One beam per user before the first level; beams are (B, W) after it.
+    if extra_width is None:
+        extra_width = 0 if exclude is None else exclude.shape[1]
+    banned_keys = None
+    if exclude is not None:  # (user, item) pairs that must not be returned, as one int64 key
+        user_of, item_of = np.nonzero(exclude >= 0)
+        banned_keys = np.unique(user_of * (index.num_items + 1) + exclude[user_of, item_of])
+    # One beam per user before the first level; beams are (B, W) after it. Only valid
+    # continuations are ever materialised (a few per beam after the first level).
     codes = np.zeros((num_users, 1, 0), dtype=np.int64)  # (B, W, level)
     scores = np.zeros((num_users, 1), dtype=np.float64)  # (B, W)
-    extra = 0 if exclude is None else exclude.shape[1]
     for level in range(levels):
         width = codes.shape[1]
         flat_codes = codes.reshape(num_users * width, level)  # (B*W, level)
-        prefix = np.full((num_users * width, levels - 1), empty, dtype=np.int64)
+        prefix = np.full((num_users * width, levels - 1), k_codes, dtype=np.int64)
         prefix[:, :level] = flat_codes
         repeated = tuple(np.repeat(part, width, axis=0) for part in parts)  # (B*W, ...)
-        beam_states = repeated if isinstance(states, tuple) else repeated[0]
-        logits = step(beam_states, prefix, level)  # (B*W, K)
-        mask = index.child_mask(level, index.keys(flat_codes))  # (B*W, K)
-        log_p = masked_log_softmax(logits, mask).reshape(num_users, width, k_codes)
-        cand = (scores[:, :, None] + log_p).reshape(num_users, width * k_codes)  # (B, W*K)
-        keep = min(width * k_codes, beam_width + extra)
-        chosen = _rank(cand, keep)  # (B, keep)
-        beam, code = np.divmod(chosen, k_codes)
-        codes = np.concatenate(
-            [np.take_along_axis(codes, beam[:, :, None], axis=1), code[:, :, None]], axis=2
-        )  # (B, keep, level + 1)
-        scores = np.take_along_axis(cand, chosen, axis=1)  # (B, keep)
+        logits = step(repeated if isinstance(states, tuple) else repeated[0], prefix, level)
+        parent = index.keys(flat_codes)  # (B*W,)
+        live = np.isfinite(scores.ravel())
+        rows, child = index.children(level, np.where(live, parent, -1))  # (E,), (E,)
+        log_p = _segment_log_softmax(np.asarray(logits, dtype=np.float64)[rows, child], rows)
+        cand = scores.ravel()[rows] + log_p  # (E,)
+        user = rows // width
+        last = level == levels - 1
+        if last and banned_keys is not None:
+            cand_items = index.items(parent[rows] * k_codes + child)
+            cand = np.where(
+                np.isin(user * (index.num_items + 1) + cand_items, banned_keys), -np.inf, cand
+            )
+        keep = beam_width + (0 if last else extra_width)
+        # Rank within each user: higher score first, then lower flat index (rows are in beam
+        # order and codes ascend within a beam, so position order is flat-index order).
+        order = np.lexsort((np.arange(len(cand)), -cand, user))
+        group_start = np.searchsorted(user[order], user[order], side="left")
+        rank = np.arange(len(order)) - group_start
+        picked = order[rank < keep]
+        width_next = int(min(keep, max(1, np.bincount(user, minlength=num_users).max())))
+        slot = rank[rank < keep]
+        new_codes = np.zeros((num_users, width_next, level + 1), dtype=np.int64)
+        new_scores = np.full((num_users, width_next), -np.inf)
+        beam = rows[picked] % width
+        new_codes[user[picked], slot, :level] = codes[user[picked], beam]
+        new_codes[user[picked], slot, level] = child[picked]
+        new_scores[user[picked], slot] = cand[picked]
+        codes, scores = new_codes, new_scores
+    finite = np.isfinite(scores)
     items = index.items(index.keys(codes.reshape(-1, levels))).reshape(num_users, -1)
-    items = np.where(np.isfinite(scores), items, -1)
-    if exclude is not None:
-        banned = (items[:, :, None] == exclude[:, None, :]) & (exclude[:, None, :] >= 0)
-        scores = np.where(banned.any(axis=2), -np.inf, scores)
-        items = np.where(np.isfinite(scores), items, -1)
-        order = _rank(scores, scores.shape[1])  # stable: keeps the beam order among survivors
-        items = np.take_along_axis(items, order, axis=1)
-        scores = np.take_along_axis(scores, order, axis=1)
-        codes = np.take_along_axis(codes, order[:, :, None], axis=1)
+    items = np.where(finite, items, -1)
+    codes = np.where(finite[:, :, None], codes, -1)
     items, scores, codes = items[:, :top_k], scores[:, :top_k], codes[:, :top_k]
     if items.shape[1] < top_k:  # fewer candidates than asked for (tiny catalogues)
         pad = top_k - items.shape[1]

@@ -36,7 +36,7 @@ def make_tiny_run(root: Path) -> Path:
     (data / "items.jsonl").write_text("\n".join(
         json.dumps({"item": f"item{i}", "title": f"Item {i} {kinds[i % 4]}",
                     "brand": f"Brand{i % 5}", "categories": ["Beauty", kinds[i % 4]]})
-        for i in range(NUM_ITEMS)) + "\n")  # fmt: skip
+        for i in range(NUM_ITEMS)) + "\n")
     from pocketrec.distill.data import load_dataset
 
     dataset = load_dataset(str(data))

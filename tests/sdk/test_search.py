@@ -141,7 +141,9 @@ def test_tuple_states_are_repeated_per_beam() -> None:
         return np.zeros((len(a), 4))
 
     beam_search((np.zeros((2, 3, 5)), np.ones((2, 3), bool)), step, index, beam_width=4, top_k=2)
-    assert seen[0] == ((2, 3, 5), (2, 3)) and seen[1] == ((8, 3, 5), (8, 3))
+    # Level 0 sees one row per user; level 1 one row per kept beam: the root has 3 valid
+    # codes, so each of the 2 users keeps 3 beams.
+    assert seen[0] == ((2, 3, 5), (2, 3)) and seen[1] == ((6, 3, 5), (6, 3))
 
 
 def test_bad_arguments() -> None:

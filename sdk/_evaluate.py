@@ -1,0 +1,55 @@
+"""Score a Recommender with the project's protocol and metric code, through the SDK path.
+
+The dataset side (`pocketrec.distill.data`, `pocketrec.distill.protocol`) needs numpy only, so
+this works on the base install; it is imported when called, not with the SDK.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from pocketrec._recommender import Recommender
+
+__all__ = ["evaluate_recommender"]
+
+
+def evaluate_recommender(
+    rec: Recommender,
+    dataset: Any,
+    *,
+    stage: Literal["valid", "test"] = "test",
+    beam_width: int | None = None,
+    batch_size: int = 256,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Recall/NDCG@5/10/20 of `rec` on a dataset's leave-one-out targets.
+
+    Items are matched by id, so the bundle's catalogue order does not matter; dataset items the
+    bundle lacks count as misses. No history filtering (the protocol), beam search as in
+    `recommend`.
+    """
+    from pocketrec.distill.protocol import evaluate, leave_one_out
+
+    lookup = {item: row for row, item in enumerate(rec.item_ids)}
+    to_bundle = np.array([lookup.get(str(i), -1) for i in dataset.item_ids] + [-1], np.int64)
+    to_dataset = np.full(len(rec.item_ids) + 1, -1, np.int64)
+    known = to_bundle[:-1] >= 0
+    to_dataset[to_bundle[:-1][known]] = np.flatnonzero(known)
+
+    def predict(hist: np.ndarray) -> np.ndarray:
+        rows = to_bundle[hist]  # PAD (-1) indexes the trailing -1
+        found = rec.rank(rows, k=20, beam_width=beam_width)
+        return to_dataset[found.items]  # -1 indexes the trailing -1
+
+    return evaluate(
+        predict,
+        leave_one_out(dataset),
+        stage,
+        max_len=rec.window,
+        batch_size=batch_size,
+        limit=limit,
+        progress=progress,
+    )

@@ -1,0 +1,74 @@
+"""Conformance fixtures for the JVM core of android_demo: a bundle and golden traces.
+
+    python -m tests.android.fixtures            # rewrite the tiny bundle + trace
+    python -m tests.android.fixtures BUNDLE     # also trace another bundle (a Beauty student)
+
+The JVM tests replay each trace's recorded model outputs through their own decoding code and
+must return the same recommendations; tests/android/test_fixtures.py checks that the committed
+traces still match what the SDK does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESOURCES = Path(__file__).resolve().parents[2] / "android_demo/core/src/test/resources"
+
+
+def tiny_cases() -> list[dict[str, Any]]:
+    """Requests that exercise every branch of the decoding logic on the tiny bundle."""
+    return [
+        {"history": ["item3", "item10"], "options": {"k": 5}},
+        {"history": ["item1"], "options": {"k": 10, "exclude_history": False}},
+        {"history": [f"item{i}" for i in range(12)], "options": {"k": 5}},  # longer than window
+        {"history": [], "options": {"k": 4}},  # cold start: popularity
+        {"history": ["item3", "nope", "item3"], "options": {"k": 3}},  # unknown dropped, repeat
+        {"history": ["nope"], "options": {"k": 3}},  # only unknown ids: cold start
+        {"history": ["item3", "nope"], "options": {"k": 3, "unknown": "raise"}},
+        {"history": ["item7"], "options": {"k": 40, "exclude_history": False}},  # whole catalogue
+        {"history": ["item7", "item8"], "options": {"k": 1, "beam_width": 1}},
+        {"history": ["item2"], "options": {"k": 0}},  # invalid k
+        {"history": ["item5", "item6"], "options": {"k": 6, "beam_width": 3}},
+    ]
+
+
+def beauty_cases(item_ids: list[str]) -> list[dict[str, Any]]:
+    step = max(1, len(item_ids) // 40)
+    picks = item_ids[::step]
+    return [
+        {"history": picks[i : i + n], "options": {"k": 10}}
+        for i, n in ((0, 3), (5, 8), (13, 1), (20, 20), (30, 25))
+    ] + [{"history": [], "options": {"k": 10}}]
+
+
+def write_tiny(resources: Path = RESOURCES) -> None:
+    from pocketrec._recommender import Recommender
+    from pocketrec._trace import record_trace, write_trace
+    from tests.bundles import make_tiny_bundle
+
+    bundle = make_tiny_bundle(Path(tempfile.mkdtemp()))
+    target = resources / "tiny_bundle"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(bundle, target)
+    rec = Recommender.from_bundle(bundle)
+    write_trace(record_trace(rec, tiny_cases()), resources / "tiny_trace.json.gz")
+
+
+def write_bundle_trace(bundle: Path, name: str, resources: Path = RESOURCES) -> Path:
+    from pocketrec._recommender import Recommender
+    from pocketrec._trace import record_trace, write_trace
+
+    rec = Recommender.from_bundle(bundle)
+    return write_trace(record_trace(rec, beauty_cases(list(rec.item_ids))),
+                       resources / f"{name}_trace.json.gz")
+
+
+if __name__ == "__main__":
+    write_tiny()
+    if len(sys.argv) > 1:
+        write_bundle_trace(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "beauty")
+    print(f"fixtures written to {RESOURCES}")
