@@ -156,8 +156,10 @@ class GenRec(nn.Module):
     def encode_codes(self, codes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """(B, L, levels) codes and (B, L) table rows (0 = padding) -> (B, L, D) states."""
         L, levels = codes.shape[1], codes.shape[2]
-        level_index = torch.arange(levels, device=codes.device)
-        x = self.code_emb[level_index, codes].sum(2)  # (B, L, D)
+        k, d = self.cfg.codebook_size, self.cfg.hidden
+        # One flat table and one Gather (not GatherND, which the Qualcomm HTP rejects).
+        offsets = torch.arange(levels, device=codes.device) * k  # (levels,)
+        x = self.code_emb.reshape(levels * k, d)[codes + offsets].sum(2)  # (B, L, D)
         if self.item_emb is not None:
             x = x + self.item_emb(rows)
         if self.cfg.text_dim:
@@ -206,8 +208,10 @@ class GenRec(nn.Module):
         """
         B, Q, D = query.shape
         H = self.cfg.num_heads
-        j = torch.arange(prefix.shape[-1], device=prefix.device)
-        u = query + self.level_emb[level] + self.prefix_emb[j, prefix].sum(-2)  # (B, Q, D)
+        slots = self.prefix_emb.shape[1]  # codebook_size + 1 (the "empty" code)
+        offsets = torch.arange(prefix.shape[-1], device=prefix.device) * slots  # (levels - 1,)
+        flat = self.prefix_emb.reshape(-1, D)[prefix + offsets].sum(-2)  # (B, Q, D)
+        u = query + self.level_emb[level] + flat
         q = self.head_q(self.head_ln_q(u)).view(B, Q, H, D // H).transpose(1, 2)  # (B, H, Q, D/H)
         k, v = self.head_kv(memory).split(D, dim=-1)  # (B, L, D) each
         k = k.view(B, -1, H, D // H).transpose(1, 2)  # (B, H, L, D/H)

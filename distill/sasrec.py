@@ -106,7 +106,7 @@ _EXPLICIT_ATTENTION = False
 
 @contextmanager
 def explicit_attention() -> Iterator[None]:
-    """Within this block, attention is plain MatMul/Softmax with a finite additive mask.
+    """Within this block, attention is plain MatMul/Softmax with finite masking.
 
     Used for ONNX export: the graph then has no boolean masks or -inf constants, which the
     Qualcomm HTP compiler rejects, and the same graph serves every execution provider.
@@ -125,8 +125,12 @@ def attention(
     """Scaled dot-product attention; `mask` is True where a query may attend."""
     if not _EXPLICIT_ATTENTION:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-    bias = (1.0 - mask.to(q.dtype)) * -1e4  # finite: exp(-1e4) underflows to 0 in fp16 and fp32
-    scores = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5) + bias
+    # Masked scores are set 30 below the row's lowest allowed score: their weight is at most
+    # e^-30 of any allowed one (numerically zero), with no -inf or huge constant, which would
+    # break the NPU compiler or waste the range of 16-bit quantized activations.
+    scores = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5)  # (..., Q, K)
+    lowest = torch.where(mask, scores, scores.amax(-1, keepdim=True)).amin(-1, keepdim=True)
+    scores = torch.where(mask, scores, lowest - 30.0)
     return scores.softmax(-1) @ v
 
 

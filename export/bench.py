@@ -51,7 +51,7 @@ class BenchConfig:
     seed: int = 0
 
 
-def percentiles(samples: Sequence[float]) -> dict[str, float]:
+def percentiles(samples: Sequence[float] | np.ndarray) -> dict[str, float]:
     """p50/p90/p99/mean of millisecond samples (numpy's linear interpolation)."""
     a = np.asarray(samples, dtype=np.float64)
     return {

@@ -22,7 +22,7 @@ import contextlib
 import io
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import onnx
@@ -46,7 +46,7 @@ def weight_nodes(model: onnx.ModelProto, op_types: Iterable[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterable[None]:
+def _quiet() -> Iterator[None]:
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
     try:

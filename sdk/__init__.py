@@ -20,13 +20,19 @@ from pocketrec._errors import (
     RecommenderError,
     UnknownItemError,
 )
+from pocketrec._adapter import Adapter, FitSettings
 from pocketrec._manifest import SCHEMA_VERSION, Manifest
 from pocketrec._recommender import Recommendation, Recommender, UnknownItemWarning
+from pocketrec._store import Event, EventStore
 from pocketrec._version import __version__
 
 __all__ = [
+    "Adapter",
     "BundleError",
     "ConfigError",
+    "Event",
+    "EventStore",
+    "FitSettings",
     "IncompatibleRuntimeError",
     "InvalidRequestError",
     "Manifest",

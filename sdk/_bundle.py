@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from pocketrec._adapter import Adapter
 from pocketrec._errors import BundleError, IncompatibleRuntimeError, ProviderUnavailableError
 from pocketrec._manifest import Manifest, read_manifest
 
@@ -83,6 +84,7 @@ class Bundle:
     encoder: ort.InferenceSession
     decoder: ort.InferenceSession
     providers: tuple[str, ...]
+    adapters: tuple[Adapter, ...]  # the shared adapter, when the bundle has one
 
 
 def open_bundle(
@@ -133,6 +135,13 @@ def open_bundle(
         )
     except Exception as e:  # onnxruntime raises its own exception types
         raise BundleError(f"onnxruntime could not load the bundle's graphs: {e}") from e
+    adapters: tuple[Adapter, ...] = ()
+    if manifest.adapter:
+        shared = Adapter.load(folder / manifest.adapter)
+        expected = (manifest.semantic_ids.num_levels, manifest.semantic_ids.codebook_size)
+        if shared.bias.shape != expected:
+            raise BundleError(f"shared adapter has shape {shared.bias.shape}, expected {expected}")
+        adapters = (shared,)
     return Bundle(
         folder=folder,
         manifest=manifest,
@@ -143,4 +152,5 @@ def open_bundle(
         encoder=encoder,
         decoder=decoder,
         providers=tuple(encoder.get_providers()),
+        adapters=adapters,
     )

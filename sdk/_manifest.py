@@ -122,6 +122,7 @@ class Manifest:
     search: dict[str, int]  # default beam_width, top_k
     files: dict[str, FileEntry]
     static_batch: int | None = None  # graphs with a fixed batch (NPU) take exactly this many rows
+    adapter: str | None = None  # the shared code-bias adapter (pocketrec-adapter/1), if any
     producer: dict[str, Any] = field(default_factory=dict)  # config, command, versions
     quality: dict[str, Any] = field(default_factory=dict)  # measured metrics of this bundle
 
@@ -136,7 +137,7 @@ class Manifest:
             self.catalog,
             self.semantic_ids.table,
             self.semantic_ids.tokenizer,
-        }
+        } | ({self.adapter} if self.adapter else set())
         missing = sorted(referenced - set(self.files))
         if missing:
             raise BundleError(f"manifest: files {missing} are used but have no sha256 entry")
@@ -184,6 +185,7 @@ class Manifest:
                 for name, e in files.items()
             },
             static_batch=obj.get("static_batch"),
+            adapter=obj.get("adapter"),
             producer=dict(obj.get("producer", {})),
             quality=dict(obj.get("quality", {})),
         )

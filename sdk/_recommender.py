@@ -11,9 +11,11 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from pocketrec._adapter import Adapter, FitSettings
 from pocketrec._bundle import Bundle, open_bundle
 from pocketrec._errors import InvalidRequestError, UnknownItemError
 from pocketrec._manifest import Manifest
+from pocketrec._personalize import federated_update, fit_personal
 from pocketrec._prefix import PrefixIndex
 from pocketrec._search import SearchResult, beam_search
 
@@ -83,10 +85,33 @@ class Recommender:
     are thread-safe.
     """
 
-    def __init__(self, bundle: Bundle, *, sessions: tuple[Any, Any] | None = None) -> None:
-        """Use `from_bundle`; `sessions` replaces the (encoder, decoder) sessions (tracing)."""
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        sessions: tuple[Any, Any] | None = None,
+        adapters: tuple[Adapter, ...] | None = None,
+    ) -> None:
+        """Use `from_bundle`.
+
+        Args:
+            bundle: an opened bundle.
+            sessions: replacements for the (encoder, decoder) sessions (tracing, timing).
+            adapters: code-bias adapters to apply (default: the bundle's shared adapter).
+        """
         self._bundle = bundle
         self._encoder, self._decoder = sessions or (bundle.encoder, bundle.decoder)
+        self._adapters = bundle.adapters if adapters is None else adapters
+        self._bias = sum(
+            (a.bias for a in self._adapters),
+            np.zeros(
+                (
+                    bundle.manifest.semantic_ids.num_levels,
+                    bundle.manifest.semantic_ids.codebook_size,
+                ),
+                np.float32,
+            ),
+        )
         manifest = bundle.manifest
         self._levels = manifest.semantic_ids.num_levels
         self._empty = manifest.semantic_ids.empty_code
@@ -142,6 +167,91 @@ class Recommender:
         return self._bundle.providers
 
     @property
+    def adapters(self) -> tuple[Adapter, ...]:
+        """The code-bias adapters applied at recommend time (shared first)."""
+        return self._adapters
+
+    def with_adapters(self, *adapters: Adapter) -> Recommender:
+        """A Recommender on the same bundle and sessions that also applies `adapters`.
+
+        Raises:
+            InvalidRequestError: an adapter belongs to another bundle or has the wrong shape.
+        """
+        shape = self._bias.shape
+        for a in adapters:
+            if a.bundle != self.manifest.name or a.bias.shape != shape:
+                raise InvalidRequestError(
+                    f"adapter for bundle {a.bundle!r} with shape {a.bias.shape} does not fit "
+                    f"bundle {self.manifest.name!r} ({shape}); fit it on this bundle"
+                )
+        return Recommender(
+            self._bundle,
+            sessions=(self._encoder, self._decoder),
+            adapters=self._adapters + tuple(adapters),
+        )
+
+    def without_adapters(self) -> Recommender:
+        """The same model with no adapter at all (the raw shared model)."""
+        return Recommender(self._bundle, sessions=(self._encoder, self._decoder), adapters=())
+
+    @property
+    def total_bias(self) -> NDArray[np.float32]:
+        """(num_levels, codebook_size) sum of the applied adapters' biases."""
+        return self._bias
+
+    @property
+    def semantic_ids(self) -> NDArray[np.int64]:
+        """(num_items, num_levels) semantic ID of every catalogue row."""
+        return self._bundle.semantic_ids
+
+    @property
+    def prefix_index(self) -> PrefixIndex:
+        return self._index
+
+    def fit_adapter(
+        self, history: Sequence[ItemId], *, settings: FitSettings | None = None
+    ) -> Adapter:
+        """Fit a personal adapter on a user's history, on the device (numpy, milliseconds).
+
+        Apply it with `with_adapters`; save it next to the event store with `Adapter.save`.
+        Histories shorter than `settings.min_events` give a zero (no-op) adapter.
+        """
+        rows = self._rows(history, "drop", 3)
+        return fit_personal(self, rows, settings or FitSettings())
+
+    def federated_update(
+        self,
+        history: Sequence[ItemId],
+        *,
+        clip_norm: float = 1.0,
+        noise_multiplier: float = 1.0,
+        settings: FitSettings | None = None,
+        seed: int | None = None,
+    ) -> bytes:
+        """The change this user's data makes to the shared adapter, clipped and noised.
+
+        Args:
+            history: the user's items, oldest first (stays on the device).
+            clip_norm: L2 bound of the change (the sensitivity of one client's update).
+            noise_multiplier: Gaussian noise std in units of clip_norm, added on the device.
+            settings: fitting strength and length.
+            seed: noise seed, for tests and simulations only (default: fresh OS randomness).
+
+        Returns:
+            A `pocketrec-update/1` JSON payload (a few KB), versioned by bundle name and the
+            shared adapter's version.
+        """
+        rows = self._rows(history, "drop", 3)
+        return federated_update(
+            self,
+            rows,
+            clip_norm=clip_norm,
+            noise_multiplier=noise_multiplier,
+            settings=settings or FitSettings(),
+            rng=np.random.default_rng(seed),
+        )
+
+    @property
     def window(self) -> int:
         """How many of the most recent history items the model reads."""
         return self._window
@@ -169,7 +279,10 @@ class Recommender:
             "prefix": prefix,
             "level": np.asarray(level, dtype=np.int64),
         }
-        return _run_fixed(self._decoder, feeds, self._dec_rows, ("memory", "memory_mask", "prefix"))
+        logits = _run_fixed(
+            self._decoder, feeds, self._dec_rows, ("memory", "memory_mask", "prefix")
+        )
+        return logits + self._bias[level] if self._adapters else logits
 
     def rank(
         self,

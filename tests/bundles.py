@@ -33,10 +33,20 @@ def make_tiny_run(root: Path) -> Path:
             rows.append(f"u{u},item{(3 * u + 7 * t) % NUM_ITEMS},{t}")
     (data / "interactions.csv").write_text("\n".join(rows) + "\n")
     kinds = ["lipstick", "brush", "shampoo", "perfume"]
-    (data / "items.jsonl").write_text("\n".join(
-        json.dumps({"item": f"item{i}", "title": f"Item {i} {kinds[i % 4]}",
-                    "brand": f"Brand{i % 5}", "categories": ["Beauty", kinds[i % 4]]})
-        for i in range(NUM_ITEMS)) + "\n")
+    (data / "items.jsonl").write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "item": f"item{i}",
+                    "title": f"Item {i} {kinds[i % 4]}",
+                    "brand": f"Brand{i % 5}",
+                    "categories": ["Beauty", kinds[i % 4]],
+                }
+            )
+            for i in range(NUM_ITEMS)
+        )
+        + "\n"
+    )
     from pocketrec.distill.data import load_dataset
 
     dataset = load_dataset(str(data))

@@ -63,8 +63,9 @@ def write_bundle_trace(bundle: Path, name: str, resources: Path = RESOURCES) -> 
     from pocketrec._trace import record_trace, write_trace
 
     rec = Recommender.from_bundle(bundle)
-    return write_trace(record_trace(rec, beauty_cases(list(rec.item_ids))),
-                       resources / f"{name}_trace.json.gz")
+    return write_trace(
+        record_trace(rec, beauty_cases(list(rec.item_ids))), resources / f"{name}_trace.json.gz"
+    )
 
 
 if __name__ == "__main__":

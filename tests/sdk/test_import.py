@@ -22,8 +22,12 @@ def test_import_does_not_load_training_stack() -> None:
 def test_public_surface_is_sorted_and_pinned() -> None:
     assert pocketrec.__all__ == sorted(pocketrec.__all__)
     assert pocketrec.__all__ == [
+        "Adapter",
         "BundleError",
         "ConfigError",
+        "Event",
+        "EventStore",
+        "FitSettings",
         "IncompatibleRuntimeError",
         "InvalidRequestError",
         "Manifest",

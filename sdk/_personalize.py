@@ -1,0 +1,102 @@
+"""Fitting adapters on a user's history and computing federated updates (numpy only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pocketrec._adapter import Adapter, FitSettings, fit_bias, make_update
+from pocketrec._errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from pocketrec._recommender import Recommender
+
+__all__ = ["federated_update", "fit_personal", "teacher_forced"]
+
+
+def teacher_forced(
+    rec: Recommender, rows: Sequence[int]
+) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.bool_]]:
+    """The model's raw logits (no adapter) at every position of a history, true prefixes.
+
+    Args:
+        rec: the Recommender.
+        rows: the history as catalogue rows, oldest first (at least 2).
+
+    Returns:
+        logits (T, L, K), target codes (T, L), allowed codes (T, L, K), with T = len(rows) - 1;
+        allowed marks the codes that continue the target's prefix (the constrained softmax).
+    """
+    seq = np.asarray(rows, dtype=np.int64)
+    window = rec.window
+    levels = rec.manifest.semantic_ids.num_levels
+    k = rec.manifest.semantic_ids.codebook_size
+    t = len(seq) - 1
+    positions = np.arange(1, len(seq))[:, None] - window + np.arange(window)[None, :]  # (T, L)
+    windows = np.where(positions >= 0, seq[np.clip(positions, 0, None)], -1)
+    raw = rec.without_adapters()
+    states = raw.encode(windows)
+    targets = rec.semantic_ids[seq[1:]]  # (T, L)
+    logits = np.empty((t, levels, k), dtype=np.float32)
+    allowed = np.empty((t, levels, k), dtype=bool)
+    for level in range(levels):
+        prefix = np.full((t, levels - 1), k, dtype=np.int64)
+        prefix[:, :level] = targets[:, :level]
+        logits[:, level] = raw.step(states, prefix, level)
+        allowed[:, level] = rec.prefix_index.child_mask(
+            level, rec.prefix_index.keys(targets[:, :level])
+        )
+    return logits, targets, allowed
+
+
+def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -> Adapter:
+    """A personal adapter, on top of the adapters `rec` already applies, from a history."""
+    current = rec.total_bias
+    if len(rows) < max(2, settings.min_events):
+        return Adapter(
+            bundle=rec.manifest.name,
+            bias=np.zeros_like(current),
+            kind="personal",
+            info={"events": len(rows)},
+        )
+    logits, targets, allowed = teacher_forced(rec, rows)
+    bias = fit_bias(
+        logits + current[None], targets, allowed, start=np.zeros_like(current), settings=settings
+    )
+    return Adapter(
+        bundle=rec.manifest.name,
+        bias=bias,
+        kind="personal",
+        info={"events": len(rows), "l2": settings.l2, "steps": settings.steps},
+    )
+
+
+def federated_update(
+    rec: Recommender,
+    rows: Sequence[int],
+    *,
+    clip_norm: float,
+    noise_multiplier: float,
+    settings: FitSettings,
+    rng: np.random.Generator,
+) -> bytes:
+    """The clipped, noised change this user's data makes to the shared adapter."""
+    if len(rows) < 2:
+        raise InvalidRequestError("a federated update needs at least 2 known history items")
+    shared = [a for a in rec.adapters if a.kind == "shared"]
+    start = shared[0].bias if shared else np.zeros_like(rec.total_bias)
+    version = shared[0].version if shared else 0
+    logits, targets, allowed = teacher_forced(rec, rows)
+    fitted = fit_bias(logits, targets, allowed, start=start, settings=settings)
+    return make_update(
+        fitted - start,
+        bundle=rec.manifest.name,
+        base_version=version,
+        clip_norm=clip_norm,
+        noise_multiplier=noise_multiplier,
+        num_events=len(rows),
+        rng=rng,
+    )
