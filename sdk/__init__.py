@@ -10,6 +10,7 @@ only; the training side (`pocketrec.distill`) and the export side (`pocketrec.ex
 installed with the `[distill]` and `[export]` extras and are never imported from here.
 """
 
+from pocketrec._adapter import Adapter, FitSettings
 from pocketrec._errors import (
     BundleError,
     ConfigError,
@@ -20,7 +21,6 @@ from pocketrec._errors import (
     RecommenderError,
     UnknownItemError,
 )
-from pocketrec._adapter import Adapter, FitSettings
 from pocketrec._manifest import SCHEMA_VERSION, Manifest
 from pocketrec._recommender import Recommendation, Recommender, UnknownItemWarning
 from pocketrec._store import Event, EventStore
