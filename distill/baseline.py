@@ -90,6 +90,12 @@ def _fit(
     rng = seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     model = SASRec(cfg, split.dataset.num_items).to(device)
+    weights, finished = out / f"{name}.safetensors", out / f"{name}.done.json"
+    if finished.exists() and weights.exists():  # this phase already ran to the end
+        done = json.loads(finished.read_text())
+        model.load_state_dict(load_file(weights))
+        model.eval()
+        return model, EarlyStopping(**done["stopper"]), done["elapsed_s"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     windows = split.train_windows(cfg.max_len)  # (U, L + 1)
     windows = windows[(windows != PAD).sum(1) >= 2]  # users with at least one training pair
@@ -103,7 +109,6 @@ def _fit(
         rng.bit_generator.state = meta["numpy_rng"]
         gen.set_state(torch.tensor(meta["sampler_rng"], dtype=torch.uint8))
     predict = _predictor(model, device)
-    weights = out / f"{name}.safetensors"
     bar = tqdm(range(start_epoch, epochs), desc=f"sasrec {name} seed {seed}", unit="epoch")
     for epoch in bar:
         t0 = time.perf_counter()
@@ -143,6 +148,7 @@ def _fit(
             break
     model.load_state_dict(load_file(weights))
     model.eval()
+    write_json(finished, {"stopper": asdict(stopper), "elapsed_s": elapsed})
     shutil.rmtree(ckpt, ignore_errors=True)
     return model, stopper, elapsed
 

@@ -217,6 +217,7 @@ def export_bundle(
             name=f"{dataset.name}-student-seed{seed}-fp32",
             precision="fp32",
             execution_providers=tuple(PROVIDERS["fp32"]),
+            provider_options={},
             min_onnxruntime=MIN_ONNXRUNTIME,
             max_len=model.cfg.max_len,
             hidden=model.cfg.hidden,

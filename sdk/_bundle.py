@@ -15,10 +15,15 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from pocketrec._adapter import Adapter
-from pocketrec._errors import BundleError, IncompatibleRuntimeError, ProviderUnavailableError
-from pocketrec._manifest import Manifest, read_manifest
+from pocketrec._errors import (
+    BundleError,
+    IncompatibleRuntimeError,
+    ProviderUnavailableError,
+    RecommenderError,
+)
+from pocketrec._manifest import GraphSpec, Manifest, read_manifest
 
-__all__ = ["Bundle", "open_bundle", "sha256_file"]
+__all__ = ["QNN", "Bundle", "available_providers", "open_bundle", "sha256_file"]
 
 
 def sha256_file(path: Path) -> str:
@@ -56,8 +61,42 @@ def _verify_files(folder: Path, manifest: Manifest) -> None:
             )
 
 
-def _providers(requested: Sequence[str] | None, manifest: Manifest) -> list[str]:
+QNN = "QNNExecutionProvider"
+_QNN_REGISTERED: list[bool] = []
+
+
+def _qnn_devices() -> list[Any]:
+    """Devices of the Qualcomm QNN plugin (package onnxruntime-qnn), registered once.
+
+    onnxruntime-qnn ships QNN as a plugin execution provider library rather than a build of
+    onnxruntime, so it is registered by path and reached through its devices (the HTP itself
+    on a phone, its simulator on x86).
+    """
+    if not _QNN_REGISTERED:
+        try:
+            import onnxruntime_qnn  # type: ignore[import-not-found,unused-ignore]
+
+            ort.register_execution_provider_library(
+                onnxruntime_qnn.get_ep_name(), onnxruntime_qnn.get_library_path()
+            )
+            _QNN_REGISTERED.append(True)
+        except Exception:  # not installed, or a build without plugin support
+            _QNN_REGISTERED.append(False)
+    if not _QNN_REGISTERED[0]:
+        return []
+    return [d for d in ort.get_ep_devices() if d.ep_name == QNN]
+
+
+def available_providers() -> list[str]:
+    """Execution providers this process can use, QNN included when onnxruntime-qnn is."""
     available = list(ort.get_available_providers())
+    if QNN not in available and _qnn_devices():
+        available.insert(0, QNN)
+    return available
+
+
+def _providers(requested: Sequence[str] | None, manifest: Manifest) -> list[str]:
+    available = available_providers()
     if requested is not None:
         missing = [p for p in requested if p not in available]
         if missing:
@@ -69,6 +108,30 @@ def _providers(requested: Sequence[str] | None, manifest: Manifest) -> list[str]
         return list(requested)
     chosen = [p for p in manifest.execution_providers if p in available]
     return chosen or ["CPUExecutionProvider"]
+
+
+def _session(
+    folder: Path,
+    graph: GraphSpec,
+    options: ort.SessionOptions,
+    providers: list[str],
+    manifest: Manifest,
+) -> ort.InferenceSession:
+    """One graph's session; on QNN the whole graph must run on the NPU, or loading fails."""
+    path = str(folder / graph.file_for(providers[0]))
+    if providers[0] != QNN:
+        return ort.InferenceSession(path, options, providers=providers)
+    options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    qnn_options = {"backend_type": "htp", **manifest.provider_options.get(QNN, {})}
+    options.add_provider_for_devices(_qnn_devices(), qnn_options)
+    try:
+        return ort.InferenceSession(path, options)
+    except Exception as e:
+        raise BundleError(
+            f"the QNN execution provider could not take all of {graph.file_for(QNN)}: {e}. "
+            "Use a bundle exported with --precision npu, or open it with "
+            "providers=['CPUExecutionProvider']"
+        ) from e
 
 
 @dataclass(frozen=True)
@@ -127,12 +190,10 @@ def open_bundle(
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        encoder = ort.InferenceSession(
-            str(folder / manifest.encoder.file), options, providers=chosen
-        )
-        decoder = ort.InferenceSession(
-            str(folder / manifest.decoder.file), options, providers=chosen
-        )
+        encoder = _session(folder, manifest.encoder, options, chosen, manifest)
+        decoder = _session(folder, manifest.decoder, options, chosen, manifest)
+    except RecommenderError:
+        raise
     except Exception as e:  # onnxruntime raises its own exception types
         raise BundleError(f"onnxruntime could not load the bundle's graphs: {e}") from e
     adapters: tuple[Adapter, ...] = ()

@@ -56,16 +56,25 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """One ONNX file and its tensors."""
+    """One ONNX file and its tensors.
+
+    `compiled` maps an execution provider to an ahead-of-time compiled version of the same
+    graph (e.g. a Qualcomm HTP EPContext model), used when that provider is selected.
+    """
 
     file: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    compiled: dict[str, str] = field(default_factory=dict)
+
+    def file_for(self, provider: str) -> str:
+        return self.compiled.get(provider, self.file)
 
     @classmethod
     def parse(cls, obj: dict[str, Any], where: str) -> GraphSpec:
         return cls(
             file=_need(obj, "file", str, where),
+            compiled=dict(obj.get("compiled", {})),
             inputs=tuple(
                 TensorSpec.parse(t, f"{where}.inputs") for t in _need(obj, "inputs", list, where)
             ),
@@ -110,6 +119,7 @@ class Manifest:
     name: str
     precision: str
     execution_providers: tuple[str, ...]  # intended, in order of preference
+    provider_options: dict[str, dict[str, str]]  # per provider, e.g. QNN backend and SoC
     min_onnxruntime: str
     max_len: int  # history window of the model
     hidden: int
@@ -138,6 +148,7 @@ class Manifest:
             self.semantic_ids.table,
             self.semantic_ids.tokenizer,
         } | ({self.adapter} if self.adapter else set())
+        referenced |= set(self.encoder.compiled.values()) | set(self.decoder.compiled.values())
         missing = sorted(referenced - set(self.files))
         if missing:
             raise BundleError(f"manifest: files {missing} are used but have no sha256 entry")
@@ -163,6 +174,7 @@ class Manifest:
             name=_need(obj, "name", str, "manifest"),
             precision=_need(obj, "precision", str, "manifest"),
             execution_providers=tuple(_need(obj, "execution_providers", list, "manifest")),
+            provider_options={k: dict(v) for k, v in obj.get("provider_options", {}).items()},
             min_onnxruntime=_need(obj, "min_onnxruntime", str, "manifest"),
             max_len=_need(obj, "max_len", int, "manifest"),
             hidden=_need(obj, "hidden", int, "manifest"),
