@@ -69,34 +69,73 @@ def baseline_table(records: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     ours = [r for r in records if r.get("model") == "sasrec"]
-    ours.sort(key=lambda r: DATASET_ORDER.index(r["dataset"]) if r["dataset"] in DATASET_ORDER
-              else len(DATASET_ORDER))  # fmt: skip
+    ours.sort(key=_dataset_rank)
     for record in ours:
-        test = record["test"]
-        rows.append(
-            f"| {record['dataset']} | **pocketrec SASRec ({record['config']['loss']})** | "
-            f"{_fmt(test, 'recall@10')} | {_fmt(test, 'ndcg@10')} | {_fmt(test, 'recall@5')} | "
-            f"{_fmt(test, 'ndcg@5')} | {len(record['seeds'])} | {record['split']['history_len']} "
-            f"| [{record['_file']}](results/{record['_file']}) |"
-        )
+        variants = [("test_refit", "refit on train + valid"), ("test", "train only")]
+        for key, how in variants:
+            if key not in record:
+                continue
+            test = record[key]
+            rows.append(
+                f"| {record['dataset']} | **pocketrec SASRec ({record['config']['loss']}, {how})** "
+                f"| {_fmt(test, 'recall@10')} | {_fmt(test, 'ndcg@10')} | {_fmt(test, 'recall@5')} "
+                f"| {_fmt(test, 'ndcg@5')} | {len(record['seeds'])} | "
+                f"{record['split']['history_len']} | "
+                f"[{record['_file']}](results/{record['_file']}) |"
+            )
         for name, values, source in PUBLISHED.get(record["dataset"], []):
-            cells = [f"{values[k]:.4f}" if k in values else "–"
-                     for k in ("recall@10", "ndcg@10", "recall@5", "ndcg@5")]  # fmt: skip
-            rows.append(f"| {record['dataset']} | {name} (published) | {' | '.join(cells)} | – | – "
-                        f"| {source} |")  # fmt: skip
+            keys = ("recall@10", "ndcg@10", "recall@5", "ndcg@5")
+            cells = " | ".join(f"{values[k]:.4f}" if k in values else "–" for k in keys)
+            rows.append(
+                f"| {record['dataset']} | {name} (published) | {cells} | – | – | {source} |"
+            )
     return "\n".join(rows)
 
 
-TABLES = {"baselines": baseline_table}
+def _dataset_rank(record: dict[str, Any]) -> int:
+    name = record.get("dataset", "")
+    return DATASET_ORDER.index(name) if name in DATASET_ORDER else len(DATASET_ORDER)
+
+
+def sids_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | source | method | collisions before the collision level | codes used per "
+        "level | perplexity per level | unique IDs | same leaf category, same level-1 code "
+        "(random assignment) | end to end | record |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    ours = [r for r in records if "unique_semantic_ids" in r]
+    ours.sort(key=lambda r: (_dataset_rank(r), r["embedding"]["source"], r["method"]))
+    for r in ours:
+        levels = r["levels"]
+        used = " / ".join(f"{lv['utilization']:.0%}" for lv in levels)
+        perplexity = " / ".join(f"{lv['perplexity']:.0f}" for lv in levels)
+        agreement = r.get("leaf_category_agreement")
+        meaning = (
+            f"{agreement['same_level1_code']:.3f} ({agreement['random_assignment']:.3f})"
+            if agreement
+            else "– (no categories)"
+        )
+        rows.append(
+            f"| {r['dataset']} | {r['embedding']['source']} | {r['method']} | "
+            f"{r['collision_rate']:.2%} | {used} | {perplexity} | "
+            f"{r['unique_semantic_ids']:,} / {r['num_items']:,} | {meaning} | "
+            f"{r.get('end_to_end_s', r['wall_time_s']):.0f} s | "
+            f"[{r['_file']}](results/{r['_file']}) |"
+        )
+    return "\n".join(rows)
+
+
+TABLES = {"baselines": baseline_table, "sids": sids_table}
 
 
 def render(text: str, records: list[dict[str, Any]]) -> str:
     for name, build in TABLES.items():
-        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- table:{name} --> block")
         table = build(records)
-        text = pattern.sub(lambda m, t=table: m.group(1) + t + m.group(2), text)
+        text = pattern.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text)
     return text
 
 

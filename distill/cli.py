@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +305,7 @@ def _distill(args: argparse.Namespace) -> int:
 def _sids(args: argparse.Namespace) -> int:
     from pocketrec._cli import require_extra
 
+    started = time.perf_counter()
     require_extra("torch", "distill")
     from pocketrec.distill.data import load_dataset
     from pocketrec.distill.sids.stage import SIDConfig, build_semantic_ids
@@ -327,8 +329,11 @@ def _sids(args: argparse.Namespace) -> int:
         f"collision rate {stats['collision_rate']:.2%} before the collision level; "
         f"codes used per level: {levels}; {stats['wall_time_s']} s -> {out}"
     )
-    if args.json is not None:
-        _emit_json(stats, args.json)
+    if args.json is not None:  # stats plus what made them: config, command, machine, commit
+        record = {"what": f"semantic IDs for {stats['dataset']} ({args.source}, {cfg.method})"}
+        record |= stats | json.loads((out / "config.json").read_text())
+        record["end_to_end_s"] = round(time.perf_counter() - started, 1)  # loading included
+        _emit_json(record, args.json)
     return 0
 
 

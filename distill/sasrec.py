@@ -87,13 +87,29 @@ class SASRecConfig:
 
 
 def sasrec_amazon(dataset: str = "beauty") -> SASRecConfig:
-    """Amazon 5-core: short histories (mean ~9), so a 20-item window, heavy dropout."""
-    return SASRecConfig(dataset=dataset, max_len=20, dropout=0.5)
+    """Amazon 5-core: short histories (mean ~9), so a 20-item window.
+
+    Chosen on Beauty validation NDCG@10 (d=64/128 x dropout 0.3/0.5): d=128 with dropout 0.3
+    peaks earliest (epoch ~21) at the best validation score. The refit on train + validation
+    items lifts test NDCG@10 from 0.042 to 0.049 (seed 0): the validation item is the most
+    recent evidence of each user's taste, and training without it costs the test score.
+    """
+    return SASRecConfig(
+        dataset=dataset,
+        max_len=20,
+        hidden=128,
+        dropout=0.3,
+        max_epochs=60,
+        patience=6,
+        refit=True,
+    )
 
 
 def sasrec_movielens(dataset: str = "ml-1m") -> SASRecConfig:
     """MovieLens-1M: long dense histories (mean 165): 200-item window (HSTU), light dropout."""
-    return SASRecConfig(dataset=dataset, max_len=200, dropout=0.2, num_heads=1, batch_size=128)
+    return SASRecConfig(
+        dataset=dataset, max_len=200, dropout=0.2, num_heads=1, batch_size=128, refit=True
+    )
 
 
 def sasrec_preset(dataset: str, history_len: int) -> SASRecConfig:
