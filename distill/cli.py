@@ -330,7 +330,9 @@ def _sids(args: argparse.Namespace) -> int:
         f"codes used per level: {levels}; {stats['wall_time_s']} s -> {out}"
     )
     if args.json is not None:  # stats plus what made them: config, command, machine, commit
-        record = {"what": f"semantic IDs for {stats['dataset']} ({args.source}, {cfg.method})"}
+        record: dict[str, Any] = {
+            "what": f"semantic IDs for {stats['dataset']} ({args.source}, {cfg.method})"
+        }
         record |= stats | json.loads((out / "config.json").read_text())
         record["end_to_end_s"] = round(time.perf_counter() - started, 1)  # loading included
         _emit_json(record, args.json)
