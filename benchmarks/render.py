@@ -126,7 +126,24 @@ def sids_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-TABLES = {"baselines": baseline_table, "sids": sids_table}
+def sid_downstream_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | semantic IDs | student valid NDCG@10 | student test NDCG@10 | best epoch "
+        "| chosen | record |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted((r for r in records if r.get("kind") == "sid_downstream"), key=_dataset_rank):
+        for run in r["runs"]:
+            chosen = "**yes**" if run["method"] == r["chosen_on_validation"] else ""
+            rows.append(
+                f"| {r['dataset']} | {run['source']}, {run['method']} | "
+                f"{run['valid']['ndcg@10']:.4f} | {run['test']['ndcg@10']:.4f} | "
+                f"{run['best_epoch']} | {chosen} | [{r['_file']}](results/{r['_file']}) |"
+            )
+    return "\n".join(rows)
+
+
+TABLES = {"baselines": baseline_table, "sids": sids_table, "sid_downstream": sid_downstream_table}
 
 
 def render(text: str, records: list[dict[str, Any]]) -> str:
