@@ -156,6 +156,14 @@ def register_sids(subparsers: argparse._SubParsersAction) -> None:
         help="item text, collaborative embeddings, or both (default text)",
     )
     sids.add_argument(
+        "--cf-embeddings",
+        type=Path,
+        default=None,
+        help="collaborative embeddings for --source cf/both: a `pocketrec baseline` run folder "
+        "(SASRec item embeddings of its best seed) or an (items, dim) .npy; default: a PPMI-SVD "
+        "matrix factorisation of the training sequences",
+    )
+    sids.add_argument(
         "--method",
         choices=("rqkmeans", "rqvae"),
         default=None,
@@ -316,6 +324,7 @@ def _sids(args: argparse.Namespace) -> int:
         num_levels=args.levels,
         codebook_size=args.codebook_size,
         encoder=args.encoder,
+        cf_embeddings=None if args.cf_embeddings is None else str(args.cf_embeddings),
         seed=args.seed,
         device=args.device,
         **({"method": args.method} if args.method else {}),

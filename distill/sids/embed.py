@@ -16,6 +16,7 @@ teacher and reruns reuse them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from pocketrec.distill.protocol import Split
 __all__ = [
     "DEFAULT_ENCODER",
     "cf_embeddings",
+    "load_cf_embeddings",
     "check_embeddings",
     "encode_texts",
     "item_texts",
@@ -136,6 +138,38 @@ def encode_texts(
     np.save(tmp, vectors)
     os.replace(tmp, cache)
     return vectors
+
+
+def load_cf_embeddings(path: Path, num_items: int) -> np.ndarray:
+    """Item embeddings of a SASRec baseline run (`pocketrec baseline`), or an (N, D) .npy file.
+
+    A run folder contributes the embeddings of its best seed on validation NDCG@10.
+    """
+    if path.is_dir():
+        seeds = sorted(path.glob("seed_*/item_embeddings.npy"))
+        if not seeds:
+            raise DataError(
+                f"{path} holds no item_embeddings.npy under seed_*/; point --cf-embeddings at a "
+                "finished `pocketrec baseline` run folder or an .npy file"
+            )
+
+        def valid_score(npy: Path) -> float:
+            metrics = npy.parent / "metrics.json"
+            if not metrics.exists():
+                return float("-inf")
+            return float(json.loads(metrics.read_text())["valid"]["ndcg@10"])
+
+        path = max(seeds, key=valid_score)
+    if not path.exists():
+        raise DataError(f"collaborative embeddings {path} do not exist")
+    vectors = np.load(path, allow_pickle=False)
+    if vectors.ndim != 2 or vectors.shape[0] != num_items:
+        raise DataError(
+            f"{path} has shape {vectors.shape}; expected one row per catalogue item "
+            f"({num_items:,}, D): were they trained on another dataset?"
+        )
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def cf_embeddings(split: Split, dim: int = 64, *, window: int = 5, seed: int = 0) -> np.ndarray:

@@ -37,6 +37,7 @@ from pocketrec.distill.sids.embed import (
     check_embeddings,
     encode_texts,
     item_texts,
+    load_cf_embeddings,
 )
 from pocketrec.distill.sids.vocab import code_stats, disambiguate, write_tokenizer
 
@@ -54,6 +55,7 @@ class SIDConfig:
     codebook_size: int = 256
     encoder: str = DEFAULT_ENCODER  # "minilm" or a local encoder folder
     cf_dim: int = 64  # dimensions of the collaborative embeddings
+    cf_embeddings: str | None = None  # a SASRec baseline run folder or an .npy; None: PPMI-SVD
     balanced: bool = True  # rqkmeans: capacity-balanced clusters (fewer collisions)
     rqvae_epochs: int = 300
     seed: int = 0
@@ -103,7 +105,13 @@ def _embeddings(cfg: SIDConfig, dataset: Dataset, device: str | None) -> tuple[n
         vectors = encode_texts(item_texts(dataset), cfg.encoder, device=device)
         info["encoder"] = cfg.encoder
         return check_embeddings(vectors, "text embeddings"), info
-    cf = check_embeddings(cf_embeddings(leave_one_out(dataset), cfg.cf_dim, seed=cfg.seed), "cf")
+    if cfg.cf_embeddings is not None:
+        cf = check_embeddings(load_cf_embeddings(Path(cfg.cf_embeddings), dataset.num_items), "cf")
+        info["cf_embeddings"] = cfg.cf_embeddings
+    else:
+        cf = cf_embeddings(leave_one_out(dataset), cfg.cf_dim, seed=cfg.seed)
+        cf = check_embeddings(cf, "cf")
+        info["cf_embeddings"] = "ppmi-svd"
     if cfg.source == "cf":
         return cf, info
     # both: text where an item has it, collaborative always; halves weighted equally.

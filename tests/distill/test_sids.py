@@ -212,3 +212,42 @@ def test_cf_ids_refuse_new_items_by_text(tmp_path: Path) -> None:
     out = build_semantic_ids(cfg, tmp_path / "cf", dataset=_catalogue())
     with pytest.raises(DataError, match="collaborative"):
         assign_new_items(out, [("n1", ItemText(title="x"))])
+
+
+def test_cf_ids_from_a_baseline_run_use_its_best_seed(tmp_path: Path) -> None:
+    ds = _catalogue()
+    run = tmp_path / "baseline"
+    rng = np.random.default_rng(0)
+    for seed, score in ((0, 0.01), (1, 0.02)):  # seed 1 is better on validation
+        folder = run / f"seed_{seed}"
+        folder.mkdir(parents=True)
+        np.save(folder / "item_embeddings.npy", rng.normal(size=(ds.num_items, 6)) * (seed + 1))
+        (folder / "metrics.json").write_text(json.dumps({"valid": {"ndcg@10": score}}))
+    cfg = SIDConfig(
+        dataset="shop",
+        source="cf",
+        num_levels=2,
+        codebook_size=8,
+        cf_embeddings=str(run),
+        device="cpu",
+    )
+    out = build_semantic_ids(cfg, tmp_path / "sids", dataset=ds)
+    used = np.load(out / "embeddings.npy")
+    best = np.load(run / "seed_1" / "item_embeddings.npy")
+    assert np.allclose(used, best / np.linalg.norm(best, axis=1, keepdims=True), atol=1e-6)
+    sids, _, _ = load_semantic_ids(out)
+    assert len({tuple(r) for r in sids.tolist()}) == ds.num_items
+
+
+def test_cf_embeddings_of_another_catalogue_are_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "other.npy", np.ones((3, 4), np.float32))
+    cfg = SIDConfig(
+        dataset="shop",
+        source="cf",
+        num_levels=2,
+        codebook_size=8,
+        cf_embeddings=str(tmp_path / "other.npy"),
+        device="cpu",
+    )
+    with pytest.raises(DataError, match="another dataset"):
+        build_semantic_ids(cfg, tmp_path / "sids", dataset=_catalogue())
