@@ -111,6 +111,8 @@ def beam_search(
     k_codes, levels = index.codebook_size, index.num_levels
     if extra_width is None:
         extra_width = 0 if exclude is None else exclude.shape[1]
+    if num_users == 1:
+        return _search_one(states, step, index, beam_width, top_k, exclude, extra_width)
     banned_keys = None
     if exclude is not None:  # (user, item) pairs that must not be returned, as one int64 key
         user_of, item_of = np.nonzero(exclude >= 0)
@@ -165,3 +167,74 @@ def beam_search(
         scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
         codes = np.pad(codes, ((0, 0), (0, pad), (0, 0)), constant_values=-1)
     return SearchResult(items=items, log_probs=scores, semantic_ids=codes)
+
+
+def _search_one(
+    states: States,
+    step: StepFn,
+    index: PrefixIndex,
+    beam_width: int,
+    top_k: int,
+    exclude: NDArray[np.int64] | None,
+    extra_width: int,
+) -> SearchResult:
+    """`beam_search` for one user: the same result with far fewer numpy calls.
+
+    An app's `recommend` call is one user, and at that size the per-call cost of numpy, not
+    arithmetic, is what the search spends next to the model. With one user, candidates come in
+    flat-index order, so a stable sort on the score alone gives the specified ranking.
+    """
+    parts = states if isinstance(states, tuple) else (states,)
+    k_codes, levels = index.codebook_size, index.num_levels
+    banned = None
+    if exclude is not None:
+        listed = exclude[0][exclude[0] >= 0]
+        if len(listed):
+            banned = np.zeros(index.num_items + 1, dtype=bool)  # [-1] (no item): never banned
+            banned[listed] = True
+    codes = np.zeros((1, 0), dtype=np.int64)  # (W, level)
+    scores = np.zeros(1, dtype=np.float64)  # (W,)
+    keys = np.zeros(1, dtype=np.int64)  # (W,) prefix keys of the beams
+    prefix = np.full((1, levels - 1), k_codes, dtype=np.int64)
+    for level in range(levels):
+        width = len(scores)
+        repeated = tuple(np.repeat(part, width, axis=0) for part in parts)
+        logits = step(repeated if isinstance(states, tuple) else repeated[0], prefix, level)
+        live_keys = np.where(scores > -np.inf, keys, -1)
+        rows, child = index.children(level, live_keys)
+        last = level == levels - 1
+        keep = beam_width + (0 if last else extra_width)
+        if len(rows) == 0:  # nothing reachable: one dead beam, as in the batched search
+            codes = np.zeros((1, level + 1), dtype=np.int64)
+            scores = np.full(1, -np.inf)
+            keys = np.zeros(1, dtype=np.int64)
+            prefix = np.full((1, levels - 1), k_codes, dtype=np.int64)
+            prefix[:, : level + 1] = 0
+            continue
+        values = np.asarray(logits, dtype=np.float64)[rows, child]
+        # log-softmax within each beam's run of children (rows ascend)
+        starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+        top = np.maximum.reduceat(values, starts)
+        run = np.searchsorted(starts, np.arange(len(rows)), side="right") - 1
+        lse = np.log(np.add.reduceat(np.exp(values - top[run]), starts)) + top
+        cand = scores[rows] + (values - lse[run])
+        child_keys = keys[rows] * k_codes + child
+        if last and banned is not None:
+            cand = np.where(banned[index.items(child_keys)], -np.inf, cand)
+        picked = np.argsort(-cand, kind="stable")[:keep]
+        beam = rows[picked]
+        codes = np.concatenate([codes[beam], child[picked, None]], axis=1)
+        scores = cand[picked]
+        keys = child_keys[picked]
+        if not last:
+            prefix = np.full((len(picked), levels - 1), k_codes, dtype=np.int64)
+            prefix[:, : level + 1] = codes
+    finite = np.isfinite(scores)
+    items = np.where(finite, index.items(keys), -1)
+    codes = np.where(finite[:, None], codes, -1)
+    n = min(top_k, len(scores))
+    out_items = np.full((1, top_k), -1, dtype=np.int64)
+    out_scores = np.full((1, top_k), -np.inf)
+    out_codes = np.full((1, top_k, levels), -1, dtype=np.int64)
+    out_items[0, :n], out_scores[0, :n], out_codes[0, :n] = items[:n], scores[:n], codes[:n]
+    return SearchResult(items=out_items, log_probs=out_scores, semantic_ids=out_codes)

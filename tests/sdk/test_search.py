@@ -152,3 +152,53 @@ def test_bad_arguments() -> None:
         beam_search(
             np.zeros((1, 1)), lambda s, p, lv: np.zeros((len(p), 4)), index, beam_width=2, top_k=3
         )
+
+
+def test_single_user_search_equals_the_batched_search() -> None:
+    """The one-user fast path returns bit-identical results, ties and exclusions included."""
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        k_codes, levels = int(rng.choice([4, 8, 16])), int(rng.choice([2, 3, 4]))
+        n = int(rng.integers(1, min(k_codes**levels, 300)))
+        flat = rng.choice(k_codes**levels, n, replace=False)
+        sids = np.stack([(flat // k_codes ** (levels - 1 - j)) % k_codes for j in range(levels)], 1)
+        index = PrefixIndex(sids, k_codes)
+        table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+
+        def step(
+            states: np.ndarray,
+            prefix: np.ndarray,
+            level: int,
+            table: dict[tuple[int, tuple[int, ...]], np.ndarray] = table,
+            k_codes: int = k_codes,
+        ) -> np.ndarray:
+            out = np.empty((len(prefix), k_codes), np.float32)
+            for i, p in enumerate(prefix.tolist()):
+                key = (level, tuple(p))
+                if key not in table:
+                    logits = rng.normal(size=k_codes).astype(np.float32)
+                    table[key] = np.round(logits) if rng.random() < 0.3 else logits  # ties
+                out[i] = table[key]
+            return out
+
+        width = int(rng.integers(1, 12))
+        k = int(rng.integers(1, width + 1))
+        exclude = rng.integers(-1, n, size=(1, int(rng.integers(1, 6))))
+        exclude = exclude if rng.random() < 0.6 else None
+        extra = None if rng.random() < 0.5 else int(rng.integers(0, 5))
+        state = np.zeros((1, 2), np.float32)
+        one = beam_search(
+            state, step, index, beam_width=width, top_k=k, exclude=exclude, extra_width=extra
+        )
+        two = beam_search(
+            np.concatenate([state, state]),
+            step,
+            index,
+            beam_width=width,
+            top_k=k,
+            exclude=None if exclude is None else np.concatenate([exclude, exclude]),
+            extra_width=extra,
+        )
+        assert np.array_equal(one.items[0], two.items[0])
+        assert np.array_equal(one.log_probs[0], two.log_probs[0])
+        assert np.array_equal(one.semantic_ids[0], two.semantic_ids[0])
