@@ -49,7 +49,12 @@ typecheck: setup
 unit: setup
 	$(BIN)/python -m pytest
 
-test: lint typecheck unit
+test: lint typecheck unit android
+
+# The Android demo's JVM core (javac + JUnit 4; installs default-jdk-headless junit4 if missing).
+.PHONY: android
+android:
+	android_demo/core/run-tests.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

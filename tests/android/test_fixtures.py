@@ -1,0 +1,94 @@
+"""The committed conformance fixtures of android_demo still describe what the SDK does.
+
+The JVM core's tests replay `android_demo/core/src/test/resources/*_trace.json.gz`; these tests
+replay the same traces through the Python SDK, with the recorded model outputs standing in for
+ONNX Runtime, and require the recorded results. A change to the SDK's decoding (prefix index,
+beam search, history handling) that the traces do not reflect fails here first; regenerate them
+with `python -m tests.android.fixtures`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pocketrec._bundle import open_bundle
+from pocketrec._errors import RecommenderError
+from pocketrec._recommender import Recommender, UnknownItemWarning
+from pocketrec._trace import FORMAT, decode_array
+from tests.android.fixtures import RESOURCES, tiny_cases
+
+TRACES = sorted(RESOURCES.glob("*_trace.json.gz"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    trace: dict[str, Any] = json.loads(gzip.decompress(path.read_bytes()))
+    assert trace["format"] == FORMAT
+    return trace
+
+
+class _Replay:
+    """A session stand-in: checks each call's inputs and returns the recorded output."""
+
+    def __init__(self, graph: str, calls: Iterator[dict[str, Any]]) -> None:
+        self._graph, self._calls = graph, calls
+
+    def run(self, names: Any, feeds: dict[str, Any]) -> list[Any]:
+        call = next(self._calls, None)
+        assert call is not None, "more model calls than recorded"
+        assert call["graph"] == self._graph
+        assert set(feeds) == set(call["inputs"])
+        for name, value in feeds.items():
+            np.testing.assert_array_equal(np.asarray(value), decode_array(call["inputs"][name]))
+        return [decode_array(call["output"])]
+
+
+def test_traces_are_committed() -> None:
+    assert (RESOURCES / "tiny_trace.json.gz") in TRACES
+    assert (RESOURCES / "tiny_bundle" / "manifest.json").is_file()
+
+
+def test_tiny_trace_records_the_current_cases() -> None:
+    cases = _read(RESOURCES / "tiny_trace.json.gz")["cases"]
+    recorded = [{"history": c["history"], "options": c["options"]} for c in cases]
+    assert recorded == tiny_cases()
+
+
+@pytest.mark.parametrize("path", TRACES, ids=[p.name for p in TRACES])
+def test_trace_replays_through_the_sdk(path: Path) -> None:
+    folder = RESOURCES / path.name.replace("_trace.json.gz", "_bundle")
+    if not folder.is_dir():
+        pytest.skip(f"{path.name} has no bundle folder beside it")
+    bundle = open_bundle(folder, providers=["CPUExecutionProvider"])  # verifies every sha256
+    trace = _read(path)
+    assert list(bundle.item_ids) == trace["item_ids"]
+    np.testing.assert_array_equal(bundle.semantic_ids, decode_array(trace["semantic_ids"]))
+    for number, case in enumerate(trace["cases"]):
+        calls = iter(case["calls"])
+        rec = Recommender(bundle, sessions=(_Replay("encoder", calls), _Replay("decoder", calls)))
+        where = f"{path.name} case {number}"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnknownItemWarning)
+                found = rec.recommend(case["history"], **case["options"])
+        except RecommenderError as e:
+            assert case["error"] is not None, f"{where}: raised {e!r}, recorded a result"
+            assert type(e).__name__ == case["error"]["type"], where
+            continue
+        assert case["error"] is None, f"{where}: recorded {case['error']}, got a result"
+        assert next(calls, None) is None, f"{where}: fewer model calls than recorded"
+        assert [r.item_id for r in found] == [r["item_id"] for r in case["result"]], where
+        assert [list(r.semantic_id) for r in found] == [r["semantic_id"] for r in case["result"]]
+        np.testing.assert_allclose(
+            [r.log_prob for r in found],
+            [r["log_prob"] for r in case["result"]],
+            rtol=1e-12,
+            err_msg=where,
+        )
