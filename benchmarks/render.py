@@ -143,7 +143,62 @@ def sid_downstream_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-TABLES = {"baselines": baseline_table, "sids": sids_table, "sid_downstream": sid_downstream_table}
+def _cell(summary: dict[str, Any] | None, key: str) -> str:
+    """A metric from a per-model block: a mean ± std summary or a plain number."""
+    if not summary:
+        return "–"
+    value = summary.get(key)
+    if isinstance(value, dict):
+        return _fmt(summary, key)
+    return "–" if value is None else f"{value:.4f}"
+
+
+def distill_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | preset | model | parameters | Recall@10 | NDCG@10 | Recall@5 | NDCG@5 | "
+        "valid-item rate | seeds | record |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    ours = [r for r in records if r.get("model") == "pocketrec-distill"]
+    ours.sort(key=lambda r: (_dataset_rank(r), r["preset"]))
+    for r in ours:
+        link = f"[{r['_file']}](results/{r['_file']})"
+        nokd = r.get("student_nokd") or {}
+        models = [
+            (f"teacher ({r['teacher']['kind']})", r["teacher"], r["teacher"]["test"], "–"),
+            ("**student, distilled**", r["student"], r["student"]["test"], None),
+            ("student, no teacher", nokd, nokd.get("test"), None),
+        ]
+        for name, block, test, seeds in models:
+            if not block:
+                continue
+            rate = _cell(test, "valid_item_rate")
+            seeds = seeds or str(len(block.get("seeds", [])))
+            rows.append(
+                f"| {r['dataset']} | {r['preset']} | {name} | {block['parameters']:,} | "
+                f"{_cell(test, 'recall@10')} | {_cell(test, 'ndcg@10')} | "
+                f"{_cell(test, 'recall@5')} | {_cell(test, 'ndcg@5')} | {rate} | {seeds} | {link} |"
+            )
+        retention = r.get("retention_vs_teacher")
+        rows.append(
+            f"| {r['dataset']} | {r['preset']} | student / teacher | "
+            f"1 / {r['size_ratio_teacher_over_student']:.1f} | | "
+            f"{'–' if retention is None else f'{retention:.1%}'} NDCG@10 kept | | | | | "
+            f"{r['wall_time_s'] / 60:.1f} min end to end |"
+        )
+        for name, values, source in PUBLISHED.get(r["dataset"], []):
+            keys = ("recall@10", "ndcg@10", "recall@5", "ndcg@5")
+            cells = " | ".join(f"{values[k]:.4f}" if k in values else "–" for k in keys)
+            rows.append(f"| {r['dataset']} | | {name} (published) | | {cells} | | | {source} |")
+    return "\n".join(rows)
+
+
+TABLES = {
+    "baselines": baseline_table,
+    "sids": sids_table,
+    "sid_downstream": sid_downstream_table,
+    "distill": distill_table,
+}
 
 
 def render(text: str, records: list[dict[str, Any]]) -> str:

@@ -64,6 +64,7 @@ class DistillConfig:
     teacher_train: TrainConfig = field(default_factory=TrainConfig)
     student_train: TrainConfig = field(default_factory=TrainConfig)
     student_item_ids: bool = True  # item-id embeddings in the student's input
+    teacher_item_ids: bool = True  # item-id embeddings in the MiniLM teacher's input too
     kd_top_k: int = 32  # teacher codes cached per level
     ablation: bool = True  # also train the student without the teacher
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -92,7 +93,8 @@ def quick(dataset: str = "beauty", history_len: int = 20) -> DistillConfig:
     """Minutes on a laptop CPU (Beauty: <= 15 min on 2 cores), one seed.
 
     The student is the edge shape (d=64, 2 layers); the teacher is twice as wide with MiniLM
-    features; both train for a fixed small budget with validation every epoch.
+    features; both train for a fixed small budget (teacher 6 epochs, students 8), validated
+    every other epoch on 3,000 evenly spaced users, and are tested on every user.
     """
     window = 20 if _amazon_like(history_len) else 200
     return DistillConfig(
@@ -102,12 +104,12 @@ def quick(dataset: str = "beauty", history_len: int = 20) -> DistillConfig:
         teacher_model=GenRecConfig(
             max_len=window, hidden=128, num_layers=2, num_heads=4, dropout=0.3
         ),
-        teacher_train=TrainConfig(max_epochs=12, eval_every=2, patience=3, eval_limit=4000),
+        teacher_train=TrainConfig(max_epochs=6, eval_every=2, patience=3, eval_limit=3000),
         student_train=TrainConfig(
-            max_epochs=12,
+            max_epochs=8,
             eval_every=2,
             patience=3,
-            eval_limit=4000,
+            eval_limit=3000,
             kd_weight=1.0,
             kd_temperature=1.0,
         ),
@@ -236,7 +238,10 @@ def _train_teacher(cfg, spec, dataset, split, sids, index, run_dir, device):
     """Train (or reload) the teacher; returns (teacher fn for caching, metrics)."""
     out = run_dir / "teacher"
     if spec.kind == "minilm":
-        model, features = build_minilm_teacher(cfg.teacher_model, dataset, sids, seed=cfg.seeds[0])
+        shape = dataclasses.replace(
+            cfg.teacher_model, num_items=dataset.num_items if cfg.teacher_item_ids else 0
+        )
+        model, features = build_minilm_teacher(shape, dataset, sids, seed=cfg.seeds[0])
         model.to(device)
         metrics = train_genrec(model, split, index, cfg.teacher_train, out, desc="teacher")
         model.eval()
