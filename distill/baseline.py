@@ -58,7 +58,7 @@ def _loss(
     valid = (inputs != PAD) & (targets != PAD)  # (B, L)
     h = hidden[valid]  # (M, D)
     y = targets[valid].long()  # (M,)
-    weights = model.item_weights()  # (N, D)
+    h, weights = model.head(h, model.item_weights())  # (M, D), (N, D)
     if cfg.loss == "ce":
         return F.cross_entropy(h @ weights.T, y)
     negatives = torch.randint(0, model.num_items, (cfg.num_negatives,), generator=gen).to(h.device)
@@ -208,7 +208,8 @@ def train_baseline(
     config_path = out_dir / "config.json"
     resolved = asdict(cfg)
     if config_path.exists():
-        previous = json.loads(config_path.read_text())
+        # Settings added after a run was made count as their defaults, so it still resumes.
+        previous = asdict(SASRecConfig(dataset=cfg.dataset)) | json.loads(config_path.read_text())
         if {k: v for k, v in previous.items() if k != "seeds"} != {
             k: v for k, v in resolved.items() if k != "seeds"
         }:

@@ -48,6 +48,9 @@ class SASRecConfig:
     eval_every: int = 2  # epochs between validation runs (early stopping on NDCG@10)
     patience: int = 10  # validation runs without improvement before stopping
     refit: bool = False  # after selection, retrain on train + validation items; test that too
+    # None: dot-product scores. A value: cosine similarity of L2-normalised user and item
+    # vectors divided by it (HSTU's SASRec uses 0.05), which trains in fewer epochs.
+    temperature: float | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"  # "auto" = CUDA when present, else CPU
     threads: int | None = None  # CPU threads; None = all cores
@@ -69,6 +72,8 @@ class SASRecConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
+        if self.temperature is not None and not self.temperature > 0:
+            problems.append(f"temperature must be positive (or None), got {self.temperature!r}")
         heads_ok = isinstance(self.num_heads, int) and self.num_heads > 0
         if heads_ok and isinstance(self.hidden, int) and self.hidden % self.num_heads:
             problems.append(
@@ -257,6 +262,18 @@ class SASRec(nn.Module):
         """(N, D) output embedding of every item (tied to the input embedding)."""
         return self.item_emb.weight[1:]
 
+    def head(
+        self, hidden: torch.Tensor, weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """User and item vectors whose dot product is the score (see `temperature`)."""
+        if self.cfg.temperature is None:
+            return hidden, weights
+        return (
+            F.normalize(hidden, dim=-1) / self.cfg.temperature,
+            F.normalize(weights, dim=-1),
+        )
+
     def score_last(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L) histories -> (B, N) scores of every item as the next one."""
-        return self(tokens)[:, -1] @ self.item_weights().T
+        user, items = self.head(self(tokens)[:, -1], self.item_weights())
+        return user @ items.T

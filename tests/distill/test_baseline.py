@@ -58,6 +58,19 @@ def test_sampled_softmax_learns_too(tmp_path: Path) -> None:
     assert json.loads((out / "metrics.json").read_text())["test"]["ndcg@10"]["mean"] > 0.8
 
 
+def test_cosine_scores_with_temperature_learn_too(tmp_path: Path) -> None:
+    out = train_baseline(_cfg(temperature=0.1), tmp_path / "run", dataset=_cyclic())
+    assert json.loads((out / "metrics.json").read_text())["test"]["ndcg@10"]["mean"] > 0.8
+
+
+def test_a_run_made_before_a_setting_existed_still_resumes(tmp_path: Path) -> None:
+    out = train_baseline(_cfg(max_epochs=2), tmp_path / "run", dataset=_cyclic())
+    config = json.loads((out / "config.json").read_text())
+    del config["temperature"]  # as written by an older version
+    (out / "config.json").write_text(json.dumps(config))
+    train_baseline(_cfg(max_epochs=2), out, dataset=_cyclic())  # no ConfigError
+
+
 def test_resume_gives_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     full = train_baseline(_cfg(max_epochs=6), tmp_path / "full", dataset=_cyclic())
 
