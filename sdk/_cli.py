@@ -20,7 +20,12 @@ from pocketrec._version import __version__
 __all__ = ["main"]
 
 # Modules whose `register(subparsers)` adds subcommands, in help order.
-_COMMAND_MODULES = ("pocketrec.distill.cli", "pocketrec.export.cli", "pocketrec._commands")
+_COMMAND_MODULES = (
+    "pocketrec.distill.cli",
+    "pocketrec.distill.federated.cli",
+    "pocketrec.export.cli",
+    "pocketrec._commands",
+)
 
 
 class _Parser(argparse.ArgumentParser):

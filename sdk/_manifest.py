@@ -133,6 +133,10 @@ class Manifest:
     files: dict[str, FileEntry]
     static_batch: int | None = None  # graphs with a fixed batch (NPU) take exactly this many rows
     adapter: str | None = None  # the shared code-bias adapter (pocketrec-adapter/1), if any
+    # 0 as exported; each published federated round adds one (and equals the shared adapter's
+    # version, which devices name in their updates). Older manifests have neither key.
+    version: int = 0
+    parent: str | None = None  # sha256 of the manifest.json this version was derived from
     producer: dict[str, Any] = field(default_factory=dict)  # config, command, versions
     quality: dict[str, Any] = field(default_factory=dict)  # measured metrics of this bundle
 
@@ -141,6 +145,10 @@ class Manifest:
             raise BundleError(f"manifest: precision {self.precision!r} is not one of {PRECISIONS}")
         if self.max_len <= 0 or self.num_items <= 0:
             raise BundleError("manifest: max_len and num_items must be positive")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 0:
+            raise BundleError(f"manifest: version must be an integer >= 0, got {self.version!r}")
+        if self.parent is not None and not isinstance(self.parent, str):
+            raise BundleError(f"manifest: parent must be a sha256 string, got {self.parent!r}")
         referenced = {
             self.encoder.file,
             self.decoder.file,
@@ -198,6 +206,8 @@ class Manifest:
             },
             static_batch=obj.get("static_batch"),
             adapter=obj.get("adapter"),
+            version=obj.get("version", 0),
+            parent=obj.get("parent"),
             producer=dict(obj.get("producer", {})),
             quality=dict(obj.get("quality", {})),
         )

@@ -1,0 +1,407 @@
+"""The federated server side: upload checks, aggregators, privacy, bundle versions, a simulation."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+pytest.importorskip("dp_accounting")
+pytest.importorskip("torch")
+
+from pocketrec import BundleError, ConfigError, Recommender
+from pocketrec._adapter import Adapter, _decode, _encode, make_update
+from pocketrec._cli import main
+from pocketrec.distill.federated.aggregate import (
+    aggregate_deltas,
+    aggregate_uploads,
+    make_aggregator,
+)
+from pocketrec.distill.federated.client import client_uploads
+from pocketrec.distill.federated.config import SimulationConfig
+from pocketrec.distill.federated.privacy import dp_epsilon, privacy_spent
+from pocketrec.distill.federated.publish import write_bundle_version
+from pocketrec.distill.federated.updates import REASONS, UpdateRules, check_update
+
+HISTORY = [f"item{i}" for i in (3, 10, 17, 24, 31, 38, 5)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny deterministic bundle; its dataset is the sibling folder tiny_shop."""
+    from tests.bundles import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def rec(tiny: Path) -> Recommender:
+    return Recommender.from_bundle(tiny)
+
+
+def _rules(rec: Recommender, **changes: Any) -> UpdateRules:
+    layout = rec.manifest.semantic_ids
+    base: dict[str, Any] = {
+        "bundle": rec.manifest.name,
+        "version": 0,
+        "shape": (layout.num_levels, layout.codebook_size),
+        "clip_norm": 0.5,
+        "noise_multiplier": 1.0,
+    }
+    return UpdateRules(**(base | changes))
+
+
+def _payload(rec: Recommender, **edits: Any) -> bytes:
+    """A real SDK upload, with fields replaced by `edits`."""
+    obj = json.loads(rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=0))
+    obj.update(edits)
+    return json.dumps(obj).encode()
+
+
+def test_an_sdk_upload_is_accepted(rec: Recommender) -> None:
+    payload = rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=0)
+    verdict = check_update(payload, _rules(rec))
+    assert verdict.accepted and verdict.reason is None and verdict.num_bytes == len(payload)
+    expected = _decode(json.loads(payload)["delta"], "delta")
+    np.testing.assert_array_equal(verdict.delta, expected)
+
+
+@pytest.fixture(scope="module")
+def bad_uploads(rec: Recommender) -> dict[str, bytes]:
+    """One upload per way of being wrong; the key's first word is the expected reason."""
+    delta = _decode(json.loads(_payload(rec))["delta"], "delta")
+    with_nan = delta.copy()
+    with_nan[0, 0] = np.nan
+    return {
+        "oversized": _payload(rec, padding="x" * 20_000),
+        "malformed": b"\x00not json",
+        "malformed list": b"[1, 2]",
+        "malformed nesting": b"[" * 15_000,
+        "malformed version type": _payload(rec, base_version="0"),
+        "wrong_schema": _payload(rec, format="pocketrec-update/0"),
+        "other_bundle": _payload(rec, bundle="another-bundle"),
+        "stale_version": _payload(rec, base_version=3),
+        "wrong_shape": _payload(rec, delta=_encode(np.zeros((2, 8), np.float32))),
+        "wrong_shape bytes": _payload(
+            rec, delta={"dtype": "float32", "shape": [3, 8], "b64": "AA"}
+        ),
+        "non_finite": _payload(rec, delta=_encode(with_nan)),
+        "dp_settings": _payload(rec, noise_multiplier=0.1),
+        "norm_too_large": _payload(rec, delta=_encode(delta * 100)),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "oversized",
+        "malformed",
+        "malformed list",
+        "malformed nesting",
+        "malformed version type",
+        "wrong_schema",
+        "other_bundle",
+        "stale_version",
+        "wrong_shape",
+        "wrong_shape bytes",
+        "non_finite",
+        "dp_settings",
+        "norm_too_large",
+    ],
+)
+def test_each_bad_upload_is_rejected_with_its_reason(
+    rec: Recommender, bad_uploads: dict[str, bytes], case: str
+) -> None:
+    verdict = check_update(bad_uploads[case], _rules(rec))
+    assert not verdict.accepted and verdict.delta is None
+    assert verdict.reason == case.split()[0] and verdict.reason in REASONS
+    assert verdict.detail
+
+
+def test_a_round_counts_rejections_and_keeps_the_adapter_when_nothing_passes(
+    rec: Recommender, bad_uploads: dict[str, bytes]
+) -> None:
+    rules = _rules(rec)
+    bad = bad_uploads
+    good = [
+        rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=s) for s in (1, 2)
+    ]
+    uploads = [("a", good[0]), ("a", bad["stale_version"]), ("b", good[1]), ("b", bad["oversized"])]
+    bias = np.zeros(rules.shape, np.float32)
+    new, report = aggregate_uploads(
+        uploads, bias=bias, rules=rules, aggregator=make_aggregator("fedavg")
+    )
+    assert report["uploads"] == 4 and report["accepted"] == 2 and report["published"]
+    assert report["rejected"] == {"oversized": 1, "stale_version": 1}
+    sizes = {c: sum(len(p) for k, p in uploads if k == c) for c in "ab"}
+    assert report["upload_bytes"]["per_client"] == sizes
+    mean = np.mean([_decode(json.loads(g)["delta"], "delta") for g in good], axis=0)
+    assert new is not None
+    np.testing.assert_allclose(new, mean, rtol=1e-6)
+    none, report = aggregate_uploads(
+        [("a", bad["non_finite"])], bias=bias, rules=rules, aggregator=make_aggregator("median")
+    )
+    assert none is None and not report["published"] and report["rejected"] == {"non_finite": 1}
+
+
+@pytest.mark.parametrize("attack", [100.0, -100.0], ids=["scale", "flip"])
+def test_median_and_trimmed_mean_resist_a_malicious_update_fedavg_does_not(attack: float) -> None:
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(3, 8)).astype(np.float32)
+    honest = [target + 0.1 * rng.normal(size=target.shape).astype(np.float32) for _ in range(9)]
+    deltas = [*honest, attack * target]
+    errors = {
+        name: float(np.linalg.norm(aggregate_deltas(deltas, make_aggregator(name)) - target))
+        for name in ("fedavg", "median", "trimmed")
+    }
+    clean = float(np.linalg.norm(aggregate_deltas(honest, make_aggregator("fedavg")) - target))
+    scale = float(np.linalg.norm(target))
+    assert errors["fedavg"] > 5 * scale  # one device in ten moves the mean far away
+    assert errors["median"] < 0.1 * scale and errors["trimmed"] < 0.1 * scale
+    assert errors["trimmed"] < 3 * clean + 1e-3
+
+
+def test_unknown_aggregator_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="fedavg"):
+        make_aggregator("krum")
+    with pytest.raises(ConfigError, match="trim_fraction"):
+        make_aggregator("trimmed", trim_fraction=0.5)
+
+
+def test_epsilon_grows_with_rounds_and_shrinks_with_noise() -> None:
+    def eps(z: float, rounds: int, q: float = 0.05) -> float:
+        return dp_epsilon(noise_multiplier=z, sampling_rate=q, rounds=rounds, delta=1e-5)
+
+    by_rounds = [eps(1.0, r) for r in (1, 5, 20, 100)]
+    by_noise = [eps(z, 20) for z in (0.6, 1.0, 2.0, 4.0)]
+    assert all(a < b for a, b in itertools.pairwise(by_rounds))
+    assert all(a > b for a, b in itertools.pairwise(by_noise))
+    assert eps(1.0, 20, q=0.01) < eps(1.0, 20, q=0.1) < eps(1.0, 20, q=1.0)  # sampling helps
+    assert eps(1.0, 0) == 0.0 and eps(0.0, 3) == float("inf")
+    with pytest.raises(ValueError, match="delta"):
+        dp_epsilon(noise_multiplier=1.0, sampling_rate=0.1, rounds=3, delta=0.0)
+
+
+def test_epsilon_matches_flowers_rdp_accountant() -> None:
+    from flwr.serverapp import (
+        GaussianPrivacyEvent,
+        NeighboringRelation,
+        PrivacyConfig,
+        RdpAccountant,
+        SamplingMethod,
+    )
+
+    flower = RdpAccountant(
+        PrivacyConfig(
+            target_delta=1e-5,
+            population_size=1000,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.POISSON,
+        )
+    )
+    flower.compose(
+        GaussianPrivacyEvent(noise_multiplier=1.1, sample_size=50, population_size=1000), 30
+    )
+    ours = dp_epsilon(noise_multiplier=1.1, sampling_rate=0.05, rounds=30, delta=1e-5)
+    assert ours == pytest.approx(flower.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_privacy_report_has_central_epsilon_only_where_accounted() -> None:
+    args: dict[str, Any] = {"sampling_rate": 0.05, "rounds": 10, "delta": 1e-5}
+    noisy = privacy_spent(noise_multiplier=1.0, central_noise=1.0, aggregator="fedavg", **args)
+    assert noisy["central"] is not None and noisy["central"] < noisy["local"]
+    for aggregator, central in (("median", 1.0), ("fedavg", 0.0)):
+        report = privacy_spent(
+            noise_multiplier=1.0, central_noise=central, aggregator=aggregator, **args
+        )
+        assert report["central"] is None and report["local"] == noisy["local"]
+    fewer = privacy_spent(
+        noise_multiplier=1.0, central_noise=1.0, aggregator="fedavg", releases=3, **args
+    )
+    assert fewer["central"] < noisy["central"] and fewer["local"] == noisy["local"]
+
+
+def test_a_new_bundle_version_loads_and_its_adapter_changes_recommendations(
+    tiny: Path, rec: Recommender, tmp_path: Path
+) -> None:
+    layout = rec.manifest.semantic_ids
+    bias = np.zeros((layout.num_levels, layout.codebook_size), np.float32)
+    bias[0, 5] = 8.0  # strongly prefer first code 5
+    adapter = Adapter(bundle=rec.manifest.name, bias=bias, kind="shared", version=1)
+    out = write_bundle_version(tiny, adapter, tmp_path / "v1", quality={"note": "test"})
+    new = Recommender.from_bundle(out)  # verifies every file's sha256, the adapter included
+    assert new.manifest.version == 1 and rec.manifest.version == 0
+    assert new.manifest.parent == hashlib.sha256((tiny / "manifest.json").read_bytes()).hexdigest()
+    assert new.manifest.quality == {"note": "test"}
+    assert [(a.kind, a.version) for a in new.adapters] == [("shared", 1)]
+    np.testing.assert_array_equal(new.adapters[0].bias, bias)
+    before = rec.recommend(HISTORY[-3:], k=10)
+    after = new.recommend(HISTORY[-3:], k=10)
+    assert [r.item_id for r in after] != [r.item_id for r in before]
+    assert sum(r.semantic_id[0] == 5 for r in after) > sum(r.semantic_id[0] == 5 for r in before)
+    # Devices on the new version upload against it; the old version's uploads are now stale.
+    rules = _rules(rec, version=1)
+    fresh = new.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=0)
+    old = rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=0)
+    assert check_update(fresh, rules).accepted
+    assert check_update(old, rules).reason == "stale_version"
+    # The next version replaces the shared adapter; a version that is not newer is refused.
+    v2 = write_bundle_version(
+        out,
+        Adapter(bundle=rec.manifest.name, bias=-bias, kind="shared", version=2),
+        tmp_path / "v2",
+    )
+    assert Recommender.from_bundle(v2).adapters[0].version == 2
+    with pytest.raises(BundleError, match="not newer"):
+        write_bundle_version(out, adapter, tmp_path / "again")
+    with pytest.raises(BundleError, match="shape"):
+        wrong = Adapter(bundle=rec.manifest.name, bias=bias[:, :4], kind="shared", version=5)
+        write_bundle_version(tiny, wrong, tmp_path / "wrong")
+    assert not (tmp_path / "again").exists() and not (tmp_path / "wrong").exists()
+
+
+def test_config_reports_every_problem(tiny: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        SimulationConfig(
+            dataset="x",
+            bundle=str(tiny),
+            num_clients=0,
+            sampling_rate=1.5,
+            aggregator="median",
+            central_noise=1.0,
+            attack="poison",
+        )
+    text = str(e.value)
+    for fragment in ("num_clients", "sampling_rate", "central_noise", "attack"):
+        assert fragment in text
+
+
+def test_client_uploads_are_deterministic_and_malicious_ones_are_attacked(tiny: Path) -> None:
+    cfg = SimulationConfig(
+        dataset=str(tiny.parent / "tiny_shop"),
+        bundle=str(tiny),
+        num_clients=2,
+        sampling_rate=0.5,
+        num_eval_users=10,
+        clip_norm=0.5,
+        noise_multiplier=0.0,
+        malicious_fraction=0.5,
+        attack="flip",
+        attack_scale=3.0,
+    )
+    zero = np.zeros((3, 8), np.float32)
+    args: dict[str, Any] = {"bias": zero, "version": 0, "clip_norm": 0.5, "noise_multiplier": 0.0}
+    uploads = [client_uploads(cfg, c, server_round=1, **args) for c in (0, 1)]
+    assert uploads == [client_uploads(cfg, c, server_round=1, **args) for c in (0, 1)]
+    assert uploads[0] != client_uploads(cfg, 0, server_round=2, **args)  # resampled each round
+    assert 0 < len(uploads[0]) < 10 and 0 < len(uploads[1]) < 10  # about half of 10 users
+    norms = [
+        [float(np.linalg.norm(_decode(json.loads(p)["delta"], "delta"))) for p in client]
+        for client in uploads
+    ]
+    honest, attacker = sorted(norms, key=max)
+    assert max(honest) <= 0.5 + 1e-5 and max(attacker) > 0.5 * 2  # flipped and scaled by 3
+
+
+def test_simulation_end_to_end_with_flower(tiny: Path, tmp_path: Path) -> None:
+    """The real CLI runs Flower's simulation engine: 2 clients x 2 rounds on the tiny data.
+
+    One of the two clients attacks without noise; with device noise 0 the server's norm bound
+    is the clip norm itself, so every attacking upload is rejected and counted.
+    """
+    out = tmp_path / "sim"
+    argv = [
+        "federated",
+        "simulate",
+        str(tiny.parent / "tiny_shop"),
+        "--bundle",
+        str(tiny),
+        "--out",
+        str(out),
+        "--clients",
+        "2",
+        "--rounds",
+        "2",
+        "--sample-rate",
+        "1",
+        "--eval-users",
+        "10",
+        "--clip",
+        "0.5",
+        "--dp-noise",
+        "0",
+        "--malicious-fraction",
+        "0.5",
+        "--aggregator",
+        "median",
+        "--json",
+        str(tmp_path / "metrics.json"),
+    ]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record == json.loads((out / "metrics.json").read_text())
+    assert record["partition"] == {
+        "held_out_users": 10,
+        "client_users": 20,
+        "users_per_client": [10, 10],
+    }
+    rounds = record["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2] and [r["version"] for r in rounds] == [0, 1, 2]
+    for r in rounds[1:]:
+        assert r["uploads"] == 20 and r["accepted"] == 10
+        assert r["rejected"] == {"norm_too_large": 10}
+        assert set(r["upload_bytes"]["per_client"]) == {"0", "1"}
+        assert 0 < r["upload_bytes"]["per_upload_max"] <= 16 * 1024
+        assert r["epsilon"] == {"local": "inf", "central": None, "delta": 1e-5}  # no noise
+        assert 0.0 <= r["valid"]["ndcg@10"] <= 1.0 and r["valid"]["num_users"] == 10
+    final = record["final"]
+    assert final["version"] == 2 and final["bundle"] == str(out / "bundle")
+    published = Recommender.from_bundle(out / "bundle")
+    assert published.manifest.version == 2 and published.adapters[0].version == 2
+    assert np.abs(published.adapters[0].bias).sum() > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["aggregator"] == "median" and config["command"]
+
+
+def test_manifests_without_version_fields_still_parse(tiny: Path) -> None:
+    """`version` and `parent` are optional: bundles exported before them open as version 0."""
+    from pocketrec._manifest import Manifest
+
+    obj = json.loads((tiny / "manifest.json").read_text())
+    for key in ("version", "parent"):
+        obj.pop(key, None)
+    old = Manifest.parse(obj)
+    assert old.version == 0 and old.parent is None
+    assert Manifest.parse(json.loads(json.dumps(old.to_json()))) == old
+    for bad in (-1, "1", True):
+        with pytest.raises(BundleError, match="version"):
+            Manifest.parse(obj | {"version": bad})
+
+
+def test_an_upload_without_its_declared_noise_is_rejected() -> None:
+    """With enough dimensions the noise has a known norm: honest uploads land inside the band."""
+    rules = UpdateRules(bundle="b", version=0, shape=(4, 256), clip_norm=1.0, noise_multiplier=1.0)
+    assert 20 < rules.min_norm < rules.max_norm < 40
+    delta = np.random.default_rng(0).normal(size=rules.shape).astype(np.float32)
+
+    def upload(noise: float, seed: int) -> bytes:
+        payload = make_update(
+            delta,
+            bundle="b",
+            base_version=0,
+            clip_norm=1.0,
+            noise_multiplier=noise,
+            num_events=5,
+            rng=np.random.default_rng(seed),
+        )
+        return json.dumps(json.loads(payload) | {"noise_multiplier": 1.0}).encode()
+
+    assert all(check_update(upload(1.0, seed), rules).accepted for seed in range(200))
+    assert check_update(upload(0.0, 0), rules).reason == "too_little_noise"
+    assert check_update(upload(0.3, 0), rules).reason == "too_little_noise"
