@@ -1,4 +1,4 @@
-"""CLI commands that only need the SDK: `recommend` and `evaluate`.
+"""CLI commands that only need the SDK: `recommend`, `evaluate` and `demo`.
 
 `evaluate` also reads a dataset with `pocketrec.distill.data`, which needs numpy only, so both
 work on the base install.
@@ -53,6 +53,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.add_argument("--data-root", type=Path, default=None, help="default: $POCKETREC_DATA")
     ev.add_argument("--json", nargs="?", const="-", metavar="FILE", help="print JSON")
     ev.set_defaults(handler=_evaluate)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="try a bundle in a local web page",
+        description="Serve a web page for trying a bundle by hand: search the catalogue, click "
+        "items into a history, and watch the recommendations (with log-probabilities and "
+        "latency) update, with or without on-device personalization. Serves this machine "
+        "only unless --host says otherwise. Ctrl-C stops it.",
+    )
+    demo.add_argument("bundle", type=Path, help="bundle folder (with manifest.json)")
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only). Any other address "
+        "exposes the demo, which has no authentication, to the network",
+    )
+    demo.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free)")
+    demo.add_argument("--open", action="store_true", help="open the page in the web browser")
+    demo.add_argument(
+        "--providers", default=None, help="comma-separated ONNX Runtime execution providers"
+    )
+    demo.set_defaults(handler=_demo)
 
 
 def _emit(obj: Any, target: str) -> None:
@@ -151,3 +173,11 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"({int(metrics['num_users'])} users, {elapsed:.0f} s)"
         )
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pocketrec._demo import serve
+    from pocketrec._recommender import Recommender
+
+    rec = Recommender.from_bundle(args.bundle, providers=_providers(args.providers))
+    return serve(rec, host=args.host, port=args.port, open_browser=args.open)
