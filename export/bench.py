@@ -1,16 +1,31 @@
 """`pocketrec bench`: latency, throughput, memory and size of a bundle on one device.
 
 Warm-up calls first, then timed repetitions of `recommend(k=10)` on histories of the model's
-window length drawn from the catalogue (seeded). Per-stage times come from wrapping the ONNX
-Runtime sessions, so "encode" and "decode level l" are time inside ONNX Runtime and the rest is
-the SDK's own numpy work (prefix masks, log-softmax, ranking). Records follow the
-`pocketrec-bench/1` schema, which the Android demo writes too.
+window length drawn from the catalogue (seeded), then rounds of `recommend_batch` for the
+throughput. Per-stage times come from wrapping the ONNX Runtime sessions, so "encode" and
+"decode level l" are time inside ONNX Runtime and the rest is the SDK's own numpy work (prefix
+masks, log-softmax, ranking). Records follow the `pocketrec-bench/1` schema, which the Android
+demo writes too.
+
+On `qnn-sim` (the Qualcomm HTP simulator of onnxruntime-qnn on x86-64) wall time measures the
+simulator, not a phone, so the record carries the simulator's own count of HTP cycles instead
+(`"timing": "htp_simulator_cycles"`, `latency_cycles`, `batch_cycles`; `latency_ms` and
+`throughput_per_s` are null). Cycles are read from QNN's profiling output ("Accelerator
+(execute) time (cycles)", one row per graph execution) and cover the graphs only: the SDK's
+numpy work runs on the phone's CPU and is not simulated.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import gc
+import importlib.metadata
+import itertools
+import os
 import platform
 import resource
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -20,20 +35,23 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from pocketrec._bundle import open_bundle
+from pocketrec._bundle import QNN, _qnn_devices, available_providers, open_bundle
 from pocketrec._errors import ProviderUnavailableError
+from pocketrec._manifest import Manifest, read_manifest
 from pocketrec._recommender import Recommender
 from pocketrec.distill.runinfo import command_line, cpu_model, utc_now
 
-__all__ = ["BenchConfig", "DEVICES", "bench_bundle", "percentiles"]
+__all__ = ["DEVICES", "BenchConfig", "bench_bundle", "percentiles", "read_cycles"]
 
 FORMAT = "pocketrec-bench/1"
 DEVICES: dict[str, tuple[str, str]] = {
-    # device -> (execution provider, the package that provides it)
+    # device -> (execution provider, what provides it)
     "cpu": ("CPUExecutionProvider", "onnxruntime"),
-    "cuda": ("CUDAExecutionProvider", "onnxruntime-gpu"),
+    "cuda": ("CUDAExecutionProvider", "onnxruntime-gpu (pip install onnxruntime-gpu)"),
     "tensorrt": ("TensorrtExecutionProvider", "onnxruntime-gpu with TensorRT"),
+    "qnn-sim": (QNN, "onnxruntime-qnn (pip install 'pocketrec[npu]')"),
 }
+CYCLES_EVENT = "Accelerator (execute) time (cycles)"
 
 
 @dataclass
@@ -52,7 +70,7 @@ class BenchConfig:
 
 
 def percentiles(samples: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """p50/p90/p99/mean of millisecond samples (numpy's linear interpolation)."""
+    """p50/p90/p99/mean of samples (numpy's linear interpolation)."""
     a = np.asarray(samples, dtype=np.float64)
     return {
         "p50": float(np.percentile(a, 50)),
@@ -75,44 +93,64 @@ class _Timed:
         return out
 
 
-def _providers_for(device: str, precision: str, intended: Sequence[str]) -> list[str]:
+def _providers_for(device: str, manifest: Manifest) -> list[str]:
     if device not in DEVICES:
         raise ProviderUnavailableError(
-            f"unknown device {device!r}; choose one of {', '.join([*DEVICES, 'qnn-sim'])}"
+            f"unknown device {device!r}; choose one of {', '.join(DEVICES)}"
         )
     provider, package = DEVICES[device]
-    if provider not in ort.get_available_providers():
+    if device == "qnn-sim" and platform.machine().lower() not in ("x86_64", "amd64"):
         raise ProviderUnavailableError(
-            f"device {device!r} needs {provider}, which this onnxruntime lacks (available: "
-            f"{', '.join(ort.get_available_providers())}); it is provided by {package}"
+            "qnn-sim is the HTP simulator of onnxruntime-qnn on x86-64; on a phone, measure "
+            "with the Android demo's benchmark"
         )
-    if provider not in intended:
+    available = available_providers()
+    if provider not in available:
         raise ProviderUnavailableError(
-            f"this {precision} bundle is built for {', '.join(intended)}, not {provider}; "
-            "export the precision meant for that device (e.g. --precision npu for QNN)"
+            f"device {device!r} needs {provider}, which this machine lacks (available: "
+            f"{', '.join(available)}); it is provided by {package}"
         )
-    return [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+    if provider not in manifest.execution_providers:
+        raise ProviderUnavailableError(
+            f"bundle {manifest.name!r} ({manifest.precision}) is built for "
+            f"{', '.join(manifest.execution_providers)}, not {provider}; bench the precision "
+            "built for that device (pocketrec export --precision npu for qnn-sim, fp32, int8 "
+            "or int4 for cpu and cuda)"
+        )
+    return (
+        [provider]
+        if provider in ("CPUExecutionProvider", QNN)
+        else [provider, "CPUExecutionProvider"]
+    )
 
 
-def _sizes(folder: Path, manifest: Any) -> dict[str, int]:
-    graphs = sum((folder / g.file).stat().st_size for g in (manifest.encoder, manifest.decoder))
-    tables = sum(e.bytes for n, e in manifest.files.items() if not n.endswith(".onnx"))
-    catalogue_weights = 0
-    try:  # catalogue-sized tables inside the graphs (item-id embeddings), reported apart
-        import onnx
+def _catalogue_bytes(path: Path, num_items: int) -> int:
+    """Bytes of catalogue-sized initializers (item-id tables) inside one ONNX graph."""
+    import onnx
+    from onnx import numpy_helper
 
-        for g in (manifest.encoder, manifest.decoder):
-            model = onnx.load(str(folder / g.file), load_external_data=False)
-            for init in model.graph.initializer:
-                if init.dims and init.dims[0] >= manifest.num_items:
-                    catalogue_weights += len(init.raw_data) or 4 * int(np.prod(init.dims))
-    except ImportError:
-        pass
+    model = onnx.load(str(path), load_external_data=False)
+    return sum(
+        numpy_helper.to_array(init).nbytes
+        for init in model.graph.initializer
+        if init.dims and init.dims[0] >= num_items
+    )
+
+
+def _sizes(folder: Path, manifest: Manifest, provider: str) -> dict[str, int]:
+    graphs = [manifest.encoder, manifest.decoder]
+    loaded = sum((folder / g.file_for(provider)).stat().st_size for g in graphs)
+    catalogue = 0
+    # Measured on the portable graphs (a compiled EPContext one hides its weights); onnx, which
+    # reads them, is in the [export] extra.
+    with contextlib.suppress(ImportError):
+        catalogue = sum(_catalogue_bytes(folder / g.file, manifest.num_items) for g in graphs)
     return {
-        "graphs": graphs,
-        "graphs_without_catalogue_tables": graphs - catalogue_weights,
-        "catalogue_tables_in_graphs": catalogue_weights,
-        "tables": tables,
+        "graphs": loaded,  # the graph files the device loads (compiled ones where used)
+        "graphs_without_catalogue_tables": loaded - catalogue,
+        "catalogue_tables_in_graphs": catalogue,
+        "tables": sum(e.bytes for n, e in manifest.files.items() if not n.endswith(".onnx")),
+        "files_total": sum(e.bytes for e in manifest.files.values()),
     }
 
 
@@ -133,50 +171,123 @@ def _timed_loop(fn: Callable[[int], object], warmup: int, reps: int) -> list[flo
     return out
 
 
-def bench_bundle(cfg: BenchConfig) -> dict[str, Any]:
-    """Measure one bundle on one device; returns a `pocketrec-bench/1` record."""
-    folder = Path(cfg.bundle)
-    probe = open_bundle(folder, providers=["CPUExecutionProvider"], threads=1)
-    providers = _providers_for(
-        cfg.device, probe.manifest.precision, probe.manifest.execution_providers
+def read_cycles(path: Path) -> list[int]:
+    """HTP cycles of every graph execution in a QNN profiling CSV, in execution order."""
+    with open(path, newline="") as f:
+        return [
+            int(row["Time"])
+            for row in csv.DictReader(f)
+            if row.get("Event Identifier") == CYCLES_EVENT
+            and row.get("Unit of Measurement") == "CYCLES"
+        ]
+
+
+def _qnn_profiled(path: Path, options: dict[str, str], csv_path: Path) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    profiled = {**options, "profiling_level": "detailed", "profiling_file_path": str(csv_path)}
+    so.add_provider_for_devices(_qnn_devices(), profiled)
+    return ort.InferenceSession(str(path), so)
+
+
+def _versions() -> dict[str, str]:
+    found = {"onnxruntime": ort.__version__}
+    for dist in ("onnxruntime-gpu", "onnxruntime-qnn"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[dist] = importlib.metadata.version(dist)
+    return found
+
+
+def _cores() -> int:
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     )
+
+
+def bench_bundle(cfg: BenchConfig) -> dict[str, Any]:
+    """Measure one bundle on one device; returns a `pocketrec-bench/1` record.
+
+    Raises:
+        ProviderUnavailableError: unknown device, a device this machine lacks (naming the
+            package that provides it), or a bundle built for another device class.
+        BundleError: the bundle is missing, altered or does not load on the device.
+    """
+    folder = Path(cfg.bundle)
+    manifest = read_manifest(folder)
+    providers = _providers_for(cfg.device, manifest)
     bundle = open_bundle(folder, providers=providers, threads=cfg.threads)
+    simulated = providers[0] == QNN
+    with tempfile.TemporaryDirectory(prefix="pocketrec-bench-") as tmp:
+        csv_paths = (Path(tmp) / "encoder.csv", Path(tmp) / "decoder.csv")
+        sessions: tuple[Any, Any] = (bundle.encoder, bundle.decoder)
+        if simulated:
+            options = {"backend_type": "htp", **manifest.provider_options.get(QNN, {})}
+            sessions = (
+                _qnn_profiled(folder / manifest.encoder.file_for(QNN), options, csv_paths[0]),
+                _qnn_profiled(folder / manifest.decoder.file_for(QNN), options, csv_paths[1]),
+            )
+        record, calls = _measure(cfg, bundle, sessions)
+        if simulated:
+            del sessions  # QNN writes its profile when the session is released
+            gc.collect()
+            record.update(_cycles(cfg, calls, [read_cycles(p) for p in csv_paths]))
+    record["bundle"]["bytes"] = _sizes(folder, manifest, providers[0])
+    record["runtime"]["providers"] = providers
+    return record
+
+
+def _measure(
+    cfg: BenchConfig, bundle: Any, sessions: tuple[Any, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Wall-clock record, and the session-call boundaries of every request (for cycles)."""
     enc_log: list[float] = []
     dec_log: list[float] = []
-    rec = Recommender(
-        bundle, sessions=(_Timed(bundle.encoder, enc_log), _Timed(bundle.decoder, dec_log))
-    )
+    rec = Recommender(bundle, sessions=(_Timed(sessions[0], enc_log), _Timed(sessions[1], dec_log)))
     length = cfg.history_len or rec.window
     histories = _histories(rec, 64, length, cfg.seed)
     levels = bundle.manifest.semantic_ids.num_levels
+    bounds: list[tuple[int, int]] = []  # (encoder calls, decoder calls) before each timed call
 
     def one(i: int) -> object:
+        bounds.append((len(enc_log), len(dec_log)))
         return rec.recommend(histories[i % len(histories)], k=cfg.k)
 
-    enc_log.clear()
-    dec_log.clear()
     single = _timed_loop(one, cfg.warmup, cfg.repetitions)
-    enc = enc_log[-cfg.repetitions :]
-    dec = np.asarray(dec_log[-cfg.repetitions * levels :]).reshape(cfg.repetitions, levels)
-    inside = np.asarray(enc) + dec.sum(axis=1)
+    single_bounds = [*bounds[cfg.warmup :], (len(enc_log), len(dec_log))]
+    (e0, d0), (e1, d1) = single_bounds[0], single_bounds[-1]
+    enc, dec = np.asarray(enc_log[e0:e1]), np.asarray(dec_log[d0:d1])
+    # One encoder call and one decoder call per level for each request (always so for dynamic
+    # graphs and for the NPU's fixed batches); otherwise only end-to-end times are reported.
+    per_level = len(enc) == cfg.repetitions and len(dec) == cfg.repetitions * levels
+    inside = enc + dec.reshape(cfg.repetitions, levels).sum(axis=1) if per_level else None
     batch_histories = _histories(rec, cfg.batch, length, cfg.seed + 1)
     batch_reps = max(3, min(30, cfg.repetitions // 10))
-    batched = _timed_loop(
-        lambda i: rec.recommend_batch(batch_histories, k=cfg.k),
-        max(1, cfg.warmup // 10),
-        batch_reps,
-    )
-    stages = {"encode": percentiles(enc)}
-    stages.update({f"decode_level_{lv}": percentiles(dec[:, lv]) for lv in range(levels)})
-    stages["sdk_search_overhead"] = percentiles(np.asarray(single) - inside)
-    return {
+    batch_warmup = max(1, cfg.warmup // 10)
+    bounds.clear()
+
+    def batched_call(i: int) -> object:
+        bounds.append((len(enc_log), len(dec_log)))
+        return rec.recommend_batch(batch_histories, k=cfg.k)
+
+    batched = _timed_loop(batched_call, batch_warmup, batch_reps)
+    batch_bounds = [*bounds[batch_warmup:], (len(enc_log), len(dec_log))]
+    stages = {}
+    if inside is not None:
+        by_level = dec.reshape(cfg.repetitions, levels)
+        stages["encode"] = percentiles(enc)
+        stages.update({f"decode_level_{lv}": percentiles(by_level[:, lv]) for lv in range(levels)})
+        stages["sdk_search_overhead"] = percentiles(np.asarray(single) - inside)
+    manifest = bundle.manifest
+    record = {
         "format": FORMAT,
         "what": f"recommend(k={cfg.k}) latency",
+        "timing": "wall_clock",
         "bundle": {
-            "name": bundle.manifest.name,
-            "precision": bundle.manifest.precision,
-            "bytes": _sizes(folder, bundle.manifest),
-            "path": str(folder),
+            "name": manifest.name,
+            "precision": manifest.precision,
+            "path": str(bundle.folder),
+            "quality": _quality_summary(manifest),
         },
         "device": {
             "kind": cfg.device,
@@ -187,19 +298,22 @@ def bench_bundle(cfg: BenchConfig) -> dict[str, Any]:
         },
         "runtime": {
             "onnxruntime": ort.__version__,
-            "providers": list(rec.providers),
+            "versions": _versions(),
             "threads": cfg.threads,
         },
         "settings": {
             "k": cfg.k,
-            "beam_width": max(cfg.k, bundle.manifest.search["beam_width"]),
+            "beam_width": max(cfg.k, manifest.search["beam_width"]),
             "history_len": length,
             "batch": cfg.batch,
             "warmup": cfg.warmup,
             "repetitions": cfg.repetitions,
+            "static_batch": manifest.static_batch,
         },
         "latency_ms": {"end_to_end": percentiles(single), "stages": stages},
-        "time_in_onnxruntime_share": float(inside.sum() / np.sum(single)),
+        "time_in_onnxruntime_share": None
+        if inside is None
+        else float(inside.sum() / np.sum(single)),
         "throughput_per_s": float(cfg.batch * len(batched) / (np.sum(batched) / 1e3)),
         "batch_latency_ms": percentiles(batched),
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -207,11 +321,56 @@ def bench_bundle(cfg: BenchConfig) -> dict[str, Any]:
         "command": command_line(),
         "created": utc_now(),
     }
+    return record, {"single": single_bounds, "batch": batch_bounds, "levels": levels}
 
 
-def _cores() -> int:
-    import os
+def _quality_summary(manifest: Manifest) -> dict[str, Any] | None:
+    q = manifest.quality
+    if not q.get("metrics"):
+        return None
+    return {
+        "ndcg@10": q["metrics"].get("ndcg@10"),
+        "recall@10": q["metrics"].get("recall@10"),
+        "fp32_ndcg@10": q.get("fp32_metrics", {}).get("ndcg@10"),
+        "ndcg@10_retention": q.get("ndcg@10_retention"),
+        "users": q.get("users"),
+    }
 
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
+
+def _cycles(cfg: BenchConfig, calls: dict[str, Any], cycles: list[list[int]]) -> dict[str, Any]:
+    """The simulator's record fields from per-execution cycles and per-request call bounds."""
+    enc, dec = (np.asarray(c, dtype=np.int64) for c in cycles)
+    last = calls["batch"][-1]
+    if (len(enc), len(dec)) != last:
+        raise RuntimeError(
+            f"the QNN profile has {len(enc)} encoder and {len(dec)} decoder executions for "
+            f"{last[0]} and {last[1]} calls; cannot attribute cycles to requests"
+        )
+
+    def per_request(bounds: list[tuple[int, int]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(encoder cycles per request, decoder cycles of each call, per request)."""
+        spans = list(itertools.pairwise(bounds))
+        encode = np.asarray([enc[e0:e1].sum() for (e0, _), (e1, _) in spans], dtype=np.float64)
+        return encode, [dec[d0:d1] for (_, d0), (_, d1) in spans]
+
+    encode, dec_parts = per_request(calls["single"])
+    single = encode + np.asarray([p.sum() for p in dec_parts], dtype=np.float64)
+    stages = {"encode": percentiles(encode)}
+    levels = calls["levels"]
+    if all(len(p) == levels for p in dec_parts):
+        by_level = np.stack(dec_parts)  # (repetitions, levels)
+        stages.update({f"decode_level_{lv}": percentiles(by_level[:, lv]) for lv in range(levels)})
+    batch_encode, batch_dec = per_request(calls["batch"])
+    batch = batch_encode + np.asarray([p.sum() for p in batch_dec], dtype=np.float64)
+    return {
+        "timing": "htp_simulator_cycles",
+        "latency_ms": None,
+        "time_in_onnxruntime_share": None,
+        "throughput_per_s": None,
+        "batch_latency_ms": None,
+        "latency_cycles": {"end_to_end": percentiles(single), "stages": stages},
+        "batch_cycles": percentiles(batch),
+        "cycles_per_recommendation_in_batch": float(np.median(batch) / cfg.batch),
+        "cycles_note": "HTP cycles counted by the QNN simulator for the graphs only (the "
+        "SDK's numpy beam search runs on the CPU and is not included)",
+    }

@@ -2,6 +2,8 @@
 
     export_bundle(run_dir, out_dir) -> out_dir
 
+(Quantized precisions are derived from this fp32 bundle: `pocketrec.export.precisions`.)
+
 A bundle folder holds `manifest.json` (see `pocketrec._manifest`), `encoder.onnx`,
 `decoder.onnx`, `semantic_ids.npy`, `tokenizer.json` and `catalog.json` (item ids, display
 metadata, training popularity for cold start). No pickle anywhere.
@@ -14,9 +16,11 @@ at `out_dir` is left untouched (the new one is built in a temporary folder and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +43,33 @@ from pocketrec.distill.sids.stage import load_semantic_ids
 from pocketrec.distill.sids.vocab import SPECIAL_TOKENS
 from pocketrec.export.graphs import export_graphs, torch_step
 
-__all__ = ["ExportError", "export_bundle", "load_student"]
+__all__ = [
+    "ExportError",
+    "Student",
+    "derive_manifest",
+    "export_bundle",
+    "load_student",
+    "staging",
+    "write_fp32",
+]
 
 # Oldest onnxruntime the exported graphs are known to load in (opset 18 and its ops).
 MIN_ONNXRUNTIME = "1.18"
+# ... per precision: int4's GatherBlockQuantized arrived in 1.20; the NPU bundle needs the
+# plugin QNN provider, which onnxruntime-qnn 2.7 supports from onnxruntime 1.24.2.
+MIN_ONNXRUNTIME_FOR = {
+    "fp32": MIN_ONNXRUNTIME,
+    "int8": MIN_ONNXRUNTIME,
+    "int4": "1.20",
+    "npu": "1.24.2",
+}
+# Intended execution providers per precision, most preferred first. The NPU bundle names QNN
+# alone: its quantized graph is never run on the CPU by default (the SDK refuses instead).
 PROVIDERS = {
     "fp32": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "int8": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "int4": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "npu": ["QNNExecutionProvider"],
 }
 
 
@@ -182,81 +207,145 @@ def check_parity(
     return report
 
 
-def export_bundle(
-    run_dir: Path, out_dir: Path, *, seed: int | None = None, data_root: Path | None = None
-) -> Path:
-    """Export the fp32 bundle of a distill run (quantized precisions: `pocketrec.export.quantize`).
+@dataclass(frozen=True)
+class Student:
+    """A trained student with the data it was trained on: what every precision is built from."""
 
-    Raises:
-        ExportError: no student, or the ONNX graphs do not match torch.
+    run_dir: Path
+    model: GenRec
+    seed: int
+    run: dict[str, Any]
+    dataset: Dataset
+    split: Split
+    sids: np.ndarray  # (num_items, num_levels) semantic IDs in catalogue order
+    sid_config: dict[str, Any]
+
+    @classmethod
+    def load(
+        cls, run_dir: Path, *, seed: int | None = None, data_root: Path | None = None
+    ) -> Student:
+        """The student of a distill run (best seed on validation by default) and its dataset.
+
+        Raises:
+            ExportError: no student, or semantic IDs of another dataset.
+        """
+        model, seed, run = load_student(run_dir, seed)
+        dataset = load_dataset(run["config"]["dataset"], root=data_root)
+        sids, item_ids, sid_config = load_semantic_ids(run_dir / "sids")
+        if item_ids != [str(i) for i in dataset.item_ids]:
+            raise ExportError(f"{run_dir}/sids does not describe dataset {dataset.name!r}")
+        return cls(run_dir, model, seed, run, dataset, leave_one_out(dataset), sids, sid_config)
+
+
+@contextlib.contextmanager
+def staging(out_dir: Path) -> Iterator[Path]:
+    """Build a bundle in a temporary sibling folder; swap it in at `out_dir` only on success.
+
+    On any error the temporary folder is removed and the previous bundle at `out_dir` (if any)
+    is left untouched.
     """
-    model, seed, run = load_student(run_dir, seed)
-    dataset = load_dataset(run["config"]["dataset"], root=data_root)
-    split = leave_one_out(dataset)
-    sids, item_ids, sid_config = load_semantic_ids(run_dir / "sids")
-    if item_ids != [str(i) for i in dataset.item_ids]:
-        raise ExportError(f"{run_dir}/sids does not describe dataset {dataset.name!r}")
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        graphs = export_graphs(model, tmp)
-        parity = check_parity(
-            model, tmp, _probe(split, model.cfg.max_len), PrefixIndex(sids, model.cfg.codebook_size)
-        )
-        np.save(tmp / "semantic_ids.npy", sids.astype(np.int32))
-        shutil.copy(run_dir / "sids" / "tokenizer.json", tmp / "tokenizer.json")
-        (tmp / "catalog.json").write_text(json.dumps(_catalog(dataset, split)))
-        files = {
-            p.name: FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size)
-            for p in sorted(tmp.iterdir())
-            if p.is_file()
-        }
-        manifest = Manifest(
-            schema_version=SCHEMA_VERSION,
-            name=f"{dataset.name}-student-seed{seed}-fp32",
-            precision="fp32",
-            execution_providers=tuple(PROVIDERS["fp32"]),
-            provider_options={},
-            min_onnxruntime=MIN_ONNXRUNTIME,
-            max_len=model.cfg.max_len,
-            hidden=model.cfg.hidden,
-            semantic_ids=SemanticIdLayout(
-                num_levels=model.cfg.num_levels,
-                codebook_size=model.cfg.codebook_size,
-                table="semantic_ids.npy",
-                tokenizer="tokenizer.json",
-            ),
-            encoder=graphs.encoder,
-            decoder=graphs.decoder,
-            catalog="catalog.json",
-            num_items=dataset.num_items,
-            special_tokens={tok: i for i, tok in enumerate(SPECIAL_TOKENS)},
-            search={"beam_width": 20, "top_k": 10},
-            files=files,
-            producer={
-                "pocketrec": __version__,
-                "torch": torch.__version__,
-                "onnx_opset": 18,
-                "run_dir": str(run_dir),
-                "seed": seed,
-                "dataset": dataset.name,
-                "model": asdict(model.cfg),
-                "sids": sid_config,
-                "run_config": run["config"],
-                "command": command_line(),
-                "git_commit": git_commit(),
-                "created": utc_now(),
-                "parity": parity,
-            },
-        )
-        manifest.write(tmp)
+        yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = out_dir.with_name(out_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
     if out_dir.exists():
         out_dir.rename(old)
     tmp.rename(out_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _file_entries(folder: Path) -> dict[str, FileEntry]:
+    return {
+        p.name: FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def write_fp32(student: Student, folder: Path) -> Manifest:
+    """Export the fp32 graphs into `folder`, check them against torch, write the manifest.
+
+    Raises:
+        ExportError: the ONNX graphs do not match torch.
+    """
+    model, dataset, split, sids = student.model, student.dataset, student.split, student.sids
+    graphs = export_graphs(model, folder)
+    parity = check_parity(
+        model, folder, _probe(split, model.cfg.max_len), PrefixIndex(sids, model.cfg.codebook_size)
+    )
+    np.save(folder / "semantic_ids.npy", sids.astype(np.int32))
+    shutil.copy(student.run_dir / "sids" / "tokenizer.json", folder / "tokenizer.json")
+    (folder / "catalog.json").write_text(json.dumps(_catalog(dataset, split)))
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION,
+        name=f"{dataset.name}-student-seed{student.seed}-fp32",
+        precision="fp32",
+        execution_providers=tuple(PROVIDERS["fp32"]),
+        provider_options={},
+        min_onnxruntime=MIN_ONNXRUNTIME,
+        max_len=model.cfg.max_len,
+        hidden=model.cfg.hidden,
+        semantic_ids=SemanticIdLayout(
+            num_levels=model.cfg.num_levels,
+            codebook_size=model.cfg.codebook_size,
+            table="semantic_ids.npy",
+            tokenizer="tokenizer.json",
+        ),
+        encoder=graphs.encoder,
+        decoder=graphs.decoder,
+        catalog="catalog.json",
+        num_items=dataset.num_items,
+        special_tokens={tok: i for i, tok in enumerate(SPECIAL_TOKENS)},
+        search={"beam_width": 20, "top_k": 10},
+        files=_file_entries(folder),
+        producer={
+            "pocketrec": __version__,
+            "torch": torch.__version__,
+            "onnx_opset": 18,
+            "run_dir": str(student.run_dir),
+            "seed": student.seed,
+            "dataset": dataset.name,
+            "model": asdict(model.cfg),
+            "sids": student.sid_config,
+            "run_config": student.run["config"],
+            "command": command_line(),
+            "git_commit": git_commit(),
+            "created": utc_now(),
+            "parity": parity,
+        },
+    )
+    manifest.write(folder)
+    return manifest
+
+
+def derive_manifest(base: Manifest, folder: Path, **changes: Any) -> Manifest:
+    """`base` with `changes`, and file entries re-hashed from `folder`; written there.
+
+    Args:
+        base: the manifest of the bundle `folder` was derived from (usually the fp32 one).
+        folder: the new bundle's folder, with every file it needs in place.
+        changes: Manifest fields to replace (precision, name, graphs, producer, quality ...).
+    """
+    manifest = replace(base, files=_file_entries(folder), **changes)
+    manifest.write(folder)
+    return manifest
+
+
+def export_bundle(
+    run_dir: Path, out_dir: Path, *, seed: int | None = None, data_root: Path | None = None
+) -> Path:
+    """Export the fp32 bundle of a distill run (other precisions: `pocketrec.export.precisions`).
+
+    Raises:
+        ExportError: no student, or the ONNX graphs do not match torch.
+    """
+    student = Student.load(run_dir, seed=seed, data_root=data_root)
+    with staging(out_dir) as tmp:
+        write_fp32(student, tmp)
     return out_dir

@@ -1,28 +1,138 @@
-"""CLI commands of the export side: `export`."""
+"""CLI commands of the export side: `export`, `bench` and `bench-report`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 __all__ = ["register"]
 
 
+def _integer(text: str, least: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1, "a positive integer")
+
+
+def _non_negative(text: str) -> int:
+    return _integer(text, 0, "an integer >= 0")
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "export",
-        help="export a distilled student to a bundle",
+        help="export a distilled student to bundles (fp32, int8, int4, npu)",
         description="Export the student of a `pocketrec distill` run to ONNX, check the graphs "
         "against torch on real histories (identical top-10, logits within 1e-4), and write a "
-        "bundle folder with manifest.json. A failed check leaves any previous bundle intact.",
+        "bundle folder with manifest.json. Without --precision, --out is that fp32 bundle's "
+        "folder. With --precision, --out is a root folder that gets one bundle per precision, "
+        "OUT/<precision>/, each scored through the SDK on its own device against fp32 on the "
+        "same test users and refused below its quality gate (int8 99.5%%, int4 99%%, npu 98%% "
+        "of fp32's NDCG@10). A failed check leaves the previous bundle intact.",
     )
     p.add_argument("run_dir", type=Path, help="a `pocketrec distill` run folder")
-    p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="bundle folder (no --precision) or root of OUT/<precision>/ bundles",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        metavar="LIST",
+        help="comma-separated precisions among fp32,int8,int4,npu (npu needs "
+        "pip install 'pocketrec[npu]')",
+    )
+    p.add_argument(
+        "--quality-users",
+        type=_positive,
+        default=2000,
+        metavar="N",
+        help="evenly spaced test users of the quality gate (default 2000)",
+    )
+    p.add_argument(
+        "--quality-full", action="store_true", help="score the quality gate on every test user"
+    )
+    p.add_argument(
+        "--min-retention",
+        default="",
+        metavar="GATES",
+        help="override quality gates as shares of fp32's NDCG@10, e.g. int8=0.99,npu=0.97 "
+        "(small datasets: one test user can move NDCG@10 by a percent or more)",
+    )
+    p.add_argument(
+        "--calibration-windows",
+        type=_positive,
+        default=256,
+        metavar="N",
+        help="training windows that calibrate the npu graphs (default 256)",
+    )
+    p.add_argument(
+        "--qnn-soc-model",
+        default="60",
+        metavar="ID",
+        help="QNN SoC model the npu graphs are compiled for (default 60, the simulator's)",
+    )
     p.add_argument(
         "--seed", type=int, default=None, help="which student seed (default: best on validation)"
     )
     p.add_argument("--data-root", type=Path, default=None, help="default: $POCKETREC_DATA")
     p.set_defaults(handler=_export)
+
+    b = subparsers.add_parser(
+        "bench",
+        help="measure a bundle's latency, throughput, memory and size on one device",
+        description="Warm up, then time recommend(k) for single histories (p50/p90/p99, end to "
+        "end and per stage) and recommend_batch for the throughput; record peak memory, the "
+        "bundle's bytes, the machine and runtime versions as a pocketrec-bench/1 JSON record. "
+        "On qnn-sim (the Qualcomm HTP simulator of onnxruntime-qnn) the record holds the "
+        "simulator's HTP cycle counts instead of wall time.",
+    )
+    b.add_argument("bundle", type=Path, help="bundle folder (with manifest.json)")
+    b.add_argument(
+        "--device", choices=("cpu", "cuda", "qnn-sim"), default="cpu", help="default: cpu"
+    )
+    b.add_argument(
+        "--threads",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="intra-op threads per session (default 1, a phone's single core)",
+    )
+    b.add_argument(
+        "--batch", type=_positive, default=64, metavar="B", help="histories per throughput call"
+    )
+    b.add_argument(
+        "--repetitions", type=_positive, default=300, metavar="R", help="timed single calls"
+    )
+    b.add_argument(
+        "--warmup", type=_non_negative, default=30, metavar="W", help="untimed calls first"
+    )
+    b.add_argument("--k", type=_positive, default=10, help="items per recommendation")
+    b.add_argument("--seed", type=int, default=0, help="seed of the sampled histories")
+    b.add_argument("--json", type=Path, metavar="OUT", help="write the record here")
+    b.set_defaults(handler=_bench)
+
+    r = subparsers.add_parser(
+        "bench-report",
+        help="a device x precision table and plots from bench records",
+        description="Read pocketrec-bench/1 records and write bench_table.md (latency per "
+        "device and precision, size, quality at export), latency.png and quality_vs_size.png.",
+    )
+    r.add_argument("records", type=Path, nargs="+", metavar="BENCH_JSON", help="bench records")
+    r.add_argument("--out", type=Path, required=True, help="folder for the table and plots")
+    r.set_defaults(handler=_bench_report)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -30,8 +140,86 @@ def _export(args: argparse.Namespace) -> int:
 
     require_extra("torch", "export")
     require_extra("onnx", "export")
-    from pocketrec.export.bundle import export_bundle
+    if args.precision is None:
+        from pocketrec._errors import ConfigError
+        from pocketrec.export.bundle import export_bundle
 
-    out = export_bundle(args.run_dir, args.out, seed=args.seed, data_root=args.data_root)
-    print(f"bundle written: {out}")
+        defaults = {"quality_users": 2000, "quality_full": False, "min_retention": ""}
+        defaults.update({"calibration_windows": 256, "qnn_soc_model": "60"})
+        ignored = [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]
+        if ignored:
+            raise ConfigError(
+                f"options that apply only with --precision were given: {', '.join(ignored)}; "
+                "add --precision (e.g. fp32,int8,int4,npu) or leave them out",
+                where="export options",
+            )
+
+        out = export_bundle(args.run_dir, args.out, seed=args.seed, data_root=args.data_root)
+        print(f"bundle written: {out}")
+        return 0
+    from pocketrec.export.config import PrecisionConfig, parse_precisions, parse_retention
+    from pocketrec.export.precisions import export_precisions
+
+    cfg = PrecisionConfig(
+        precisions=parse_precisions(args.precision),
+        quality_users=None if args.quality_full else args.quality_users,
+        calibration_windows=args.calibration_windows,
+        required_retention=parse_retention(args.min_retention),
+        qnn_soc_model=args.qnn_soc_model,
+        seed=args.seed,
+        data_root=args.data_root,
+    )
+    written = export_precisions(
+        args.run_dir, args.out, cfg, log=lambda line: print(line, file=sys.stderr, flush=True)
+    )
+    for precision, folder in written.items():
+        quality = json.loads((folder / "manifest.json").read_text())["quality"]
+        print(
+            f"{precision:>5}: {folder}  NDCG@10 {quality['metrics']['ndcg@10']:.4f} "
+            f"({quality['ndcg@10_retention']:.2%} of fp32 on {quality['users']} test users)"
+        )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pocketrec.export.bench import BenchConfig, bench_bundle
+
+    record = bench_bundle(
+        BenchConfig(
+            bundle=str(args.bundle),
+            device=args.device,
+            threads=args.threads,
+            batch=args.batch,
+            k=args.k,
+            warmup=args.warmup,
+            repetitions=args.repetitions,
+            seed=args.seed,
+        )
+    )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(args.json)
+    if record["timing"] == "htp_simulator_cycles":
+        e2e = record["latency_cycles"]["end_to_end"]
+        summary = f"p50 {e2e['p50'] / 1e6:.3f} / p90 {e2e['p90'] / 1e6:.3f} Mcycles (HTP simulator)"
+    else:
+        e2e = record["latency_ms"]["end_to_end"]
+        summary = (
+            f"p50 {e2e['p50']:.2f} / p90 {e2e['p90']:.2f} / p99 {e2e['p99']:.2f} ms, "
+            f"{record['throughput_per_s']:.0f} recommendations/s at batch {args.batch}"
+        )
+    print(f"{record['bundle']['name']} on {args.device}: {summary}")
+    return 0
+
+
+def _bench_report(args: argparse.Namespace) -> int:
+    from pocketrec._cli import require_extra
+
+    require_extra("matplotlib", "export")
+    from pocketrec.export.report import load_records, write_report
+
+    for path in write_report(load_records(args.records), args.out):
+        print(f"written: {path}")
     return 0

@@ -107,7 +107,26 @@ def _providers(requested: Sequence[str] | None, manifest: Manifest) -> list[str]
             )
         return list(requested)
     chosen = [p for p in manifest.execution_providers if p in available]
+    if not chosen and "CPUExecutionProvider" not in manifest.execution_providers:
+        # An NPU bundle on a machine without its provider: running its quantized graph on the
+        # CPU instead would be slow and not what was measured, so it is never done silently.
+        raise ProviderUnavailableError(
+            f"this {manifest.precision} bundle runs on {', '.join(manifest.execution_providers)}"
+            f" only, which this machine lacks (available: {', '.join(available)}). Install "
+            "the provider (pip install 'pocketrec[npu]' for QNN), use a bundle exported for "
+            "this device (--precision fp32, int8 or int4), or pass "
+            "providers=['CPUExecutionProvider'] to run this one on the CPU anyway"
+        )
     return chosen or ["CPUExecutionProvider"]
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
 
 
 def _session(
@@ -117,7 +136,11 @@ def _session(
     providers: list[str],
     manifest: Manifest,
 ) -> ort.InferenceSession:
-    """One graph's session; on QNN the whole graph must run on the NPU, or loading fails."""
+    """One graph's session; on QNN the whole graph must run on the NPU, or loading fails.
+
+    `options` must be this session's own: a plugin provider is added to the options object,
+    and ONNX Runtime refuses to add the same provider twice.
+    """
     path = str(folder / graph.file_for(providers[0]))
     if providers[0] != QNN:
         return ort.InferenceSession(path, options, providers=providers)
@@ -184,14 +207,9 @@ def open_bundle(
             f"{len(items)} catalogue items for {manifest.num_items} items of "
             f"{manifest.semantic_ids.num_levels} levels"
         )
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
     try:
-        encoder = _session(folder, manifest.encoder, options, chosen, manifest)
-        decoder = _session(folder, manifest.decoder, options, chosen, manifest)
+        encoder = _session(folder, manifest.encoder, _session_options(threads), chosen, manifest)
+        decoder = _session(folder, manifest.decoder, _session_options(threads), chosen, manifest)
     except RecommenderError:
         raise
     except Exception as e:  # onnxruntime raises its own exception types

@@ -1,0 +1,143 @@
+"""`pocketrec bench` and `pocketrec bench-report` on the tiny bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pocketrec._cli import main
+from pocketrec.export.bench import read_cycles
+from tests.export.conftest import HAS_QNN
+
+FAST = ["--repetitions", "12", "--warmup", "2", "--batch", "6"]
+
+
+@pytest.fixture(scope="module")
+def records(exported: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Bench records: every CPU precision, and the NPU bundle on the simulator."""
+    out = tmp_path_factory.mktemp("bench")
+    runs = [(p, "cpu") for p in ("fp32", "int8", "int4")] + (
+        [("npu", "qnn-sim")] if HAS_QNN else []
+    )
+    paths = []
+    for precision, device in runs:
+        path = out / f"{precision}-{device}.json"
+        args = ["bench", str(exported[precision]), "--device", device, *FAST, "--json", str(path)]
+        assert main(args) == 0
+        paths.append(path)
+    return paths
+
+
+def _load(records: list[Path], name: str) -> dict:
+    return json.loads(next(p for p in records if p.name == name).read_text())
+
+
+def test_cpu_record_has_latency_stages_throughput_memory_and_sizes(records: list[Path]) -> None:
+    r = _load(records, "int8-cpu.json")
+    assert r["format"] == "pocketrec-bench/1" and r["timing"] == "wall_clock"
+    e2e = r["latency_ms"]["end_to_end"]
+    assert 0 < e2e["p50"] <= e2e["p90"] <= e2e["p99"]
+    stages = r["latency_ms"]["stages"]
+    assert set(stages) == {
+        "encode",
+        "decode_level_0",
+        "decode_level_1",
+        "decode_level_2",
+        "sdk_search_overhead",
+    }
+    inside = stages["encode"]["mean"] + sum(stages[f"decode_level_{i}"]["mean"] for i in range(3))
+    assert inside + stages["sdk_search_overhead"]["mean"] == pytest.approx(e2e["mean"])
+    assert r["throughput_per_s"] > 0 and r["peak_memory_mb"] > 0
+    sizes = r["bundle"]["bytes"]
+    assert sizes["graphs"] == sum(
+        (Path(r["bundle"]["path"]) / f"{g}.onnx").stat().st_size for g in ("encoder", "decoder")
+    )
+    assert sizes["catalogue_tables_in_graphs"] > 0  # the item-id table
+    assert sizes["graphs"] + sizes["tables"] == sizes["files_total"]
+    assert r["bundle"]["quality"]["users"] == 30
+    assert r["runtime"]["providers"] == ["CPUExecutionProvider"]
+    assert r["device"]["cpu_model"] and r["runtime"]["versions"]["onnxruntime"]
+    assert r["settings"]["repetitions"] == 12 and r["settings"]["batch"] == 6
+
+
+@pytest.mark.skipif(not HAS_QNN, reason="onnxruntime-qnn is not installed")
+def test_qnn_sim_record_reports_htp_cycles_not_wall_time(records: list[Path]) -> None:
+    r = _load(records, "npu-qnn-sim.json")
+    assert r["timing"] == "htp_simulator_cycles"
+    assert r["latency_ms"] is None and r["throughput_per_s"] is None
+    cycles = r["latency_cycles"]
+    stages = cycles["stages"]
+    assert set(stages) == {"encode", "decode_level_0", "decode_level_1", "decode_level_2"}
+    parts = stages["encode"]["mean"] + sum(stages[f"decode_level_{i}"]["mean"] for i in range(3))
+    assert parts == pytest.approx(cycles["end_to_end"]["mean"])
+    assert cycles["end_to_end"]["p50"] > 1000
+    assert r["batch_cycles"]["p50"] > cycles["end_to_end"]["p50"]  # 6 histories per call
+    assert r["runtime"]["providers"] == ["QNNExecutionProvider"]
+    assert "onnxruntime-qnn" in r["runtime"]["versions"]
+    assert r["bundle"]["bytes"]["graphs"] == sum(
+        (Path(r["bundle"]["path"]) / f"{g}.qnn.onnx").stat().st_size for g in ("encoder", "decoder")
+    )
+
+
+def test_profile_rows_are_read_in_order(tmp_path: Path) -> None:
+    profile = tmp_path / "p.csv"
+    profile.write_text(
+        "Msg Timestamp,Message,Time,Unit of Measurement,Timing Source,Event Level,"
+        "Event Identifier\n"
+        "0,BACKEND,831,US,BACKEND,ROOT,Accelerator (load binary) time\n"
+        "0,BACKEND,3185393,CYCLES,BACKEND,ROOT,Accelerator (execute) time (cycles)\n"
+        "0,NODE,1888,CYCLES,BACKEND,SUB-EVENT,Input OpId_2 (cycles)\n"
+        "0,BACKEND,52103,US,BACKEND,ROOT,Accelerator (execute) time\n"
+        "0,BACKEND,2615964,CYCLES,BACKEND,ROOT,Accelerator (execute) time (cycles)\n"
+    )
+    assert read_cycles(profile) == [3185393, 2615964]
+
+
+def test_bench_refuses_a_bundle_of_another_device_class(
+    exported: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    if "npu" in exported:
+        assert main(["bench", str(exported["npu"]), "--device", "cpu", *FAST]) == 2
+        assert "built for QNNExecutionProvider, not CPUExecutionProvider" in capsys.readouterr().err
+    if HAS_QNN:
+        assert main(["bench", str(exported["int8"]), "--device", "qnn-sim", *FAST]) == 2
+        assert "--precision npu" in capsys.readouterr().err
+
+
+def test_bench_on_cuda_without_the_provider_names_onnxruntime_gpu(
+    exported: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    assert main(["bench", str(exported["fp32"]), "--device", "cuda", *FAST]) == 2
+    assert "onnxruntime-gpu" in capsys.readouterr().err
+
+
+def test_report_writes_a_device_by_precision_table_and_plots(
+    records: list[Path], tmp_path: Path
+) -> None:
+    assert main(["bench-report", *map(str, records), "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "bench_table.md").read_text()
+    header = table.splitlines()[0]
+    assert "cpu, 1 thread p50 / p90" in header
+    rows = [
+        line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:] if line.startswith("|")
+    ]
+    assert rows == ["fp32", "int8", "int4", *(["npu"] if HAS_QNN else [])]
+    assert " ms |" in table and ("Mcycles" in table) == HAS_QNN
+    for name in ("latency.png", "quality_vs_size.png"):
+        data = (tmp_path / "report" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_report_refuses_files_that_are_not_bench_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bogus = tmp_path / "x.json"
+    bogus.write_text('{"format": "something-else"}')
+    assert main(["bench-report", str(bogus), "--out", str(tmp_path / "r")]) == 2
+    assert "not a pocketrec-bench/1 record" in capsys.readouterr().err
