@@ -437,12 +437,15 @@ def _baseline(args: argparse.Namespace) -> int:
     cfg = dataclasses.replace(cfg, **overrides)
     out = train_baseline(cfg, args.out, data_root=args.data_root, dataset=dataset)
     summary = json.loads((out / "metrics.json").read_text())
-    test = summary["test"]
-    print(
-        f"{summary['what']}: test NDCG@10 {test['ndcg@10']['mean']:.4f} ± "
-        f"{test['ndcg@10']['std']:.4f}, Recall@10 {test['recall@10']['mean']:.4f} "
-        f"over seeds {summary['seeds']} -> {out / 'metrics.json'}"
-    )
+    for key, how in (("test", "trained on train"), ("test_refit", "refit on train + valid")):
+        if key in summary:
+            test = summary[key]
+            print(
+                f"{summary['what']} ({how}): test NDCG@10 {test['ndcg@10']['mean']:.4f} ± "
+                f"{test['ndcg@10']['std']:.4f}, Recall@10 {test['recall@10']['mean']:.4f} "
+                f"over seeds {summary['seeds']}"
+            )
+    print(f"-> {out / 'metrics.json'}")
     if args.json is not None:
         _emit_json(summary, args.json)
     return 0
