@@ -62,7 +62,7 @@ class DemoApp:
     def __init__(self, rec: Recommender) -> None:
         self.rec = rec
         # The Recommender keeps catalogue metadata on its bundle; the demo lists all of it.
-        self._metadata = rec._bundle.metadata
+        self._metadata = rec.item_metadata
         self._lookup = {item: row for row, item in enumerate(rec.item_ids)}
         self._titles = [
             display_title(m, i) for m, i in zip(self._metadata, rec.item_ids, strict=True)

@@ -162,6 +162,11 @@ class Recommender:
         return self._bundle.item_ids
 
     @property
+    def item_metadata(self) -> tuple[Mapping[str, Any], ...]:
+        """Display metadata of every item (title, brand, ...), aligned with `item_ids`."""
+        return self._bundle.metadata
+
+    @property
     def providers(self) -> tuple[str, ...]:
         """The execution providers the sessions run on."""
         return self._bundle.providers
