@@ -5,15 +5,18 @@ Also the small helpers every stage shares: atomic JSON writes, seeding, and devi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "staged_folder",
     "command_line",
     "cpu_model",
     "git_commit",
@@ -134,3 +138,26 @@ def seed_everything(seed: int) -> np.random.Generator:
     if torch is not None:
         torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """Build a folder in a temporary sibling; swap it in at `folder` only on success.
+
+    On any error the temporary folder is removed and the previous `folder` (if any) is left
+    untouched, so a reader never sees a half-written bundle, checkpoint or run stage.
+    """
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)

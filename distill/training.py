@@ -6,7 +6,6 @@ Checkpoints are safetensors (tensors) + JSON (everything else): no pickle on any
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from pocketrec.distill.runinfo import read_json, write_json
+from pocketrec.distill.runinfo import read_json, staged_folder, write_json
 
 __all__ = ["EarlyStopping", "load_checkpoint", "pick_device", "save_checkpoint", "set_threads"]
 
@@ -57,26 +56,19 @@ def save_checkpoint(
     meta: dict[str, Any],
 ) -> None:
     """Write model, optimizer and RNG state so training can resume exactly; atomic per folder."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        tmp / "model.safetensors",
-    )
-    extra = {"torch_rng": torch.get_rng_state()}
-    if optimizer is not None:
-        tensors, plain = _optimizer_tensors(optimizer)
-        save_file(tensors | extra, tmp / "optimizer.safetensors")
-        meta = meta | {"optimizer": plain}
-    else:
-        save_file(extra, tmp / "optimizer.safetensors")
-    write_json(tmp / "state.json", meta)
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    with staged_folder(folder) as tmp:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            tmp / "model.safetensors",
+        )
+        extra = {"torch_rng": torch.get_rng_state()}
+        if optimizer is not None:
+            tensors, plain = _optimizer_tensors(optimizer)
+            save_file(tensors | extra, tmp / "optimizer.safetensors")
+            meta = meta | {"optimizer": plain}
+        else:
+            save_file(extra, tmp / "optimizer.safetensors")
+        write_json(tmp / "state.json", meta)
 
 
 def load_checkpoint(

@@ -16,10 +16,8 @@ at `out_dir` is left untouched (the new one is built in a temporary folder and s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ from pocketrec._version import __version__
 from pocketrec.distill.data import Dataset, load_dataset
 from pocketrec.distill.genrec import GenRec, GenRecConfig
 from pocketrec.distill.protocol import Split, leave_one_out
-from pocketrec.distill.runinfo import command_line, git_commit, utc_now
+from pocketrec.distill.runinfo import command_line, git_commit, staged_folder, utc_now
 from pocketrec.distill.sids.stage import load_semantic_ids
 from pocketrec.distill.sids.vocab import SPECIAL_TOKENS
 from pocketrec.export.graphs import export_graphs, torch_step
@@ -49,7 +47,6 @@ __all__ = [
     "derive_manifest",
     "export_bundle",
     "load_student",
-    "staging",
     "write_fp32",
 ]
 
@@ -237,29 +234,6 @@ class Student:
         return cls(run_dir, model, seed, run, dataset, leave_one_out(dataset), sids, sid_config)
 
 
-@contextlib.contextmanager
-def staging(out_dir: Path) -> Iterator[Path]:
-    """Build a bundle in a temporary sibling folder; swap it in at `out_dir` only on success.
-
-    On any error the temporary folder is removed and the previous bundle at `out_dir` (if any)
-    is left untouched.
-    """
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out_dir.with_name(out_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _file_entries(folder: Path) -> dict[str, FileEntry]:
     return {
         p.name: FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size)
@@ -346,6 +320,6 @@ def export_bundle(
         ExportError: no student, or the ONNX graphs do not match torch.
     """
     student = Student.load(run_dir, seed=seed, data_root=data_root)
-    with staging(out_dir) as tmp:
+    with staged_folder(out_dir) as tmp:
         write_fp32(student, tmp)
     return out_dir

@@ -31,7 +31,8 @@ import numpy as np
 from pocketrec._bundle import Bundle, open_bundle
 from pocketrec._manifest import Manifest
 from pocketrec._recommender import Recommender
-from pocketrec.export.bundle import ExportError, Student, derive_manifest, staging, write_fp32
+from pocketrec.distill.runinfo import staged_folder
+from pocketrec.export.bundle import ExportError, Student, derive_manifest, write_fp32
 from pocketrec.export.config import PRECISIONS, PrecisionConfig
 from pocketrec.export.gate import (
     CPU,
@@ -267,7 +268,7 @@ def export_precisions(
     with tempfile.TemporaryDirectory(prefix=".fp32-reference-", dir=out_root) as scratch:
         fp32_dir = out_root / "fp32" if "fp32" in cfg.precisions else Path(scratch) / "fp32"
         log(f"fp32: exporting and scoring {student.dataset.name} seed {student.seed}")
-        with staging(fp32_dir) as tmp:
+        with staged_folder(fp32_dir) as tmp:
             job = _fp32(student, cfg, tmp)
         job.fp32_dir = fp32_dir
         if "fp32" in cfg.precisions:
@@ -275,7 +276,7 @@ def export_precisions(
         for precision in (p for p in PRECISIONS if p in cfg.precisions and p != "fp32"):
             log(f"{precision}: quantizing and scoring against fp32 on {job.quality.selection}")
             try:
-                with staging(out_root / precision) as folder:
+                with staged_folder(out_root / precision) as folder:
                     BUILDERS[precision](job, folder)
                 written[precision] = out_root / precision
             except ExportError as e:

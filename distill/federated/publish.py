@@ -11,6 +11,7 @@ from pocketrec._adapter import Adapter
 from pocketrec._bundle import _verify_files, sha256_file
 from pocketrec._errors import BundleError
 from pocketrec._manifest import FileEntry, read_manifest
+from pocketrec.distill.runinfo import staged_folder
 
 __all__ = ["ADAPTER_FILE", "write_bundle_version"]
 
@@ -62,10 +63,7 @@ def write_bundle_version(
         problems.append("out is the source bundle; write the new version to another folder")
     if problems:
         raise BundleError("cannot publish the adapter: " + "; ".join(problems))
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(out) as tmp:
         files = {}
         for name, entry in manifest.files.items():
             if name == manifest.adapter:
@@ -83,12 +81,4 @@ def write_bundle_version(
             parent=sha256_file(bundle / "manifest.json"),
             quality=dict(quality or {}),
         ).write(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
     return out
