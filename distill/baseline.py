@@ -188,12 +188,31 @@ def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[s
     return metrics
 
 
+def _reusable_seeds(reuse: dict[str, Any], resolved: dict[str, Any]) -> dict[int, Any]:
+    """Per-seed results of an earlier run, after checking it ran the same config."""
+    from pocketrec._errors import ConfigError
+
+    earlier = asdict(SASRecConfig(dataset=resolved["dataset"])) | reuse.get("config", {})
+    differs = sorted(
+        k for k in resolved if k not in ("seeds", "threads") and earlier.get(k) != resolved[k]
+    )
+    if differs:
+        raise ConfigError(
+            "the record to reuse was made with another config ("
+            + ", ".join(f"{k}: {earlier.get(k)!r} there, {resolved[k]!r} here" for k in differs)
+            + "); run those seeds again instead of reusing them",
+            where="--reuse",
+        )
+    return {int(m["seed"]): m for m in reuse.get("per_seed", [])}
+
+
 def train_baseline(
     cfg: SASRecConfig,
     out_dir: Path,
     *,
     data_root: Path | None = None,
     dataset: Dataset | None = None,
+    reuse: dict[str, Any] | None = None,
 ) -> Path:
     """Train and score SASRec for every seed in `cfg.seeds`; returns `out_dir`.
 
@@ -202,6 +221,9 @@ def train_baseline(
         out_dir: run folder; an existing one with the same config resumes.
         data_root: dataset root (default `$POCKETREC_DATA`).
         dataset: the already loaded `cfg.dataset`, to skip loading it again.
+        reuse: the summary of an earlier run of the same config (its `metrics.json`); the
+            seeds it scored are taken from it instead of retrained, so seeds run on different
+            days or machines merge into one record. Its provenance is kept under `merged_from`.
     """
     set_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -220,12 +242,16 @@ def train_baseline(
                 "or delete the folder",
                 where="output folder",
             )
+    reused = _reusable_seeds(reuse, resolved) if reuse is not None else {}
     write_json(config_path, resolved)
     started, t0 = utc_now(), time.perf_counter()
     if dataset is None:
         dataset = load_dataset(cfg.dataset, root=data_root)
     split = leave_one_out(dataset)
-    per_seed = [_train_seed(cfg, split, seed, out_dir / f"seed_{seed}") for seed in cfg.seeds]
+    per_seed = [
+        reused[seed] if seed in reused else _train_seed(cfg, split, seed, out_dir / f"seed_{seed}")
+        for seed in cfg.seeds
+    ]
     summary = {
         "what": f"SASRec ({cfg.loss} loss) baseline on {dataset.name}",
         "model": "sasrec",
@@ -249,5 +275,15 @@ def train_baseline(
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "data_source": dict(dataset.source),
     }
+    if reused:
+        earlier = reuse or {}
+        previous = earlier.get("merged_from", [])
+        summary["merged_from"] = [
+            *previous,
+            {
+                "seeds": sorted(s for s in reused if s in cfg.seeds),
+                **{k: earlier.get(k) for k in ("command", "git_commit", "machine", "started")},
+            },
+        ]
     write_json(out_dir / "metrics.json", summary)
     return out_dir

@@ -126,6 +126,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     baseline.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     baseline.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    baseline.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="RECORD",
+        help="an earlier run's metrics JSON with the same config: the seeds it scored are "
+        "taken from it, not retrained (merge seeds run on different days or machines)",
+    )
     _add_data_root(baseline)
     baseline.add_argument(
         "--json",
@@ -418,6 +426,7 @@ def _baseline(args: argparse.Namespace) -> int:
     require_extra("torch", "distill")
     import dataclasses
 
+    from pocketrec._errors import ConfigError
     from pocketrec.distill.baseline import train_baseline
     from pocketrec.distill.data import load_dataset
     from pocketrec.distill.sasrec import sasrec_preset
@@ -435,7 +444,13 @@ def _baseline(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides["max_epochs"] = args.epochs
     cfg = dataclasses.replace(cfg, **overrides)
-    out = train_baseline(cfg, args.out, data_root=args.data_root, dataset=dataset)
+    reuse = None
+    if args.reuse is not None:
+        try:
+            reuse = json.loads(args.reuse.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read {args.reuse}: {err}", where="--reuse") from err
+    out = train_baseline(cfg, args.out, data_root=args.data_root, dataset=dataset, reuse=reuse)
     summary = json.loads((out / "metrics.json").read_text())
     for key, how in (("test", "trained on train"), ("test_refit", "refit on train + valid")):
         if key in summary:

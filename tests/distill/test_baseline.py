@@ -108,3 +108,21 @@ def test_config_reports_every_problem() -> None:
     for fragment in ("divisible", "dropout", "loss", "seeds"):
         assert fragment in text
     assert sasrec_amazon().max_len == 20
+
+
+def test_seeds_from_an_earlier_record_are_merged_not_retrained(tmp_path: Path) -> None:
+    first = train_baseline(_cfg(max_epochs=2, seeds=[0]), tmp_path / "a", dataset=_cyclic())
+    record = json.loads((first / "metrics.json").read_text())
+    out = train_baseline(
+        _cfg(max_epochs=2, seeds=[0, 1]), tmp_path / "b", dataset=_cyclic(), reuse=record
+    )
+    merged = json.loads((out / "metrics.json").read_text())
+    assert not (out / "seed_0").exists()  # taken from the record
+    assert (out / "seed_1" / "metrics.json").exists()  # trained here
+    assert merged["per_seed"][0] == record["per_seed"][0]
+    assert merged["merged_from"][0]["seeds"] == [0]
+    assert merged["merged_from"][0]["command"] == record["command"]
+    with pytest.raises(ConfigError, match="hidden: 32 there, 16 here"):
+        train_baseline(
+            _cfg(max_epochs=2, hidden=16), tmp_path / "c", dataset=_cyclic(), reuse=record
+        )
