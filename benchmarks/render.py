@@ -4,8 +4,7 @@
     python benchmarks/render.py --check  # exit 1 if README.md is out of date (run by the tests)
 
 Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->` markers; the text
-around them is written by hand. Published numbers come from REFERENCE.md and are kept here,
-next to the code that prints them.
+around them is written by hand. Published numbers come from `pocketrec.distill.references`.
 """
 
 from __future__ import annotations
@@ -17,31 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pocketrec.distill.references import PUBLISHED
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE / "README.md"
 
-# (dataset, metric) -> [(published model, value, source)], from REFERENCE.md.
-PUBLISHED: dict[str, list[tuple[str, dict[str, float], str]]] = {
-    "beauty": [
-        ("SASRec, sampled softmax", {"recall@10": 0.0921, "ndcg@10": 0.0531}, "eSASRec benchmark"),
-        ("SASRec, BCE (as reported by TIGER)", {"recall@10": 0.0605, "ndcg@10": 0.0318}, "TIGER"),
-        ("TIGER", {"recall@10": 0.0648, "ndcg@10": 0.0384, "recall@5": 0.0454,
-                   "ndcg@5": 0.0321}, "NeurIPS'23"),
-        ("RPG", {"recall@10": 0.0809, "ndcg@10": 0.0464}, "KDD'25"),
-    ],
-    "sports": [
-        ("SASRec, sampled softmax", {"recall@10": 0.0569, "ndcg@10": 0.0314}, "eSASRec benchmark"),
-        ("SASRec, BCE (as reported by TIGER)", {"recall@10": 0.0350, "ndcg@10": 0.0192}, "TIGER"),
-        ("TIGER", {"recall@10": 0.0400, "ndcg@10": 0.0225, "recall@5": 0.0264,
-                   "ndcg@5": 0.0181}, "NeurIPS'23"),
-    ],
-    "ml-1m": [
-        ("SASRec, sampled softmax", {"recall@10": 0.2853, "ndcg@10": 0.1603}, "HSTU Table 4"),
-        ("HSTU", {"recall@10": 0.3097, "ndcg@10": 0.1720}, "HSTU Table 4"),
-        ("HSTU-large", {"recall@10": 0.3294, "ndcg@10": 0.1893}, "HSTU Table 4"),
-    ],
-}  # fmt: skip
 DATASET_ORDER = ["beauty", "sports", "ml-1m"]
 
 

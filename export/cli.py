@@ -1,4 +1,4 @@
-"""CLI commands of the export side: `export`, `bench` and `bench-report`."""
+"""CLI commands of the export side: `export`, `bench`, `bench-report` and `quickstart`."""
 
 from __future__ import annotations
 
@@ -134,6 +134,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.add_argument("--out", type=Path, required=True, help="folder for the table and plots")
     r.set_defaults(handler=_bench_report)
 
+    q = subparsers.add_parser(
+        "quickstart",
+        help="the main job: semantic IDs, teacher, student, every precision, bench, report",
+        description="Build semantic IDs, train the teacher and distill the student (--preset), "
+        "export every precision this machine can produce, score each bundle through the SDK "
+        "on every test user, benchmark it on every device class here, and write "
+        "OUT/report.md with PNG plots and OUT/summary.json. A rerun reuses finished stages; "
+        "a stage whose inputs changed is refused unless --force, which rebuilds it and the "
+        "stages after it.",
+    )
+    q.add_argument("dataset", nargs="?", default="beauty", help="default: beauty")
+    q.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="run folder")
+    q.add_argument(
+        "--preset",
+        choices=("quick", "smoke", "full"),
+        default="quick",
+        help="distill preset: quick (minutes on 2 CPU cores), smoke (seconds), full",
+    )
+    q.add_argument(
+        "--precision",
+        default=None,
+        metavar="LIST",
+        help="precisions to export (default: fp32,int8,int4, plus npu with onnxruntime-qnn)",
+    )
+    q.add_argument(
+        "--quality-users",
+        type=_positive,
+        default=2000,
+        metavar="N",
+        help="test users of each precision's quality gate (default 2000)",
+    )
+    q.add_argument("--threads", type=_positive, default=None, help="training threads")
+    q.add_argument("--force", action="store_true", help="rebuild stages whose inputs changed")
+    q.add_argument("--data-root", type=Path, default=None, help="default: $POCKETREC_DATA")
+    q.add_argument("--json", type=Path, metavar="OUT", help="also copy summary.json here")
+    q.set_defaults(handler=_quickstart)
+
 
 def _export(args: argparse.Namespace) -> int:
     from pocketrec._cli import require_extra
@@ -222,4 +259,35 @@ def _bench_report(args: argparse.Namespace) -> int:
 
     for path in write_report(load_records(args.records), args.out):
         print(f"written: {path}")
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from pocketrec._cli import require_extra
+
+    require_extra("torch", "distill")
+    require_extra("onnx", "export")
+    require_extra("matplotlib", "export")
+    from pocketrec.export.config import parse_precisions
+    from pocketrec.export.quickstart import QuickstartConfig, run_quickstart
+    from pocketrec.export.quickstart_report import summary_table
+
+    cfg = QuickstartConfig(
+        dataset=args.dataset,
+        preset=args.preset,
+        precisions=parse_precisions(args.precision) if args.precision else None,
+        quality_users=args.quality_users,
+        threads=args.threads,
+        data_root=args.data_root,
+    )
+    summary = run_quickstart(
+        cfg, args.out, force=args.force, log=lambda line: print(line, file=sys.stderr, flush=True)
+    )
+    print(summary_table(summary))
+    print(f"report: {args.out / 'report.md'} ({summary['wall_time_s']:.0f} s)")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(args.json)
     return 0

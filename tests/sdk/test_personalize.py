@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +33,7 @@ def test_personal_adapter_shifts_towards_the_users_codes(tiny_bundle: Path, tmp_
     # A user who always picks items whose first code is 5.
     liked = [i for i, sid in zip(rec.item_ids, rec.semantic_ids, strict=True) if sid[0] == 5]
     history = (liked * 3)[:12]
-    t0 = time.perf_counter()
     adapter = rec.fit_adapter(history, settings=FitSettings(l2=0.5))
-    assert time.perf_counter() - t0 < 5.0  # generous bound; real numbers live in benchmarks
     assert adapter.bias[0].argmax() == 5
     personal = rec.with_adapters(adapter)
     base = rec.recommend(history[-3:], k=10, exclude_history=False)
