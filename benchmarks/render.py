@@ -173,11 +173,44 @@ def distill_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def quickstart_table(records: list[dict[str, Any]]) -> str:
+    from pocketrec.export.quickstart_report import quality_rows
+
+    rows = [
+        "| dataset | preset | model | test NDCG@10 | test Recall@10 | CPU p50, 1 thread | "
+        "bundle bytes | record |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted((r for r in records if r.get("kind") == "quickstart"), key=_dataset_rank):
+        link = f"[{r['_file']}](results/{r['_file']})"
+        for name, ndcg, recall, source in quality_rows(r):
+            if source != "this run":
+                continue
+            precision = name.split()[1] if name.startswith("bundle ") else None
+            bench = r["bench"].get(f"{precision}-cpu", {}) if precision else {}
+            p50 = bench.get("latency_ms", {}).get("end_to_end", {}).get("p50")
+            size = r["bundles"][precision]["bytes_total"] if precision else None
+            rows.append(
+                f"| {r['dataset']} | {r['preset']} | {name} | {ndcg:.4f} | "
+                f"{'–' if recall is None else f'{recall:.4f}'} | "
+                f"{'–' if p50 is None else f'{p50:.2f} ms'} | "
+                f"{'–' if size is None else f'{size / 1e6:.2f} MB'} | {link} |"
+            )
+        total = sum(r["stage_wall_time_s"].values())
+        stages = ", ".join(f"{k} {v / 60:.1f}" for k, v in r["stage_wall_time_s"].items())
+        rows.append(
+            f"| {r['dataset']} | {r['preset']} | end to end, "
+            f"{r['machine'].get('cpu_count')} cores | {total / 60:.1f} min ({stages}) | | | | |"
+        )
+    return "\n".join(rows)
+
+
 TABLES = {
     "baselines": baseline_table,
     "sids": sids_table,
     "sid_downstream": sid_downstream_table,
     "distill": distill_table,
+    "quickstart": quickstart_table,
 }
 
 

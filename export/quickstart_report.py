@@ -50,9 +50,11 @@ def quality_rows(summary: dict[str, Any]) -> list[tuple[str, float, float | None
     for precision, bundle in summary.get("bundles", {}).items():
         quality = bundle.get("quality") or {}
         if precision not in summary.get("sdk_eval", {}) and quality.get("metrics"):
+            fp32 = quality.get("fp32_metrics", {}).get("ndcg@10")
+            same_users = f"; fp32 {fp32:.4f} on them" if fp32 is not None else ""
             rows.append(
                 (
-                    f"bundle {precision} (SDK, {quality['users']} gate users)",
+                    f"bundle {precision} (SDK, {quality['users']} gate users{same_users})",
                     quality["metrics"]["ndcg@10"],
                     quality["metrics"].get("recall@10"),
                     "this run",
