@@ -58,14 +58,33 @@ def write_tiny(resources: Path = RESOURCES) -> None:
     write_trace(record_trace(rec, tiny_cases()), resources / "tiny_trace.json.gz")
 
 
+def anonymize(trace: dict[str, Any]) -> dict[str, Any]:
+    """Replace the catalogue's item ids by row names (`item<row>`), consistently everywhere.
+
+    A real catalogue's ids are the dataset's, which stays out of the repository; the decoding
+    being checked depends on rows, codes and model outputs only.
+    """
+    rename = {item: f"item{row}" for row, item in enumerate(trace["item_ids"])}
+    trace["item_ids"] = [rename[i] for i in trace["item_ids"]]
+    for case in trace["cases"]:
+        case["history"] = [rename.get(i, i) for i in case["history"]]
+        for found in case["result"] or []:
+            found["item_id"] = rename[found["item_id"]]
+        if case["error"] is not None:  # messages may quote ids
+            for item, name in rename.items():
+                case["error"]["message"] = case["error"]["message"].replace(item, name)
+    trace["bundle"]["name"] = trace["bundle"]["name"].split("/")[-1]
+    return trace
+
+
 def write_bundle_trace(bundle: Path, name: str, resources: Path = RESOURCES) -> Path:
+    """Trace a real student's bundle (ids anonymized); its bundle stays out of the repository."""
     from pocketrec._recommender import Recommender
     from pocketrec._trace import record_trace, write_trace
 
     rec = Recommender.from_bundle(bundle)
-    return write_trace(
-        record_trace(rec, beauty_cases(list(rec.item_ids))), resources / f"{name}_trace.json.gz"
-    )
+    trace = anonymize(record_trace(rec, beauty_cases(list(rec.item_ids))))
+    return write_trace(trace, resources / f"{name}_trace.json.gz")
 
 
 if __name__ == "__main__":
