@@ -42,8 +42,10 @@ def _tiny_lm(folder: Path, *, arch: str = "causal") -> Path:
     )
     config = Qwen2Config(
         vocab_size=len(hf_tok),
-        hidden_size=32,
-        intermediate_size=64,
+        # Every layer's input width a multiple of 64: bitsandbytes' packed 4-bit CPU kernel (used
+        # on CPUs with AVX512-BF16) quantizes inputs in blocks of 64 and fails on narrower ones.
+        hidden_size=64,
+        intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
