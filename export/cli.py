@@ -219,6 +219,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from pocketrec.distill.runinfo import write_json
     from pocketrec.export.bench import BenchConfig, bench_bundle
 
     record = bench_bundle(
@@ -234,10 +235,7 @@ def _bench(args: argparse.Namespace) -> int:
         )
     )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        tmp.replace(args.json)
+        write_json(args.json, record)
     if record["timing"] == "htp_simulator_cycles":
         e2e = record["latency_cycles"]["end_to_end"]
         summary = f"p50 {e2e['p50'] / 1e6:.3f} / p90 {e2e['p90'] / 1e6:.3f} Mcycles (HTP simulator)"
@@ -268,6 +266,7 @@ def _quickstart(args: argparse.Namespace) -> int:
     require_extra("torch", "distill")
     require_extra("onnx", "export")
     require_extra("matplotlib", "export")
+    from pocketrec.distill.runinfo import write_json
     from pocketrec.export.config import parse_precisions
     from pocketrec.export.quickstart import QuickstartConfig, run_quickstart
     from pocketrec.export.quickstart_report import summary_table
@@ -286,8 +285,5 @@ def _quickstart(args: argparse.Namespace) -> int:
     print(summary_table(summary))
     print(f"report: {args.out / 'report.md'} ({summary['wall_time_s']:.0f} s)")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(args.json)
+        write_json(args.json, summary)
     return 0

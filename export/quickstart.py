@@ -87,8 +87,8 @@ def _fingerprint(inputs: dict[str, Any]) -> str:
 class _Stages:
     """Skip finished stages, refuse or rebuild stale ones, never trust half-written ones."""
 
-    def __init__(self, out_dir: Path, force: bool, log: Log) -> None:
-        self.out_dir, self.force, self.log = out_dir, force, log
+    def __init__(self, force: bool, log: Log) -> None:
+        self.force, self.log = force, log
         self.rebuilt = False  # once a stage is rebuilt, later ones are stale too
 
     def run(self, name: str, folder: Path, inputs: dict[str, Any], work: Callable[[], None]) -> str:
@@ -164,7 +164,7 @@ def run_quickstart(
         ("fp32", "int8", "int4", "npu") if "qnn-sim" in devices else ("fp32", "int8", "int4")
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    stages = _Stages(out_dir, force, log)
+    stages = _Stages(force, log)
     timings: dict[str, float] = {}
 
     distill_cfg = _distill_config(cfg, dataset)
