@@ -165,7 +165,6 @@ def run_quickstart(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     stages = _Stages(force, log)
-    timings: dict[str, float] = {}
 
     distill_cfg = _distill_config(cfg, dataset)
     run_dir = out_dir / "distill"
@@ -173,11 +172,9 @@ def run_quickstart(
     def do_distill() -> None:
         distill(distill_cfg, run_dir, data_root=cfg.data_root, force=force)
 
-    t = time.perf_counter()
     distill_fp = stages.run(
         "distill", run_dir, {"config": dataclasses.asdict(distill_cfg)}, do_distill
     )
-    timings["distill"] = time.perf_counter() - t
 
     bundles = out_dir / "bundles"
     export_errors: dict[str, str] = {}
@@ -200,14 +197,12 @@ def run_quickstart(
             export_errors["failed"] = str(e)
             write_json(bundles / "export_errors.json", export_errors)
 
-    t = time.perf_counter()
     export_fp = stages.run(
         "export",
         bundles,
         {"distill": distill_fp, "precisions": list(precisions), "quality_users": cfg.quality_users},
         do_export,
     )
-    timings["export"] = time.perf_counter() - t
     written = [p for p in precisions if (bundles / p / "manifest.json").exists()]
     if (bundles / "export_errors.json").exists():
         export_errors = json.loads((bundles / "export_errors.json").read_text())
@@ -218,19 +213,12 @@ def run_quickstart(
         for precision in written:
             if precision == "npu":  # minutes per thousand users on the simulator: gate users only
                 continue
-            write_json(evals / f"{precision}.json", _evaluate(bundles / precision, cfg, dataset))
+            write_json(evals / f"{precision}.json", _evaluate(bundles / precision, dataset))
 
-    t = time.perf_counter()
     stages.run("evaluate", evals, {"export": export_fp, "precisions": written}, do_eval)
-    timings["evaluate"] = time.perf_counter() - t
 
     bench = out_dir / "bench"
-    bench_plan = [
-        (p, d)
-        for p in written
-        for d in devices
-        if (d == "qnn-sim") == (p == "npu") and not (d == "cuda" and p == "int4")
-    ]
+    bench_plan = [(p, d) for p in written for d in devices if (d == "qnn-sim") == (p == "npu")]
 
     def do_bench() -> None:
         from pocketrec.export.bench import BenchConfig, bench_bundle
@@ -250,7 +238,6 @@ def run_quickstart(
             )
             write_json(bench / f"{precision}-{device}.json", record)
 
-    t = time.perf_counter()
     stages.run(
         "bench",
         bench,
@@ -261,7 +248,6 @@ def run_quickstart(
         },
         do_bench,
     )
-    timings["bench"] = time.perf_counter() - t
 
     from pocketrec.export.quickstart_report import write_quickstart_report
 
@@ -293,7 +279,6 @@ def run_quickstart(
                 ("bench", bench),
             )
         },
-        "this_call_s": {k: round(v, 1) for k, v in timings.items()},
         "config": _jsonable(dataclasses.asdict(cfg)),
         "command": command_line(),
         "git_commit": git_commit(),
@@ -306,7 +291,7 @@ def run_quickstart(
     return summary
 
 
-def _evaluate(bundle: Path, cfg: QuickstartConfig, dataset: Any) -> dict[str, Any]:
+def _evaluate(bundle: Path, dataset: Any) -> dict[str, Any]:
     """Every test user, through the SDK on CPU: the number an app would get."""
     from pocketrec._evaluate import evaluate_recommender
     from pocketrec._recommender import Recommender

@@ -2,10 +2,9 @@
 
     write_quickstart_report(summary, out_dir) -> [written files]
 
-Quality sits beside the published numbers of `pocketrec.distill.references` and, when present,
-the SASRec baseline recorded in `benchmarks/results/`. Latency and size come from the bench
-records (`pocketrec.export.report` draws those plots). Plots use matplotlib: the one plotting
-library the export extra already installs.
+Quality sits beside the published numbers of `pocketrec.distill.references`. Latency and size
+come from the bench records (`pocketrec.export.report` draws those plots). Plots use
+matplotlib: the one plotting library the export extra already installs.
 """
 
 from __future__ import annotations
