@@ -1,9 +1,9 @@
-"""The generative semantic-ID recommender shared by students and the MiniLM teacher.
+"""The generative semantic-ID recommender: the student.
 
 A causal transformer reads the history, one token per item, and a small code head generates
 the next item's semantic ID level by level:
 
-    item token   = sum_l E_l[code_l]  (+ item-id embedding)  (+ W · text features)
+    item token   = sum_l E_l[code_l]  (+ item-id embedding)
     h_t          = Transformer(item tokens)_t                  (causal, pre-LayerNorm)
     level-l head = LN(u + MLP(u)), u = h_t + level_l + sum_{j<l} P_j[code_j]
     logits_l     = head · E_l^T + b_l                          (tied to the input code table)
@@ -45,7 +45,6 @@ class GenRecConfig:
     head_mult: int = 2  # code-head MLP width = head_mult * hidden
     dropout: float = 0.3
     num_items: int = 0  # > 0 adds an item-id embedding to the input (catalogue-sized table)
-    text_dim: int = 0  # > 0 adds a projection of fixed text features (teacher)
 
     def __post_init__(self) -> None:
         problems = []
@@ -67,8 +66,8 @@ class GenRecConfig:
             problems.append(f"hidden {self.hidden} is not divisible by num_heads {self.num_heads}")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.num_items < 0 or self.text_dim < 0:
-            problems.append("num_items and text_dim must be >= 0")
+        if self.num_items < 0:
+            problems.append("num_items must be >= 0")
         if problems:
             raise ConfigError(problems, where="model config")
 
@@ -76,19 +75,14 @@ class GenRecConfig:
 class GenRec(nn.Module):
     """History encoder plus level-by-level code head.
 
-    The semantic-ID table and (optionally) text features are buffers, so callers pass item
-    ids; `encode_codes` takes the codes directly (what the exported graph does).
+    The semantic-ID table is a buffer, so callers pass item ids; `encode_codes` takes the codes
+    directly (what the exported graph does).
     """
 
-    def __init__(
-        self,
-        cfg: GenRecConfig,
-        semantic_ids: torch.Tensor,
-        text_features: torch.Tensor | None = None,
-    ) -> None:
+    def __init__(self, cfg: GenRecConfig, semantic_ids: torch.Tensor) -> None:
         super().__init__()
         self.cfg = cfg
-        n, levels = semantic_ids.shape
+        levels = semantic_ids.shape[1]
         if levels != cfg.num_levels:
             raise ConfigError(
                 f"semantic IDs have {levels} levels, the model expects {cfg.num_levels}",
@@ -107,15 +101,6 @@ class GenRec(nn.Module):
         self.code_emb = nn.Parameter(torch.randn(levels, k, d) * 0.02)  # E_l, tied to the output
         self.code_bias = nn.Parameter(torch.zeros(levels, k))
         self.item_emb = nn.Embedding(cfg.num_items + 1, d, padding_idx=0) if cfg.num_items else None
-        if cfg.text_dim:
-            if text_features is None or text_features.shape != (n, cfg.text_dim):
-                raise ConfigError(
-                    f"text_dim={cfg.text_dim} needs text features of shape ({n}, {cfg.text_dim})",
-                    where="model",
-                )
-            feats = torch.cat([torch.zeros(1, cfg.text_dim), text_features.float()])
-            self.register_buffer("text_table", feats, persistent=False)
-            self.text_proj = nn.Linear(cfg.text_dim, d)
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         self.dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
@@ -162,8 +147,6 @@ class GenRec(nn.Module):
         x = self.code_emb.reshape(levels * k, d)[codes + offsets].sum(2)  # (B, L, D)
         if self.item_emb is not None:
             x = x + self.item_emb(rows)
-        if self.cfg.text_dim:
-            x = x + self.text_proj(self.text_table[rows])
         real = rows > 0  # (B, L)
         x = x * math.sqrt(self.cfg.hidden) * 0.5
         positions = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=codes.device)

@@ -76,8 +76,20 @@ def make_predictor(
     top_k: int = 20,
     device: torch.device | None = None,
 ):
-    """(B, L) histories -> (B, top_k) item ids by constrained beam search over the model."""
+    """(B, L) histories -> (B, top_k) item ids by constrained beam search over the model.
+
+    A model with `score_items` (the item-level teacher) is ranked exactly instead: the top
+    items of its full-catalogue scores, which beam search over its code marginals approximates.
+    """
     device = device or next(model.parameters()).device
+    if hasattr(model, "score_items"):
+
+        def exact(hist: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                scores = model.score_items(torch.from_numpy(hist).to(device))
+            return scores.topk(top_k, dim=-1).indices.cpu().numpy()
+
+        return exact
 
     def step(states: tuple[np.ndarray, np.ndarray], prefix: np.ndarray, level: int) -> np.ndarray:
         memory, memory_mask = states
@@ -191,6 +203,7 @@ def train_genrec(
     lengths = (windows != PAD).sum(1)  # (U,) real items per window
     users = np.flatnonzero(lengths >= 2)  # users with a training pair
     trained = dist.wrap(model)
+    item_level = getattr(model, "item_level", False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)
     start_epoch, elapsed = 0, 0.0
@@ -213,10 +226,15 @@ def train_genrec(
             mine = np.array_split(batch_users, world)[rank]  # this rank's share
             width = int(lengths[batch_users].max())  # drop columns that are padding for all
             batch = torch.from_numpy(windows[mine][:, -width:]).to(device)  # (b, width)
-            logits, target_codes, valid = trained(batch[:, :-1], batch[:, 1:])  # (M, lv, K)
-            if cfg.constrained:
-                logits = logits.masked_fill(~valid_children(index, target_codes), float("-inf"))
-            loss = code_loss(logits, target_codes) * dist.share_of_batch(len(target_codes))
+            if item_level:  # the item-level teacher: item cross-entropy (= summed code CE)
+                scores, target_codes, valid = trained(batch[:, :-1], batch[:, 1:], marginals=False)
+                loss = F.cross_entropy(scores, batch[:, 1:][valid].long())
+            else:
+                logits, target_codes, valid = trained(batch[:, :-1], batch[:, 1:])  # (M, lv, K)
+                if cfg.constrained:
+                    logits = logits.masked_fill(~valid_children(index, target_codes), float("-inf"))
+                loss = code_loss(logits, target_codes)
+            loss = loss * dist.share_of_batch(len(target_codes))
             if teacher_cache is not None and cfg.kd_weight > 0:
                 positions = teacher_cache["position_index"][mine][:, -(width - 1) :]  # (b, w-1)
                 rows = positions[valid.cpu().numpy()]  # (M,)

@@ -64,7 +64,6 @@ class DistillConfig:
     teacher_train: TrainConfig = field(default_factory=TrainConfig)
     student_train: TrainConfig = field(default_factory=TrainConfig)
     student_item_ids: bool = True  # item-id embeddings in the student's input
-    teacher_item_ids: bool = True  # item-id embeddings in the MiniLM teacher's input too
     kd_top_k: int = 32  # teacher codes cached per level
     ablation: bool = True  # also train the student without the teacher
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -238,10 +237,7 @@ def _train_teacher(cfg, spec, dataset, split, sids, index, run_dir, device):
     """Train (or reload) the teacher; returns (teacher fn for caching, metrics)."""
     out = run_dir / "teacher"
     if spec.kind == "minilm":
-        shape = dataclasses.replace(
-            cfg.teacher_model, num_items=dataset.num_items if cfg.teacher_item_ids else 0
-        )
-        model, features = build_minilm_teacher(shape, dataset, sids, seed=cfg.seeds[0])
+        model, features = build_minilm_teacher(cfg.teacher_model, dataset, sids, seed=cfg.seeds[0])
         model.to(device)
         metrics = train_genrec(model, split, index, cfg.teacher_train, out, desc="teacher")
         model.eval()

