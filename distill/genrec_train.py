@@ -51,6 +51,11 @@ class TrainConfig:
     constrained: bool = True  # softmax over the valid children of each prefix, as at inference
     kd_weight: float = 0.0  # weight of the distillation term (0 = no teacher)
     kd_temperature: float = 1.0
+    # "random": batches of random users. "length": users of similar history length batched
+    # together, whose all-padding columns are cut: about half the work per epoch on Amazon
+    # data, but the batches' gradients are correlated and models generalise worse (Beauty,
+    # item-level teacher, validation NDCG@10 after 2 epochs: 0.0302 by length, 0.0339 random).
+    batching: str = "random"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -62,6 +67,8 @@ class TrainConfig:
         for name in ("batch_size", "max_epochs", "eval_every", "patience"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
+        if self.batching not in ("random", "length"):
+            problems.append(f"batching must be 'random' or 'length', got {self.batching!r}")
         if self.lr <= 0 or self.kd_weight < 0 or self.kd_temperature <= 0:
             problems.append("lr and kd_temperature must be > 0 and kd_weight >= 0")
         if problems:
@@ -136,15 +143,22 @@ def evaluate_genrec(
     return metrics
 
 
-def length_buckets(
-    users: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+def make_batches(
+    users: np.ndarray,
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    batching: str = "random",
 ) -> list[np.ndarray]:
-    """Batches of users with similar history lengths, in random order.
+    """One epoch's batches of users (see `TrainConfig.batching`).
 
-    Amazon histories are mostly far shorter than the window (mean 9 of 20), so batching
-    similar lengths and cutting the all-padding columns roughly halves the work per epoch.
-    Users of equal length are shuffled, and so is the order of the batches.
+    "length": Amazon histories are mostly far shorter than the window (mean 9 of 20), so
+    batching similar lengths and cutting the all-padding columns roughly halves the work per
+    epoch. Users of equal length are shuffled, and so is the order of the batches.
     """
+    if batching == "random":
+        order = rng.permutation(len(users))
+        return [users[order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
     order = np.lexsort((rng.random(len(users)), lengths))
     batches = [users[order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
@@ -218,7 +232,7 @@ def train_genrec(
     for epoch in bar:
         t0 = time.perf_counter()
         trained.train()
-        batches = length_buckets(users, lengths[users], cfg.batch_size, rng)
+        batches = make_batches(users, lengths[users], cfg.batch_size, rng, cfg.batching)
         steps, total = len(batches), 0.0
         for batch_users in batches:
             if len(batch_users) < world:  # a tail batch too small to give every rank a user

@@ -56,18 +56,29 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str | None:
-    """The commit of the pocketrec checkout, when running from one."""
+    """The commit of the pocketrec checkout, when running from one.
+
+    Ends in "+dirty" when tracked files differ from that commit: the record then does not pin
+    the code that made it.
+    """
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
             capture_output=True,
             text=True,
             timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None
+    dirty = status.returncode == 0 and bool(status.stdout.strip())
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def machine_info() -> dict[str, Any]:
