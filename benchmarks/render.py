@@ -183,10 +183,9 @@ def quickstart_table(records: list[dict[str, Any]]) -> str:
     ]
     for r in sorted((r for r in records if r.get("kind") == "quickstart"), key=_dataset_rank):
         link = f"[{r['_file']}](results/{r['_file']})"
-        for name, ndcg, recall, source in quality_rows(r):
+        for name, ndcg, recall, source, precision in quality_rows(r):
             if source != "this run":
                 continue
-            precision = name.split()[1] if name.startswith("bundle ") else None
             bench = r["bench"].get(f"{precision}-cpu", {}) if precision else {}
             p50 = bench.get("latency_ms", {}).get("end_to_end", {}).get("p50")
             size = r["bundles"][precision]["bytes_total"] if precision else None

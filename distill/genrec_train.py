@@ -85,11 +85,12 @@ def make_predictor(
 ):
     """(B, L) histories -> (B, top_k) item ids by constrained beam search over the model.
 
-    A model with `score_items` (the item-level teacher) is ranked exactly instead: the top
-    items of its full-catalogue scores, which beam search over its code marginals approximates.
+    An item-level model (the MiniLM teacher, `item_level = True`) is ranked exactly instead:
+    the top items of its full-catalogue scores, which beam search over its code marginals
+    approximates.
     """
     device = device or next(model.parameters()).device
-    if hasattr(model, "score_items"):
+    if getattr(model, "item_level", False):
 
         def exact(hist: np.ndarray) -> np.ndarray:
             with torch.no_grad():

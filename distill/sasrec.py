@@ -277,10 +277,10 @@ class SASRec(nn.Module):
         return self.ln_f(x)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(...) tokens -> (..., D) item embeddings (0 = padding)."""
+        """(...) tokens -> (..., D) item embeddings; padding rows are zeroed by `forward`."""
         x = self.item_emb(tokens)
         if self.text_proj is not None:
-            x = x + self.text_proj(self.text_table[tokens]) * (tokens > 0).unsqueeze(-1)
+            x = x + self.text_proj(self.text_table[tokens])
         return x
 
     def item_weights(self) -> torch.Tensor:

@@ -123,14 +123,17 @@ class ItemTeacher(nn.Module):
         for depth in range(1, levels + 1):
             _, inverse = np.unique(sids[:, :depth], axis=0, return_inverse=True)
             nodes.append(inverse.reshape(-1).astype(np.int64))
+        self.node_counts = [int(node.max()) + 1 for node in nodes]
         for depth in range(levels + 1):
             self.register_buffer(f"node_{depth}", torch.from_numpy(nodes[depth]), persistent=False)
         for level in range(levels):
-            count_parent, count_child = int(nodes[level].max()) + 1, int(nodes[level + 1].max()) + 1
-            child = np.full((count_parent, cfg.codebook_size), count_child, dtype=np.int64)
+            child = np.full(
+                (self.node_counts[level], cfg.codebook_size),
+                self.node_counts[level + 1],
+                dtype=np.int64,
+            )
             child[nodes[level], sids[:, level]] = nodes[level + 1]
             self.register_buffer(f"child_{level}", torch.from_numpy(child), persistent=False)
-        self.node_counts = [int(nodes[depth].max()) + 1 for depth in range(levels + 1)]
 
     def _node(self, depth: int) -> torch.Tensor:
         return getattr(self, f"node_{depth}")

@@ -10,19 +10,29 @@ matplotlib: the one plotting library the export extra already installs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pocketrec.distill.references import PUBLISHED
 from pocketrec.export.report import write_report
 
-__all__ = ["quality_rows", "summary_table", "write_quickstart_report"]
+__all__ = ["QualityRow", "quality_rows", "summary_table", "write_quickstart_report"]
 
 
-def quality_rows(summary: dict[str, Any]) -> list[tuple[str, float, float | None, str]]:
-    """(model, test NDCG@10, test Recall@10, where it comes from), ours first."""
+class QualityRow(NamedTuple):
+    """One row of the quality table."""
+
+    name: str
+    ndcg: float  # test NDCG@10
+    recall: float | None  # test Recall@10
+    source: str  # "this run" or "published (...)"
+    precision: str | None = None  # the bundle's precision, for bundle rows
+
+
+def quality_rows(summary: dict[str, Any]) -> list[QualityRow]:
+    """Test NDCG@10 and Recall@10 of every model, ours first, then the published ones."""
     m = summary["distill"]
-    rows: list[tuple[str, float, float | None, str]] = [
-        (
+    rows = [
+        QualityRow(
             "teacher (torch)",
             m["teacher"]["test"]["ndcg@10"],
             m["teacher"]["test"]["recall@10"],
@@ -35,15 +45,18 @@ def quality_rows(summary: dict[str, Any]) -> list[tuple[str, float, float | None
     ):
         if m.get(key):
             test = m[key]["test"]
-            rows.append((name, test["ndcg@10"]["mean"], test["recall@10"]["mean"], "this run"))
+            rows.append(
+                QualityRow(name, test["ndcg@10"]["mean"], test["recall@10"]["mean"], "this run")
+            )
     for precision, record in summary.get("sdk_eval", {}).items():
         metrics = record["metrics"]
         rows.append(
-            (
+            QualityRow(
                 f"bundle {precision} (SDK, every test user)",
                 metrics["ndcg@10"],
                 metrics["recall@10"],
                 "this run",
+                precision,
             )
         )
     for precision, bundle in summary.get("bundles", {}).items():
@@ -52,23 +65,28 @@ def quality_rows(summary: dict[str, Any]) -> list[tuple[str, float, float | None
             fp32 = quality.get("fp32_metrics", {}).get("ndcg@10")
             same_users = f"; fp32 {fp32:.4f} on them" if fp32 is not None else ""
             rows.append(
-                (
+                QualityRow(
                     f"bundle {precision} (SDK, {quality['users']} gate users{same_users})",
                     quality["metrics"]["ndcg@10"],
                     quality["metrics"].get("recall@10"),
                     "this run",
+                    precision,
                 )
             )
     for name, values, source in PUBLISHED.get(summary["dataset"], []):
         if "ndcg@10" in values:
-            rows.append((name, values["ndcg@10"], values.get("recall@10"), f"published ({source})"))
+            rows.append(
+                QualityRow(
+                    name, values["ndcg@10"], values.get("recall@10"), f"published ({source})"
+                )
+            )
     return rows
 
 
 def summary_table(summary: dict[str, Any]) -> str:
     """The markdown table the quickstart prints at the end."""
     lines = ["| model | test NDCG@10 | test Recall@10 | source |", "|---|---|---|---|"]
-    for name, ndcg, recall, source in quality_rows(summary):
+    for name, ndcg, recall, source, _ in quality_rows(summary):
         recall_text = f"{recall:.4f}" if recall is not None else "–"
         lines.append(f"| {name} | {ndcg:.4f} | {recall_text} | {source} |")
     return "\n".join(lines) + "\n"
@@ -91,9 +109,9 @@ def _quality_plot(summary: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = quality_rows(summary)
-    names = [r[0] for r in rows]
-    values = [r[1] for r in rows]
-    colors = ["#4c72b0" if r[3] == "this run" else "#bbbbbb" for r in rows]
+    names = [r.name for r in rows]
+    values = [r.ndcg for r in rows]
+    colors = ["#4c72b0" if r.source == "this run" else "#bbbbbb" for r in rows]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
     ax.barh(names[::-1], values[::-1], color=colors[::-1])
     for y, v in enumerate(values[::-1]):
