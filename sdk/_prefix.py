@@ -18,11 +18,13 @@ __all__ = ["PrefixIndex"]
 
 IntArray = NDArray[np.int64]
 
+_SENTINEL = np.iinfo(np.int64).max
+
 
 @dataclass(frozen=True)
 class _Level:
-    parents: IntArray  # (P,) sorted keys of the prefixes before this level
-    offsets: IntArray  # (P + 1,) children of parents[i] are codes[offsets[i]:offsets[i + 1]]
+    parents: IntArray  # (P + 1,) sorted keys of the prefixes before this level, then a sentinel
+    offsets: IntArray  # (P + 2,) children of parents[i] are codes[offsets[i]:offsets[i + 1]]
     codes: IntArray  # (E,) child codes, sorted within each parent
 
 
@@ -53,7 +55,10 @@ class PrefixIndex:
             parent = self.keys(sids[:, :level])  # (N,)
             pairs = np.unique(np.stack([parent, sids[:, level]], axis=1), axis=0)  # sorted
             parents, starts = np.unique(pairs[:, 0], return_index=True)
-            offsets = np.append(starts, len(pairs)).astype(np.int64)
+            # A sentinel parent larger than any key, with no children, so that a lookup never
+            # runs past the end (keys are below 2**62).
+            parents = np.append(parents, _SENTINEL).astype(np.int64)
+            offsets = np.append(starts, [len(pairs), len(pairs)]).astype(np.int64)
             self.levels.append(_Level(parents, offsets, pairs[:, 1].copy()))
         full = self.keys(sids)
         order = np.argsort(full, kind="stable")
@@ -80,16 +85,24 @@ class PrefixIndex:
         Returns:
             rows (E,) and codes (E,): prefix_keys[rows[e]] continues with codes[e].
         """
-        lv = self.levels[level]
-        idx = np.searchsorted(lv.parents, prefix_keys)
-        idx_clipped = np.minimum(idx, len(lv.parents) - 1)
-        found = lv.parents[idx_clipped] == prefix_keys
-        start = np.where(found, lv.offsets[idx_clipped], 0)
-        count = np.where(found, lv.offsets[idx_clipped + 1] - lv.offsets[idx_clipped], 0)
-        rows = np.repeat(np.arange(len(prefix_keys)), count)
-        first = np.repeat(np.cumsum(count) - count, count)
-        codes = lv.codes[np.arange(len(rows)) - first + np.repeat(start, count)]
+        rows, codes, _ = self.child_runs(level, prefix_keys)
         return rows, codes
+
+    def child_runs(self, level: int, prefix_keys: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+        """`children`, plus how many children each prefix has.
+
+        Returns:
+            rows (E,), codes (E,) as in `children`, and counts (M,): the children of prefix m
+            are the run of `counts[m]` entries starting at `sum(counts[:m])`.
+        """
+        lv = self.levels[level]
+        idx = np.searchsorted(lv.parents, prefix_keys)  # (M,), at most P: the sentinel
+        start = lv.offsets[idx]
+        count = np.where(lv.parents[idx] == prefix_keys, lv.offsets[idx + 1] - start, 0)
+        rows = np.repeat(np.arange(len(prefix_keys)), count)  # (E,)
+        shift = np.repeat(start - (np.cumsum(count) - count), count)  # (E,) run start in codes
+        codes = lv.codes[np.arange(len(rows)) + shift]
+        return rows, codes, count
 
     def child_mask(self, level: int, prefix_keys: IntArray) -> NDArray[np.bool_]:
         """(M,) keys of prefixes of length `level` -> (M, codebook_size) True where valid.

@@ -58,6 +58,9 @@ def _run_fixed(
     session: Any, feeds: dict[str, NDArray[Any]], size: int | None, batched: tuple[str, ...]
 ) -> NDArray[np.float32]:
     """Run a session, padding/chunking the batched inputs when its graph has a fixed batch."""
+    if size is None:
+        out: NDArray[np.float32] = session.run(None, feeds)[0]
+        return out
     first = feeds[batched[0]]
     outputs = []
     for start, stop in _rows_of(first, size):
@@ -68,8 +71,8 @@ def _run_fixed(
                 k: (np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) if k in batched else v)
                 for k, v in part.items()
             }
-        out: NDArray[np.float32] = session.run(None, part)[0]
-        outputs.append(out[: stop - start])
+        chunk: NDArray[np.float32] = session.run(None, part)[0]
+        outputs.append(chunk[: stop - start])
     return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
@@ -125,6 +128,7 @@ class Recommender:
         self._pop_order = np.argsort(-pop, kind="stable")
         self._enc_rows = _static(manifest.encoder.inputs[0].shape[0])
         self._dec_rows = _static(manifest.decoder.inputs[0].shape[0])
+        self._level_feeds = tuple(np.asarray(lv, dtype=np.int64) for lv in range(self._levels))
 
     @classmethod
     def from_bundle(
@@ -282,7 +286,7 @@ class Recommender:
             "memory": memory,
             "memory_mask": mask,
             "prefix": prefix,
-            "level": np.asarray(level, dtype=np.int64),
+            "level": self._level_feeds[level],
         }
         logits = _run_fixed(
             self._decoder, feeds, self._dec_rows, ("memory", "memory_mask", "prefix")
@@ -406,21 +410,25 @@ class Recommender:
                 unique = sorted(set(r))
                 exclude[b, : len(unique)] = unique
         found = self.rank(batch, k=k, beam_width=beam_width, exclude=exclude)
-        out = []
-        for b in range(len(rows)):
-            out.append(
-                [
-                    Recommendation(
-                        item_id=self.item_ids[i],
-                        log_prob=float(found.log_probs[b, j]),
-                        semantic_id=tuple(int(c) for c in found.semantic_ids[b, j]),
-                        metadata=self._bundle.metadata[i],
-                    )
-                    for j, i in enumerate(found.items[b].tolist())
-                    if i >= 0
-                ]
+        item_ids, metadata = self.item_ids, self._bundle.metadata
+        return [
+            [
+                Recommendation(
+                    item_id=item_ids[i],
+                    log_prob=log_prob,
+                    semantic_id=tuple(codes),
+                    metadata=metadata[i],
+                )
+                for i, log_prob, codes in zip(items, log_probs, semantic_ids, strict=True)
+                if i >= 0
+            ]
+            for items, log_probs, semantic_ids in zip(
+                found.items.tolist(),
+                found.log_probs.tolist(),
+                found.semantic_ids.tolist(),
+                strict=True,
             )
-        return out
+        ]
 
     def recommend(
         self,

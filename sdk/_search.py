@@ -169,6 +169,23 @@ def beam_search(
     return SearchResult(items=items, log_probs=scores, semantic_ids=codes)
 
 
+def _top(cand: NDArray[np.float64], keep: int) -> NDArray[np.intp]:
+    """Positions of the `keep` highest `cand`, highest first, ties by lower position.
+
+    The same as `np.argsort(-cand, kind="stable")[:keep]`, but only the candidates at or above
+    the keep-th score are sorted (a partition finds it); with many candidates and a narrow
+    beam that is most of the cost of a level.
+    """
+    neg = -cand
+    if len(neg) <= 2 * keep:
+        return np.argsort(neg, kind="stable")[:keep]
+    kth = np.partition(neg, keep - 1)[keep - 1]
+    if np.isnan(kth):  # NaN scores sort last; too few numbers to fill the beam
+        return np.argsort(neg, kind="stable")[:keep]
+    near = np.flatnonzero(neg <= kth)  # every candidate that can be kept, in position order
+    return near[np.argsort(neg[near], kind="stable")[:keep]]
+
+
 def _search_one(
     states: States,
     step: StepFn,
@@ -192,49 +209,66 @@ def _search_one(
         if len(listed):
             banned = np.zeros(index.num_items + 1, dtype=bool)  # [-1] (no item): never banned
             banned[listed] = True
-    codes = np.zeros((1, 0), dtype=np.int64)  # (W, level)
+    # No level has more beams than it keeps or than there are prefixes of its length, so the
+    # states are repeated once and every level passes the first `width` rows (views, no copy).
+    most = max(
+        1,
+        min(
+            beam_width + extra_width,
+            max(len(index.levels[lv].parents) - 1 for lv in range(levels)),
+        ),
+    )
+    tiled = tuple(np.repeat(part, most, axis=0) for part in parts)  # (most, ...) each
     scores = np.zeros(1, dtype=np.float64)  # (W,)
     keys = np.zeros(1, dtype=np.int64)  # (W,) prefix keys of the beams
-    prefix = np.full((1, levels - 1), k_codes, dtype=np.int64)
+    prefix = np.full((1, levels - 1), k_codes, dtype=np.int64)  # (W, levels - 1)
+    codes = np.zeros((1, levels), dtype=np.int64)  # (W, levels), complete after the last level
     for level in range(levels):
         width = len(scores)
-        repeated = tuple(np.repeat(part, width, axis=0) for part in parts)
+        repeated = tuple(part[:width] for part in tiled)
         logits = step(repeated if isinstance(states, tuple) else repeated[0], prefix, level)
         live_keys = np.where(scores > -np.inf, keys, -1)
-        rows, child = index.children(level, live_keys)
+        rows, child, count = index.child_runs(level, live_keys)
         last = level == levels - 1
         keep = beam_width + (0 if last else extra_width)
         if len(rows) == 0:  # nothing reachable: one dead beam, as in the batched search
-            codes = np.zeros((1, level + 1), dtype=np.int64)
             scores = np.full(1, -np.inf)
             keys = np.zeros(1, dtype=np.int64)
             prefix = np.full((1, levels - 1), k_codes, dtype=np.int64)
             prefix[:, : level + 1] = 0
+            codes = np.zeros((1, levels), dtype=np.int64)
             continue
-        values = np.asarray(logits, dtype=np.float64)[rows, child]
+        values = np.asarray(logits[rows, child], dtype=np.float64)  # (E,)
         # log-softmax within each beam's run of children (rows ascend)
-        starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+        first = np.cumsum(count) - count  # (W,) where each beam's run starts
+        if count.all():
+            starts, run = first, rows
+        else:
+            starts = first[count > 0]
+            run = np.repeat(np.arange(len(starts)), count[count > 0])
         top = np.maximum.reduceat(values, starts)
-        run = np.searchsorted(starts, np.arange(len(rows)), side="right") - 1
         lse = np.log(np.add.reduceat(np.exp(values - top[run]), starts)) + top
         cand = scores[rows] + (values - lse[run])
         child_keys = keys[rows] * k_codes + child
         if last and banned is not None:
             cand = np.where(banned[index.items(child_keys)], -np.inf, cand)
-        picked = np.argsort(-cand, kind="stable")[:keep]
+        picked = _top(cand, keep)
         beam = rows[picked]
-        codes = np.concatenate([codes[beam], child[picked, None]], axis=1)
         scores = cand[picked]
         keys = child_keys[picked]
-        if not last:
-            prefix = np.full((len(picked), levels - 1), k_codes, dtype=np.int64)
-            prefix[:, : level + 1] = codes
-    finite = np.isfinite(scores)
-    items = np.where(finite, index.items(keys), -1)
-    codes = np.where(finite[:, None], codes, -1)
+        if last:
+            codes = np.empty((len(picked), levels), dtype=np.int64)
+            codes[:, : levels - 1] = prefix[beam]
+            codes[:, levels - 1] = child[picked]
+        else:
+            prefix = prefix[beam]
+            prefix[:, level] = child[picked]
     n = min(top_k, len(scores))
+    finite = np.isfinite(scores[:n])
     out_items = np.full((1, top_k), -1, dtype=np.int64)
     out_scores = np.full((1, top_k), -np.inf)
     out_codes = np.full((1, top_k, levels), -1, dtype=np.int64)
-    out_items[0, :n], out_scores[0, :n], out_codes[0, :n] = items[:n], scores[:n], codes[:n]
+    out_items[0, :n] = np.where(finite, index.items(keys[:n]), -1)
+    out_scores[0, :n] = scores[:n]
+    out_codes[0, :n] = np.where(finite[:, None], codes[:n], -1)
     return SearchResult(items=out_items, log_probs=out_scores, semantic_ids=out_codes)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import beam_search, masked_log_softmax
+from pocketrec._search import _top, beam_search, masked_log_softmax
 
 SIDS = np.array([[0, 1, 0], [0, 1, 1], [0, 2, 0], [1, 0, 0], [2, 2, 0], [2, 3, 0]])
 
@@ -202,3 +202,27 @@ def test_single_user_search_equals_the_batched_search() -> None:
         assert np.array_equal(one.items[0], two.items[0])
         assert np.array_equal(one.log_probs[0], two.log_probs[0])
         assert np.array_equal(one.semantic_ids[0], two.semantic_ids[0])
+
+
+def test_top_is_the_stable_descending_order() -> None:
+    """`_top` keeps what a stable sort of -score keeps: ties, -inf and NaN included."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 200))
+        cand = np.round(rng.normal(size=n), int(rng.integers(0, 3)))  # coarse rounding: ties
+        cand[rng.random(n) < 0.1] = -np.inf
+        if rng.random() < 0.2:
+            cand[rng.random(n) < 0.3] = np.nan
+        keep = int(rng.integers(1, n + 1))
+        expected = np.argsort(-cand, kind="stable")[:keep]
+        assert _top(cand, keep).tolist() == expected.tolist()
+
+
+def test_child_runs_counts_the_children_of_each_prefix() -> None:
+    index = PrefixIndex(SIDS, 4)
+    keys = np.array([0, 2, 1, 3, -1, 99])  # 3, -1 and 99 are not level-1 prefixes
+    rows, codes, counts = index.child_runs(1, keys)
+    expected_rows, expected_codes = index.children(1, keys)
+    assert rows.tolist() == expected_rows.tolist() and codes.tolist() == expected_codes.tolist()
+    assert counts.tolist() == np.bincount(rows, minlength=len(keys)).tolist()
+    assert counts[3:].tolist() == [0, 0, 0]
