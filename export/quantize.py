@@ -12,7 +12,10 @@ against.
   int8 activations (on transformer-sized MatMuls MatMulNBits was slower than fp32 without it,
   REFERENCE.md; on this model's small ones it can go either way), so the block size and
   accuracy level are chosen by measurement at export time (`pocketrec.export.precisions`).
-  Gather tables become GatherBlockQuantized with the same block size.
+  Gather tables become GatherBlockQuantized with the same block size, except tables of three
+  or more dimensions (the decoder's per-level output table, indexed by the level): there one
+  lookup selects a whole (codebook_size, hidden) matrix, which GatherBlockQuantized dequantizes
+  on every call, and that made the int4 decoder several times slower than fp32 on one beam.
 - npu: static QDQ for the Qualcomm HTP, `get_qnn_qdq_config` with 16-bit activations and 8-bit
   weights, calibrated on recorded model inputs (`pocketrec.export.npu`).
 
@@ -198,9 +201,16 @@ def quantize_int4(
         block_size: weights per quantization block (a power of two >= 16).
         accuracy_level: MatMulNBits compute type; 4 = int8 activations (fast on CPU), None =
             float activations.
-        exclude: node names to keep in float.
+        exclude: node names to keep in float (besides the lookups of whole matrices, which
+            always are).
     """
     model = onnx.load(str(source))
+    ranks = {init.name: len(init.dims) for init in model.graph.initializer}
+    matrix_lookups = [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "Gather" and ranks.get(node.input[0], 0) >= 3
+    ]
     with _quiet():
         quantizer = _nbits_quantizer()(
             model,
@@ -208,7 +218,7 @@ def quantize_int4(
             block_size=block_size,
             is_symmetric=True,
             accuracy_level=accuracy_level,
-            nodes_to_exclude=list(exclude),
+            nodes_to_exclude=[*exclude, *matrix_lookups],
             op_types_to_quantize=("MatMul", "Gather"),
             quant_axes=(("MatMul", 0), ("Gather", 1)),
         )

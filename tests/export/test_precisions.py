@@ -88,6 +88,24 @@ def test_int8_and_int4_are_quantized_for_cpu_and_cuda(exported: dict[str, Path])
     assert "GatherBlockQuantized" in _ops(exported["int4"] / "encoder.onnx")
 
 
+def test_int4_keeps_lookups_of_whole_matrices_in_float(exported: dict[str, Path]) -> None:
+    """The decoder's level-indexed output table stays a float Gather; row lookups are 4-bit."""
+    model = onnx.load(str(exported["int4"] / "decoder.onnx"))
+    ranks = {i.name: len(i.dims) for i in model.graph.initializer}
+    tables = {
+        n.op_type: ranks.get(n.input[0], 0)
+        for n in model.graph.node
+        if n.op_type in ("Gather", "GatherBlockQuantized") and n.input[0] in ranks
+    }
+    assert tables.get("Gather") == 3  # code_emb (levels, codebook_size, hidden), by level
+    quantized = [
+        ranks[n.input[0]]
+        for n in model.graph.node
+        if n.op_type == "GatherBlockQuantized" and n.input[0] in ranks
+    ]
+    assert quantized and max(quantized) < 3
+
+
 def test_int4_settings_are_chosen_by_measurement_and_recorded(exported: dict[str, Path]) -> None:
     method = _manifest(exported["int4"])["producer"]["quantization"]
     choice = method["choice"]
