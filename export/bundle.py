@@ -16,6 +16,7 @@ at `out_dir` is left untouched (the new one is built in a temporary folder and s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import asdict, dataclass, replace
@@ -102,7 +103,16 @@ def load_student(run_dir: Path, seed: int | None = None) -> tuple[GenRec, int, d
     elif seed not in seeds:
         raise ExportError(f"{run_dir} has no student for seed {seed}; it has seeds {seeds}")
     folder = run_dir / "student" / f"seed_{seed}"
-    cfg = GenRecConfig(**json.loads((folder / "config.json").read_text())["model"])
+    shape = json.loads((folder / "config.json").read_text())["model"]
+    unknown = sorted(set(shape) - {f.name for f in dataclasses.fields(GenRecConfig)})
+    if unknown:
+        raise ExportError(
+            f"{folder / 'config.json'} describes a student with settings this version of "
+            f"pocketrec does not have ({', '.join(unknown)}); it was trained by another "
+            "version: retrain it with `pocketrec distill` (delete the run's student folders), "
+            "or export it with the version that trained it"
+        )
+    cfg = GenRecConfig(**shape)
     sids, _, _ = load_semantic_ids(run_dir / "sids")
     model = GenRec(cfg, torch.from_numpy(sids))
     model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
