@@ -184,7 +184,8 @@ class GenRec(nn.Module):
             query: (B, Q, D) the states the predictions are made from.
             prefix: (B, Q, levels - 1) earlier codes; codebook_size marks "empty".
             level: () long tensor (a tensor so one exported graph serves every level).
-            mask: (B, Q, L) True where a query may attend to a history position.
+            mask: (B, Q, L) True where a query may attend to a history position ((B, 1, L):
+                the same positions for every query).
 
         Returns:
             (B, Q, codebook_size) logits.
@@ -211,23 +212,28 @@ class GenRec(nn.Module):
         prefix: torch.Tensor,
         level: torch.Tensor,
     ) -> torch.Tensor:
-        """Next-level logits for beams (the decode step of beam search).
+        """Next-level logits for every beam of every user (the decode step of beam search).
+
+        Each user's history is passed once and its beams are the head's queries, so the
+        attention keys and values of a history are computed once per user, not once per beam.
 
         Args:
-            memory: (M, L, D) states of each beam's history (`encode` output).
-            memory_mask: (M, L) True at real (non-padding) history positions.
-            prefix: (M, levels - 1) codes chosen so far; codebook_size marks "empty".
+            memory: (U, L, D) states of each user's history (`encode` output).
+            memory_mask: (U, L) True at real (non-padding) history positions.
+            prefix: (U, W, levels - 1) codes each of a user's W beams chose so far;
+                codebook_size marks "empty".
             level: () long tensor.
 
         Returns:
-            (M, codebook_size) logits.
+            (U, W, codebook_size) logits.
         """
-        query = memory[:, -1:, :]  # (M, 1, D): the state after the most recent item
+        # (U, W, D): every beam queries from the state after the most recent item
+        query = memory[:, -1:, :].expand(-1, prefix.shape[1], -1)
         mask = (
             memory_mask
             | (torch.arange(memory.shape[1], device=memory.device) == memory.shape[1] - 1)
-        )[:, None, :]  # (M, 1, L)
-        return self.head(memory, query, prefix[:, None, :], level, mask)[:, 0]
+        )[:, None, :]  # (U, 1, L): the same positions for every beam of a user
+        return self.head(memory, query, prefix, level, mask)
 
     def forward(
         self, inputs: torch.Tensor, targets: torch.Tensor

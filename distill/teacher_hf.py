@@ -254,16 +254,19 @@ class HFTeacher:
             state = np.arange(len(hist), dtype=np.float32)[:, None]  # row numbers as states
 
             def step(states: np.ndarray, prefix: np.ndarray, level: int) -> np.ndarray:
-                users = states[:, 0].astype(np.int64)
+                num_users, width = prefix.shape[:2]
+                users = np.repeat(states[:, 0].astype(np.int64), width)  # (B*W,) user of each beam
+                flat = prefix.reshape(num_users * width, -1)  # (B*W, levels - 1)
                 ids, attention = self._encode([hist[u] for u in users], None)
                 if level:
-                    codes = torch.from_numpy(prefix[:, :level]).long()
+                    codes = torch.from_numpy(flat[:, :level]).long()
                     extra = self.level_tokens[torch.arange(level), codes].to(ids.device)
                     ids = torch.cat([ids, extra], 1)
                     attention = torch.cat([attention, torch.ones_like(extra)], 1)
                 with torch.no_grad():
                     logits = self._forward(ids, attention)[:, -1]
-                return logits[:, self.level_tokens[level].to(logits.device)].float().cpu().numpy()
+                out = logits[:, self.level_tokens[level].to(logits.device)].float().cpu().numpy()
+                return out.reshape(num_users, width, -1)  # (B, W, K)
 
             return beam_search(state, step, index, beam_width=beam_width, top_k=top_k).items
 

@@ -191,7 +191,7 @@ def check_parity(
         )[0]
 
     k = model.cfg.codebook_size
-    prefix = np.full((len(probe), model.cfg.num_levels - 1), k, dtype=np.int64)
+    prefix = np.full((len(probe), 1, model.cfg.num_levels - 1), k, dtype=np.int64)  # one beam each
     logit_err = _relative_error(
         onnx_step((memory, mask), prefix, 0), torch_step(model)((expected, mask), prefix, 0)
     )

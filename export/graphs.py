@@ -2,9 +2,12 @@
 
 - `encoder.onnx`: `history_codes` (batch, window, levels) int64 and `history_rows`
   (batch, window) int64 (catalogue item + 1; 0 = padding) -> `memory` (batch, window, hidden).
-- `decoder.onnx`: `memory`, `memory_mask` (rows, window) bool, `prefix` (rows, levels - 1)
-  int64 (codebook_size = not chosen yet) and `level` () int64 -> `logits` (rows, codebook_size).
-  One graph serves every level: the level picks rows of the embedding tables inside it.
+- `decoder.onnx`: `memory` (users, window, hidden), `memory_mask` (users, window) bool,
+  `prefix` (users, beams, levels - 1) int64 (codebook_size = not chosen yet) and `level` ()
+  int64 -> `logits` (users, beams, codebook_size). Each user's history comes once and its beams
+  query it, so the code head projects a history to attention keys and values once per user, not
+  once per beam. One graph serves every level: the level picks rows of the embedding tables
+  inside it.
 
 The batch axes are dynamic, except for NPU graphs, which are exported with fixed shapes.
 Attention is exported as MatMul/Softmax with a finite additive mask (see
@@ -107,13 +110,14 @@ def export_graphs(
     Args:
         model: the trained student (eval mode is set here).
         out_dir: bundle folder being built.
-        static_rows: (encoder batch, decoder rows) for fixed-shape graphs (NPU); None exports
-            dynamic batch axes.
+        static_rows: (encoder batch, decoder beams) for fixed-shape graphs (NPU), whose decoder
+            takes the encoder batch's users with that many beams each; None exports dynamic
+            user, batch and beam axes.
     """
     model = model.eval()
     cfg = model.cfg
     window, levels, hidden = cfg.max_len, cfg.num_levels, cfg.hidden
-    enc_b, dec_m = static_rows or (2, 3)
+    enc_b, dec_w = static_rows or (2, 3)
     codes = torch.zeros(enc_b, window, levels, dtype=torch.long)
     rows = torch.ones(enc_b, window, dtype=torch.long)
     enc_names = ["history_codes", "history_rows"]
@@ -125,9 +129,9 @@ def export_graphs(
         "memory",
         None if static_rows else {"history_codes": {0: "batch"}, "history_rows": {0: "batch"}},
     )
-    memory = torch.zeros(dec_m, window, hidden)
-    mask = torch.ones(dec_m, window, dtype=torch.bool)
-    prefix = torch.full((dec_m, levels - 1), cfg.codebook_size, dtype=torch.long)
+    memory = torch.zeros(enc_b, window, hidden)
+    mask = torch.ones(enc_b, window, dtype=torch.bool)
+    prefix = torch.full((enc_b, dec_w, levels - 1), cfg.codebook_size, dtype=torch.long)
     level = torch.tensor(0, dtype=torch.long)
     dec_names = ["memory", "memory_mask", "prefix", "level"]
     _export(
@@ -136,10 +140,17 @@ def export_graphs(
         out_dir / "decoder.onnx",
         dec_names,
         "logits",
-        None if static_rows else {n: {0: "rows"} for n in dec_names[:3]},
+        None
+        if static_rows
+        else {
+            "memory": {0: "users"},
+            "memory_mask": {0: "users"},
+            "prefix": {0: "users", 1: "beams"},
+        },
     )
     b: int | str = enc_b if static_rows else "batch"
-    m: int | str = dec_m if static_rows else "rows"
+    u: int | str = enc_b if static_rows else "users"
+    w: int | str = dec_w if static_rows else "beams"
     encoder = GraphSpec(
         file="encoder.onnx",
         inputs=(
@@ -151,18 +162,18 @@ def export_graphs(
     decoder = GraphSpec(
         file="decoder.onnx",
         inputs=(
-            TensorSpec("memory", "float32", (m, window, hidden)),
-            TensorSpec("memory_mask", "bool", (m, window)),
-            TensorSpec("prefix", "int64", (m, levels - 1)),
+            TensorSpec("memory", "float32", (u, window, hidden)),
+            TensorSpec("memory_mask", "bool", (u, window)),
+            TensorSpec("prefix", "int64", (u, w, levels - 1)),
             TensorSpec("level", "int64", ()),
         ),
-        outputs=(TensorSpec("logits", "float32", (m, cfg.codebook_size)),),
+        outputs=(TensorSpec("logits", "float32", (u, w, cfg.codebook_size)),),
     )
     return ExportedGraphs(encoder, decoder)
 
 
 def torch_step(model: GenRec) -> StepFn:
-    """The beam-search step of the torch model, for parity checks against ONNX."""
+    """The beam-search step of the torch model, for parity checks against ONNX (see `StepFn`)."""
 
     def step(states: tuple[np.ndarray, np.ndarray], prefix: np.ndarray, level: int) -> np.ndarray:
         memory, memory_mask = states

@@ -3,11 +3,11 @@
 The Hexagon Tensor Processor (HTP) behind QNN runs only fully static, fully quantized graphs.
 This module holds the NPU-specific steps, and `build_npu` runs them in order:
 
-1. `static_rows`: the graphs are exported with a fixed batch: 1 history for the encoder (an
-   app recommends for one user at a time) and `beam_width + max(beam_width, window)` rows for
-   the decoder, the most rows one user's search needs at any level when the history is excluded
-   (the SDK widens the beam by up to `max(beam_width, window)` then); the SDK pads and chunks
-   to these sizes (`_run_fixed`).
+1. `static_rows`: the graphs are exported with fixed shapes: 1 history for the encoder and the
+   decoder (an app recommends for one user at a time) and `beam_width + max(beam_width, window)`
+   beams for the decoder, the most beams one user's search needs at any level when the history
+   is excluded (the SDK widens the beam by up to `max(beam_width, window)` then); the SDK pads
+   and chunks to these sizes (`_run_fixed`, `_run_decoder`).
 2. `record_feeds`: the static fp32 graphs run the SDK's beam search on training windows of the
    dataset, and every encoder and decoder call's inputs are kept as calibration data, so the
    decoder is calibrated on the prefixes and levels beam search really feeds it.
@@ -79,7 +79,7 @@ def require_qnn() -> None:
 
 
 def static_rows(beam_width: int, window: int) -> tuple[int, int]:
-    """(encoder batch, decoder rows) of the fixed-shape NPU graphs (see the module docstring)."""
+    """(encoder batch, decoder beams) of the fixed-shape NPU graphs (see the module docstring)."""
     return 1, beam_width + max(beam_width, window)
 
 

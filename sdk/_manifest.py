@@ -24,7 +24,8 @@ __all__ = [
     "read_manifest",
 ]
 
-SCHEMA_VERSION = 1
+# 2: the decoder takes each user's history once and a (users, beams) grid of prefixes.
+SCHEMA_VERSION = 2
 PRECISIONS = ("fp32", "int8", "int4", "npu")
 
 
@@ -131,7 +132,8 @@ class Manifest:
     special_tokens: dict[str, int]
     search: dict[str, int]  # default beam_width, top_k
     files: dict[str, FileEntry]
-    static_batch: int | None = None  # graphs with a fixed batch (NPU) take exactly this many rows
+    # Fixed-shape graphs (NPU): the decoder takes exactly this many beams per user per call.
+    static_batch: int | None = None
     adapter: str | None = None  # the shared code-bias adapter (pocketrec-adapter/1), if any
     # 0 as exported; each published federated round adds one (and equals the shared adapter's
     # version, which devices name in their updates). Older manifests have neither key.
@@ -175,6 +177,13 @@ class Manifest:
             )
         if version < 1:
             raise BundleError(f"manifest: schema_version {version} is not valid")
+        if version < SCHEMA_VERSION:
+            raise BundleError(
+                f"this bundle's manifest has schema version {version}: its decoder takes one "
+                f"history copy per beam, and this pocketrec reads version {SCHEMA_VERSION} "
+                "(each history once, beams as a grid); export it again with "
+                "`pocketrec export RUN_DIR --out BUNDLE_DIR`"
+            )
         sid = _need(obj, "semantic_ids", dict, "manifest")
         files = _need(obj, "files", dict, "manifest")
         return cls(

@@ -43,9 +43,9 @@ def teacher_forced(
     logits = np.empty((t, levels, k), dtype=np.float32)
     allowed = np.empty((t, levels, k), dtype=bool)
     for level in range(levels):
-        prefix = np.full((t, levels - 1), k, dtype=np.int64)
-        prefix[:, :level] = targets[:, :level]
-        logits[:, level] = raw.step(states, prefix, level)
+        prefix = np.full((t, 1, levels - 1), k, dtype=np.int64)  # (T, 1 beam, levels - 1)
+        prefix[:, 0, :level] = targets[:, :level]
+        logits[:, level] = raw.step(states, prefix, level)[:, 0]
         allowed[:, level] = rec.prefix_index.child_mask(
             level, rec.prefix_index.keys(targets[:, :level])
         )

@@ -76,6 +76,42 @@ def _run_fixed(
     return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
 
+def _pad(array: NDArray[Any], size: int | None, axis: int) -> NDArray[Any]:
+    """`array` with its last entry along `axis` repeated up to `size` entries (None: as is)."""
+    short = 0 if size is None else size - array.shape[axis]
+    if short <= 0:
+        return array
+    last = np.take(array, [-1], axis=axis)
+    return np.concatenate([array, np.repeat(last, short, axis=axis)], axis=axis)
+
+
+def _run_decoder(
+    session: Any,
+    feeds: dict[str, NDArray[Any]],
+    users: int | None,
+    beams: int | None,
+) -> NDArray[np.float32]:
+    """Run the decoder, padding/chunking users and beams when its graph has fixed shapes."""
+    if users is None and beams is None:
+        out: NDArray[np.float32] = session.run(None, feeds)[0]
+        return out
+    memory, mask, prefix = feeds["memory"], feeds["memory_mask"], feeds["prefix"]
+    blocks = []
+    for u0, u1 in _rows_of(prefix, users):
+        row = []
+        for w0, w1 in _rows_of(prefix[0], beams):
+            part = {
+                "memory": _pad(memory[u0:u1], users, 0),
+                "memory_mask": _pad(mask[u0:u1], users, 0),
+                "prefix": _pad(_pad(prefix[u0:u1, w0:w1], beams, 1), users, 0),
+                "level": feeds["level"],
+            }
+            chunk: NDArray[np.float32] = session.run(None, part)[0]
+            row.append(chunk[: u1 - u0, : w1 - w0])  # (users, beams, K)
+        blocks.append(row[0] if len(row) == 1 else np.concatenate(row, axis=1))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
 def _static(spec_dim: int | str) -> int | None:
     return spec_dim if isinstance(spec_dim, int) else None
 
@@ -127,7 +163,8 @@ class Recommender:
         self._pop_log_prob = np.log(pop / pop.sum())
         self._pop_order = np.argsort(-pop, kind="stable")
         self._enc_rows = _static(manifest.encoder.inputs[0].shape[0])
-        self._dec_rows = _static(manifest.decoder.inputs[0].shape[0])
+        prefix_shape = manifest.decoder.inputs[2].shape  # (users, beams, levels - 1)
+        self._dec_users, self._dec_beams = _static(prefix_shape[0]), _static(prefix_shape[1])
         self._level_feeds = tuple(np.asarray(lv, dtype=np.int64) for lv in range(self._levels))
 
     @classmethod
@@ -280,7 +317,16 @@ class Recommender:
         prefix: NDArray[np.int64],
         level: int,
     ) -> NDArray[np.float32]:
-        """The decoder: logits of `level`'s codes for each beam (the beam-search step)."""
+        """The decoder: logits of `level`'s codes for each beam (the beam-search step).
+
+        Args:
+            states: memory (B, window, D) and its mask (B, window), once per user.
+            prefix: (B, W, num_levels - 1) codes of each user's W beams.
+            level: the level to decode.
+
+        Returns:
+            (B, W, codebook_size) logits, with the adapters' bias added.
+        """
         memory, mask = states
         feeds = {
             "memory": memory,
@@ -288,9 +334,7 @@ class Recommender:
             "prefix": prefix,
             "level": self._level_feeds[level],
         }
-        logits = _run_fixed(
-            self._decoder, feeds, self._dec_rows, ("memory", "memory_mask", "prefix")
-        )
+        logits = _run_decoder(self._decoder, feeds, self._dec_users, self._dec_beams)
         return logits + self._bias[level] if self._adapters else logits
 
     def rank(

@@ -26,11 +26,12 @@ __all__ = ["SearchResult", "StepFn", "beam_search", "masked_log_softmax"]
 
 States = Any
 StepFn = Callable[[States, NDArray[np.int64], int], NDArray[np.floating]]
-"""step(states, prefix (M, num_levels - 1), level) -> logits (M, codebook_size).
+"""step(states, prefix (B, W, num_levels - 1), level) -> logits (B, W, codebook_size).
 
 `states` is what the caller passed to `beam_search` (an array, or a tuple of arrays, with the
-user on the first axis), each array repeated so that row m belongs to beam m. `prefix[:, j]` is
-the chosen code of level j for j < level and `codebook_size` (the empty code) for j >= level.
+user on the first axis), once per user: the W beams of user b are `prefix[b]`, so a model can
+work on a user's history once for all of its beams. `prefix[b, w, j]` is the chosen code of
+level j for j < level and `codebook_size` (the empty code) for j >= level.
 """
 
 
@@ -90,7 +91,7 @@ def beam_search(
 
     Args:
         states: encoded histories, an array or a tuple of arrays with users on axis 0; passed
-            to `step` with every row repeated once per beam.
+            to `step` as they are.
         step: the model's next-level logits (see `StepFn`).
         index: valid prefixes and the item of every full semantic ID.
         beam_width: beams kept per level; at least `top_k`.
@@ -124,10 +125,9 @@ def beam_search(
     for level in range(levels):
         width = codes.shape[1]
         flat_codes = codes.reshape(num_users * width, level)  # (B*W, level)
-        prefix = np.full((num_users * width, levels - 1), k_codes, dtype=np.int64)
-        prefix[:, :level] = flat_codes
-        repeated = tuple(np.repeat(part, width, axis=0) for part in parts)  # (B*W, ...)
-        logits = step(repeated if isinstance(states, tuple) else repeated[0], prefix, level)
+        prefix = np.full((num_users, width, levels - 1), k_codes, dtype=np.int64)  # (B, W, C-1)
+        prefix[:, :, :level] = codes
+        logits = step(states, prefix, level).reshape(num_users * width, k_codes)  # (B*W, K)
         parent = index.keys(flat_codes)  # (B*W,)
         live = np.isfinite(scores.ravel())
         rows, child = index.children(level, np.where(live, parent, -1))  # (E,), (E,)
@@ -201,7 +201,6 @@ def _search_one(
     arithmetic, is what the search spends next to the model. With one user, candidates come in
     flat-index order, so a stable sort on the score alone gives the specified ranking.
     """
-    parts = states if isinstance(states, tuple) else (states,)
     k_codes, levels = index.codebook_size, index.num_levels
     banned = None
     if exclude is not None:
@@ -209,24 +208,12 @@ def _search_one(
         if len(listed):
             banned = np.zeros(index.num_items + 1, dtype=bool)  # [-1] (no item): never banned
             banned[listed] = True
-    # No level has more beams than it keeps or than there are prefixes of its length, so the
-    # states are repeated once and every level passes the first `width` rows (views, no copy).
-    most = max(
-        1,
-        min(
-            beam_width + extra_width,
-            max(len(index.levels[lv].parents) - 1 for lv in range(levels)),
-        ),
-    )
-    tiled = tuple(np.repeat(part, most, axis=0) for part in parts)  # (most, ...) each
     scores = np.zeros(1, dtype=np.float64)  # (W,)
     keys = np.zeros(1, dtype=np.int64)  # (W,) prefix keys of the beams
-    prefix = np.full((1, levels - 1), k_codes, dtype=np.int64)  # (W, levels - 1)
+    prefix = np.full((1, 1, levels - 1), k_codes, dtype=np.int64)  # (1, W, levels - 1)
     codes = np.zeros((1, levels), dtype=np.int64)  # (W, levels), complete after the last level
     for level in range(levels):
-        width = len(scores)
-        repeated = tuple(part[:width] for part in tiled)
-        logits = step(repeated if isinstance(states, tuple) else repeated[0], prefix, level)
+        logits = step(states, prefix, level)[0]  # (W, K)
         live_keys = np.where(scores > -np.inf, keys, -1)
         rows, child, count = index.child_runs(level, live_keys)
         last = level == levels - 1
@@ -234,8 +221,8 @@ def _search_one(
         if len(rows) == 0:  # nothing reachable: one dead beam, as in the batched search
             scores = np.full(1, -np.inf)
             keys = np.zeros(1, dtype=np.int64)
-            prefix = np.full((1, levels - 1), k_codes, dtype=np.int64)
-            prefix[:, : level + 1] = 0
+            prefix = np.full((1, 1, levels - 1), k_codes, dtype=np.int64)
+            prefix[:, :, : level + 1] = 0
             codes = np.zeros((1, levels), dtype=np.int64)
             continue
         values = np.asarray(logits[rows, child], dtype=np.float64)  # (E,)
@@ -258,11 +245,11 @@ def _search_one(
         keys = child_keys[picked]
         if last:
             codes = np.empty((len(picked), levels), dtype=np.int64)
-            codes[:, : levels - 1] = prefix[beam]
+            codes[:, : levels - 1] = prefix[0, beam]
             codes[:, levels - 1] = child[picked]
         else:
-            prefix = prefix[beam]
-            prefix[:, level] = child[picked]
+            prefix = prefix[:, beam]  # (1, W, levels - 1)
+            prefix[0, :, level] = child[picked]
     n = min(top_k, len(scores))
     finite = np.isfinite(scores[:n])
     out_items = np.full((1, top_k), -1, dtype=np.int64)

@@ -110,7 +110,7 @@ def record_trace(rec: Recommender, cases: Sequence[dict[str, Any]]) -> dict[str,
             "num_levels": manifest.semantic_ids.num_levels,
             "codebook_size": manifest.semantic_ids.codebook_size,
             "search": manifest.search,
-            "static_batch": manifest.static_batch,  # rows per call of fixed-batch (NPU) graphs
+            "static_batch": manifest.static_batch,  # beams per decoder call of fixed-shape graphs
         },
         "semantic_ids": encode_array(bundle.semantic_ids.astype(np.int32)),
         "item_ids": list(bundle.item_ids),

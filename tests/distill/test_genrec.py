@@ -52,9 +52,25 @@ def test_training_pass_matches_the_decode_step() -> None:
         for level in range(3):
             prefix = codes[last].clone()[:, :-1]
             prefix[:, level:] = K
-            step = model.level_logits(memory, inputs >= 0, prefix, torch.tensor(level))
-            torch.testing.assert_close(step, logits[last, level], rtol=1e-5, atol=1e-5)
+            # one beam per user: (U, 1, levels - 1) -> (U, 1, K)
+            step = model.level_logits(memory, inputs >= 0, prefix[:, None], torch.tensor(level))
+            torch.testing.assert_close(step[:, 0], logits[last, level], rtol=1e-5, atol=1e-5)
     assert codes.shape == (int(valid.sum()), 3)
+
+
+def test_beams_of_one_history_equal_one_history_per_beam() -> None:
+    """A user's beams as a grid over one history give the logits of one history copy per beam."""
+    model = _model(num_items=40).eval()
+    inputs = torch.tensor([[-1, -1, 3, 7, 1, 9], [5, 6, 7, 8, 9, 10]])
+    prefix = torch.tensor([[[K, K], [2, K], [5, K]], [[1, 3], [K, K], [0, 7]]])  # (U, W, 2)
+    with torch.no_grad():
+        memory = model.encode(inputs)
+        grid = model.level_logits(memory, inputs >= 0, prefix, torch.tensor(1))  # (U, W, K)
+        users = torch.arange(2).repeat_interleave(3)  # (U*W,) the user of each beam
+        single = model.level_logits(
+            memory[users], inputs[users] >= 0, prefix.reshape(6, 1, 2), torch.tensor(1)
+        )  # (U*W, 1, K)
+    torch.testing.assert_close(grid.reshape(6, -1), single[:, 0], rtol=1e-5, atol=1e-5)
 
 
 def test_history_padding_does_not_change_the_prediction() -> None:

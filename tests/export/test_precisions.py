@@ -129,7 +129,8 @@ def test_npu_bundle_runs_entirely_on_the_htp(exported: dict[str, Path]) -> None:
     assert m["execution_providers"] == [QNN]
     assert m["static_batch"] == 40  # beam 20 + max(beam 20, window 5)
     assert m["encoder"]["inputs"][0]["shape"] == [1, 5, 3]
-    assert m["decoder"]["inputs"][0]["shape"] == [40, 5, 16]
+    assert m["decoder"]["inputs"][0]["shape"] == [1, 5, 16]  # the one user's history, once
+    assert m["decoder"]["inputs"][2]["shape"] == [1, 40, 2]  # its 40 beams' prefixes
     assert m["encoder"]["compiled"] == {QNN: "encoder.qnn.onnx"}
     options = m["provider_options"][QNN]
     for graph in ("encoder", "decoder"):

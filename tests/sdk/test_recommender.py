@@ -185,6 +185,16 @@ def test_newer_manifest_schema_is_refused(bundle_copy: Path) -> None:
         Recommender.from_bundle(bundle_copy)
 
 
+def test_schema_one_bundle_is_refused_with_a_reexport_hint(bundle_copy: Path) -> None:
+    """Schema 1 decoders take one history copy per beam: feeding them a grid would fail later."""
+    path = bundle_copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["schema_version"] = 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="schema version 1.*pocketrec export"):
+        Recommender.from_bundle(bundle_copy)
+
+
 def test_corrupt_manifest(bundle_copy: Path) -> None:
     (bundle_copy / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):

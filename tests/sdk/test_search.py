@@ -49,11 +49,11 @@ def _fake_model(seed: int, num_users: int, levels: int, k: int):
     table = rng.normal(size=(num_users, levels, k**levels, k))
 
     def step(states: np.ndarray, prefix: np.ndarray, level: int) -> np.ndarray:
-        users = states[:, 0].astype(np.int64)
-        key = np.zeros(len(users), np.int64)
+        users = states[:, 0].astype(np.int64)[:, None]  # (B, 1)
+        key = np.zeros(prefix.shape[:2], np.int64)  # (B, W)
         for j in range(level):
-            key = key * k + prefix[:, j]
-        return table[users, level, key]
+            key = key * k + prefix[:, :, j]
+        return table[users, level, key]  # (B, W, K)
 
     return step
 
@@ -65,9 +65,9 @@ def _brute_force(step, users: int, levels: int, k: int, index: PrefixIndex) -> n
         for u in range(users):
             total = 0.0
             for level in range(levels):
-                prefix = np.full((1, levels - 1), k, np.int64)
-                prefix[0, :level] = sid[:level]
-                logits = step(np.array([[u]], np.float32), prefix, level)
+                prefix = np.full((1, 1, levels - 1), k, np.int64)
+                prefix[0, 0, :level] = sid[:level]
+                logits = step(np.array([[u]], np.float32), prefix, level)[0]
                 mask = index.child_mask(level, index.keys(sid[None, :level]))
                 total += masked_log_softmax(logits, mask)[0, sid[level]]
             scores[u, item] = total
@@ -115,7 +115,7 @@ def test_ties_break_by_lower_flat_index() -> None:
     index = PrefixIndex(SIDS, 4)
 
     def flat(states: np.ndarray, prefix: np.ndarray, level: int) -> np.ndarray:
-        return np.zeros((len(states), 4))
+        return np.zeros((*prefix.shape[:2], 4))
 
     result = beam_search(np.zeros((1, 1), np.float32), flat, index, beam_width=6, top_k=6)
     # Uniform logits: item 3 is its root code's only item (1/3); items 2, 4 and 5 tie at 1/6
@@ -131,26 +131,34 @@ def test_fewer_items_than_k_are_padded() -> None:
     assert np.isneginf(result.log_probs[0, 2:]).all()
 
 
-def test_tuple_states_are_repeated_per_beam() -> None:
+@pytest.mark.parametrize("num_users", [1, 2])
+def test_states_come_once_per_user_with_a_grid_of_beams(num_users: int) -> None:
     index = PrefixIndex(SIDS, 4)
     seen = []
 
     def step(states: tuple[np.ndarray, np.ndarray], prefix: np.ndarray, level: int) -> np.ndarray:
         a, b = states
-        seen.append((a.shape, b.shape))
-        return np.zeros((len(a), 4))
+        seen.append((a.shape, b.shape, prefix.shape))
+        return np.zeros((*prefix.shape[:2], 4))
 
-    beam_search((np.zeros((2, 3, 5)), np.ones((2, 3), bool)), step, index, beam_width=4, top_k=2)
-    # Level 0 sees one row per user; level 1 one row per kept beam: the root has 3 valid
-    # codes, so each of the 2 users keeps 3 beams.
-    assert seen[0] == ((2, 3, 5), (2, 3)) and seen[1] == ((6, 3, 5), (6, 3))
+    states = (np.zeros((num_users, 3, 5)), np.ones((num_users, 3), bool))
+    beam_search(states, step, index, beam_width=4, top_k=2)
+    # Level 0 sees one beam per user; level 1 every kept beam: the root has 3 valid codes, so
+    # each user keeps 3 beams. The states are never repeated per beam.
+    n = num_users
+    assert seen[0] == ((n, 3, 5), (n, 3), (n, 1, 2))
+    assert seen[1] == ((n, 3, 5), (n, 3), (n, 3, 2))
 
 
 def test_bad_arguments() -> None:
     index = PrefixIndex(SIDS, 4)
     with pytest.raises(ValueError, match="top_k"):
         beam_search(
-            np.zeros((1, 1)), lambda s, p, lv: np.zeros((len(p), 4)), index, beam_width=2, top_k=3
+            np.zeros((1, 1)),
+            lambda s, p, lv: np.zeros((*p.shape[:2], 4)),
+            index,
+            beam_width=2,
+            top_k=3,
         )
 
 
@@ -172,13 +180,14 @@ def test_single_user_search_equals_the_batched_search() -> None:
             table: dict[tuple[int, tuple[int, ...]], np.ndarray] = table,
             k_codes: int = k_codes,
         ) -> np.ndarray:
-            out = np.empty((len(prefix), k_codes), np.float32)
-            for i, p in enumerate(prefix.tolist()):
-                key = (level, tuple(p))
-                if key not in table:
-                    logits = rng.normal(size=k_codes).astype(np.float32)
-                    table[key] = np.round(logits) if rng.random() < 0.3 else logits  # ties
-                out[i] = table[key]
+            out = np.empty((*prefix.shape[:2], k_codes), np.float32)  # (B, W, K)
+            for b, beams in enumerate(prefix.tolist()):
+                for w, p in enumerate(beams):
+                    key = (level, tuple(p))
+                    if key not in table:
+                        logits = rng.normal(size=k_codes).astype(np.float32)
+                        table[key] = np.round(logits) if rng.random() < 0.3 else logits  # ties
+                    out[b, w] = table[key]
             return out
 
         width = int(rng.integers(1, 12))

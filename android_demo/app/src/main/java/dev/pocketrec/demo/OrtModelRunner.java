@@ -142,7 +142,8 @@ final class OrtModelRunner implements ModelRunner, AutoCloseable {
   }
 
   @Override
-  public float[][] decode(float[][][] memory, boolean[][] memoryMask, long[][] prefix, long level) {
+  public float[][][] decode(
+      float[][][] memory, boolean[][] memoryMask, long[][][] prefix, long level) {
     Map<String, OnnxTensor> feeds = new HashMap<>();
     try {
       feeds.put("memory", floatTensor(memory));
@@ -150,7 +151,7 @@ final class OrtModelRunner implements ModelRunner, AutoCloseable {
       feeds.put("prefix", OnnxTensor.createTensor(env, prefix));
       feeds.put("level", OnnxTensor.createTensor(env, level)); // a scalar int64
       try (OrtSession.Result out = decoder.run(feeds)) {
-        return (float[][]) first(out).getValue();
+        return (float[][][]) first(out).getValue();
       }
     } catch (OrtException e) {
       throw new BundleException("the decoder failed on " + provider + ": " + e.getMessage(), e);
@@ -160,8 +161,8 @@ final class OrtModelRunner implements ModelRunner, AutoCloseable {
   }
 
   /**
-   * (rows, L, D) memory as one direct buffer: every beam repeats its user's memory, and copying
-   * it into a buffer once is much cheaper than ONNX Runtime reflecting over a 3-D Java array.
+   * (users, L, D) memory as one direct buffer: copying it into a buffer once is much cheaper
+   * than ONNX Runtime reflecting over a 3-D Java array.
    */
   private OnnxTensor floatTensor(float[][][] memory) throws OrtException {
     int rows = memory.length;

@@ -31,7 +31,7 @@ import java.util.regex.Pattern;
 public final class Manifest {
 
   /** The newest manifest schema this core reads. */
-  public static final int SCHEMA_VERSION = 1;
+  public static final int SCHEMA_VERSION = 2; // 2: the decoder takes a (users, beams) grid
 
   /** Precisions a bundle may be exported in. */
   public static final List<String> PRECISIONS =
@@ -119,6 +119,20 @@ public final class Manifest {
       }
       Object first = inputs.get(0).shape().get(0);
       return first instanceof Long ? Math.toIntExact((Long) first) : null;
+    }
+
+    /**
+     * The fixed number of beams per user of a decoder (second axis of its {@code prefix} input),
+     * or null when it is dynamic or the graph has no such input.
+     */
+    public Integer staticBeams() {
+      for (TensorSpec input : inputs) {
+        if (input.name().equals("prefix") && input.shape().size() == 3) {
+          Object beams = input.shape().get(1);
+          return beams instanceof Long ? Math.toIntExact((Long) beams) : null;
+        }
+      }
+      return null;
     }
   }
 
@@ -302,6 +316,13 @@ public final class Manifest {
     }
     if (version < 1) {
       throw new BundleException("manifest: schema_version " + version + " is not valid");
+    }
+    if (version < SCHEMA_VERSION) {
+      throw new BundleException(
+          "this bundle's manifest has schema version " + version + ": its decoder takes one "
+              + "history copy per beam, and this pocketrec core reads version " + SCHEMA_VERSION
+              + " (each history once, beams as a grid); export it again with "
+              + "`pocketrec export RUN_DIR --out BUNDLE_DIR`");
     }
     return new Manifest(fields);
   }

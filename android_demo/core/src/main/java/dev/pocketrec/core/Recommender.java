@@ -51,7 +51,7 @@ public final class Recommender {
             .window(manifest.maxLen())
             .codebookSize(manifest.semanticIds().codebookSize())
             .defaultBeamWidth(manifest.defaultBeamWidth())
-            .staticRows(manifest.encoder().staticRows(), manifest.decoder().staticRows())
+            .staticRows(manifest.encoder().staticRows(), manifest.decoder().staticBeams())
             .build();
     CodeBiasAdapter shared = bundle.sharedAdapter();
     return shared == null
@@ -315,32 +315,39 @@ public final class Recommender {
     return memory[0];
   }
 
-  /** The decoder's logits for every beam, in chunks when the graph has a static batch. */
+  /**
+   * The decoder's logits for every beam of the one user, in chunks of beams when the graph has
+   * fixed shapes (it then takes the encoder's batch of users, padded with the same user).
+   */
   private float[][] decode(float[][] memory, boolean[] mask, long[][] prefix, int level) {
     int beams = prefix.length;
     int chunk = tables.decoderRows == null ? beams : tables.decoderRows;
+    int users = tables.encoderRows == null || tables.decoderRows == null ? 1 : tables.encoderRows;
+    float[][][] userMemory = new float[users][][];
+    boolean[][] userMask = new boolean[users][];
+    Arrays.fill(userMemory, memory);
+    Arrays.fill(userMask, mask);
     float[][] logits = new float[beams][];
     for (int start = 0; start < beams; start += chunk) {
       int stop = Math.min(start + chunk, beams);
-      float[][][] chunkMemory = new float[chunk][][];
-      boolean[][] chunkMask = new boolean[chunk][];
       long[][] chunkPrefix = new long[chunk][];
       for (int r = 0; r < chunk; r++) {
-        chunkMemory[r] = memory;
-        chunkMask[r] = mask;
         chunkPrefix[r] = prefix[Math.min(start + r, stop - 1)]; // pad with the last row
       }
+      long[][][] userPrefix = new long[users][][];
+      Arrays.fill(userPrefix, chunkPrefix);
       long begin = System.nanoTime();
-      float[][] out = runner.decode(chunkMemory, chunkMask, chunkPrefix, level);
+      float[][][] out = runner.decode(userMemory, userMask, userPrefix, level);
       report(TimingListener.decodeStage(level), begin);
       int k = tables.index.codebookSize();
-      if (out.length != chunk || out[0].length != k) {
+      if (out.length != users || out[0].length != chunk || out[0][0].length != k) {
         throw new BundleException(
             "the decoder returned " + out.length + " x " + (out.length > 0 ? out[0].length : 0)
-                + " logits for " + chunk + " beams of " + k + " codes: the graph does not "
-                + "match the manifest");
+                + " x " + (out.length > 0 && out[0].length > 0 ? out[0][0].length : 0)
+                + " logits for " + users + " x " + chunk + " beams of " + k + " codes: the "
+                + "graph does not match the manifest");
       }
-      System.arraycopy(out, 0, logits, start, stop - start);
+      System.arraycopy(out[0], 0, logits, start, stop - start);
     }
     return bias == null ? logits : addBias(logits, bias[level]);
   }

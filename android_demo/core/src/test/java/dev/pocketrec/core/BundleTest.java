@@ -40,7 +40,9 @@ public class BundleTest {
     assertEquals(40, m.numItems());
     assertNull(m.encoder().staticRows());
     assertNull(m.decoder().staticRows());
-    assertEquals("rows", m.decoder().inputs().get(0).shape().get(0));
+    assertNull(m.decoder().staticBeams());
+    assertEquals("users", m.decoder().inputs().get(0).shape().get(0));
+    assertEquals("beams", m.decoder().inputs().get(2).shape().get(1));
     assertEquals(
         Arrays.asList("memory", "memory_mask", "prefix", "level"),
         Arrays.asList(
@@ -93,10 +95,18 @@ public class BundleTest {
   }
 
   @Test
-  public void newerSchemaAsksForAnUpgrade() throws IOException {
-    Path copy = editManifest(m -> m.put("schema_version", 2L));
+  public void schemaOneBundleAsksForAReexport() throws IOException {
+    Path copy = editManifest(m -> m.put("schema_version", 1L));
     BundleException e = assertThrows(BundleException.class, () -> Bundle.open(copy));
-    assertTrue(e.getMessage(), e.getMessage().contains("schema version 2"));
+    assertTrue(e.getMessage(), e.getMessage().contains("schema version 1"));
+    assertTrue(e.getMessage(), e.getMessage().contains("pocketrec export"));
+  }
+
+  @Test
+  public void newerSchemaAsksForAnUpgrade() throws IOException {
+    Path copy = editManifest(m -> m.put("schema_version", 3L));
+    BundleException e = assertThrows(BundleException.class, () -> Bundle.open(copy));
+    assertTrue(e.getMessage(), e.getMessage().contains("schema version 3"));
     assertTrue(e.getMessage(), e.getMessage().contains("upgrade the app's pocketrec core"));
   }
 

@@ -62,7 +62,8 @@ final class Fakes {
   static final class Model implements ModelRunner {
     final int k;
     final List<Integer> encoderRows = new ArrayList<>();
-    final List<Integer> decoderRows = new ArrayList<>();
+    final List<Integer> decoderUsers = new ArrayList<>();
+    final List<Integer> decoderRows = new ArrayList<>(); // beams per user of each call
     final List<long[][]> decoderPrefixes = new ArrayList<>();
 
     Model(int k) {
@@ -82,17 +83,20 @@ final class Fakes {
     }
 
     @Override
-    public float[][] decode(
-        float[][][] memory, boolean[][] memoryMask, long[][] prefix, long level) {
-      decoderRows.add(prefix.length);
-      decoderPrefixes.add(prefix);
-      float[][] out = new float[prefix.length][];
-      for (int m = 0; m < prefix.length; m++) {
+    public float[][][] decode(
+        float[][][] memory, boolean[][] memoryMask, long[][][] prefix, long level) {
+      decoderUsers.add(prefix.length);
+      decoderRows.add(prefix[0].length);
+      decoderPrefixes.add(prefix[0]);
+      float[][][] out = new float[prefix.length][prefix[0].length][];
+      for (int b = 0; b < prefix.length; b++) {
         long seed = 17;
-        for (int j = 0; j < memory[m].length; j++) {
-          seed = seed * 1_000_003 + (memoryMask[m][j] ? (long) memory[m][j][0] : -1);
+        for (int j = 0; j < memory[b].length; j++) {
+          seed = seed * 1_000_003 + (memoryMask[b][j] ? (long) memory[b][j][0] : -1);
         }
-        out[m] = logits(prefix[m], (int) level, k, seed);
+        for (int w = 0; w < prefix[b].length; w++) {
+          out[b][w] = logits(prefix[b][w], (int) level, k, seed);
+        }
       }
       return out;
     }

@@ -192,6 +192,9 @@ public class RecommenderTest {
       }
     }
     assertEquals("ceil(beams / 3) calls per level", call, fixed.decoderRows.size());
+    for (int users : fixed.decoderUsers) { // the encoder's fixed batch of (the same) users
+      assertEquals(4, users);
+    }
   }
 
   @Test

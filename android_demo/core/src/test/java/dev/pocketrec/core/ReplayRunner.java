@@ -48,12 +48,12 @@ final class ReplayRunner implements ModelRunner {
   }
 
   @Override
-  public float[][] decode(float[][][] memory, boolean[][] memoryMask, long[][] prefix, long level) {
+  public float[][][] decode(
+      float[][][] memory, boolean[][] memoryMask, long[][][] prefix, long level) {
     GoldenTrace.Call call = take("decoder");
     long[] recordedLevel = call.inputs.get("level").toLongs();
     assertEquals(where + ": level must be a single value", 1, recordedLevel.length);
     assertEquals(where + ": level", recordedLevel[0], level);
-    int rows = prefix.length;
     expect(call, "prefix", shape(prefix), flatten(prefix));
     NdArray recordedMemory = call.inputs.get("memory");
     assertArrayEquals(where + ": memory shape", recordedMemory.shape(), shape(memory));
@@ -62,11 +62,14 @@ final class ReplayRunner implements ModelRunner {
     NdArray recordedMask = call.inputs.get("memory_mask");
     assertArrayEquals(where + ": memory_mask shape", recordedMask.shape(), shape(memoryMask));
     assertArrayEquals(where + ": memory_mask", recordedMask.toBooleans(), flatten(memoryMask));
-    int[] shape = call.output.shape();
+    int[] shape = call.output.shape(); // (users, beams, K)
     float[] flat = call.output.toFloats();
-    float[][] logits = new float[rows][];
-    for (int m = 0; m < rows; m++) {
-      logits[m] = Arrays.copyOfRange(flat, m * shape[1], (m + 1) * shape[1]);
+    float[][][] logits = new float[shape[0]][shape[1]][];
+    for (int b = 0; b < shape[0]; b++) {
+      for (int w = 0; w < shape[1]; w++) {
+        int at = (b * shape[1] + w) * shape[2];
+        logits[b][w] = Arrays.copyOfRange(flat, at, at + shape[2]);
+      }
     }
     return logits;
   }
