@@ -5,6 +5,12 @@ length l is packed into one int64 key (codes in base `codebook_size`); for every
 keeps the sorted parent keys and, CSR-style, the sorted child codes of each parent. Lookups are
 vectorised over any number of beams with `searchsorted`, so constrained beam search never
 leaves numpy.
+
+The same tables are also a trie with numbered nodes, which the one-user search walks without any
+lookup: the nodes of depth l are the level-l parents in key order, and the children of node n
+are the entries `offsets[n]:offsets[n + 1]` of level l, so child entry e *is* node e of depth
+l + 1 (both are the sorted keys of the prefixes of length l + 1), and an entry of the last
+level is the item `leaf_items[e]`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ class _Level:
     parents: IntArray  # (P + 1,) sorted keys of the prefixes before this level, then a sentinel
     offsets: IntArray  # (P + 2,) children of parents[i] are codes[offsets[i]:offsets[i + 1]]
     codes: IntArray  # (E,) child codes, sorted within each parent
+    # The same level as a trie layer: node n (= parents[n]) has counts[n] >= 1 children, the
+    # entries starting at offsets[n]; prefixes[n] is its decoder input (codes of the levels
+    # before this one, then the empty code); single: every node has exactly one child.
+    counts: IntArray  # (P,)
+    prefixes: IntArray  # (P, num_levels - 1)
+    single: bool
 
 
 class PrefixIndex:
@@ -48,6 +60,7 @@ class PrefixIndex:
         if codebook_size ** sids.shape[1] >= 2**62:
             raise ValueError("codebook_size ** num_levels does not fit a 64-bit key")
         self.codebook_size = codebook_size
+        self.semantic_ids = sids  # (num_items, num_levels)
         self.num_levels = sids.shape[1]
         self.num_items = sids.shape[0]
         self.levels: list[_Level] = []
@@ -57,15 +70,38 @@ class PrefixIndex:
             parents, starts = np.unique(pairs[:, 0], return_index=True)
             # A sentinel parent larger than any key, with no children, so that a lookup never
             # runs past the end (keys are below 2**62).
+            counts = np.diff(np.append(starts, len(pairs))).astype(np.int64)  # (P,)
+            prefixes = np.full((len(parents), self.num_levels - 1), codebook_size, np.int64)
+            prefixes[:, :level] = self._codes_of(parents, level)  # (P, num_levels - 1)
             parents = np.append(parents, _SENTINEL).astype(np.int64)
             offsets = np.append(starts, [len(pairs), len(pairs)]).astype(np.int64)
-            self.levels.append(_Level(parents, offsets, pairs[:, 1].copy()))
+            self.levels.append(
+                _Level(
+                    parents,
+                    offsets,
+                    pairs[:, 1].copy(),
+                    counts,
+                    prefixes,
+                    bool((counts == 1).all()),
+                )
+            )
         full = self.keys(sids)
         order = np.argsort(full, kind="stable")
         self._full_keys = full[order]
         self._full_items = order.astype(np.int64)
         if np.any(self._full_keys[1:] == self._full_keys[:-1]):
             raise ValueError("two items share a semantic ID; add the collision level first")
+        self.root_edges: IntArray = np.arange(len(self.levels[0].codes), dtype=np.int64)
+        # The last level's entries are the full keys in sorted order: entry e is this item.
+        self.leaf_items: IntArray = self._full_items
+
+    def _codes_of(self, keys: IntArray, length: int) -> IntArray:
+        """(M,) keys of prefixes of `length` codes -> (M, length) codes (inverse of `keys`)."""
+        codes = np.empty((len(keys), length), dtype=np.int64)
+        rest = keys.copy()
+        for j in reversed(range(length)):
+            rest, codes[:, j] = np.divmod(rest, self.codebook_size)
+        return codes
 
     def keys(self, prefixes: NDArray[np.integer]) -> IntArray:
         """(M, l) codes -> (M,) int64 keys (0 for the empty prefix)."""

@@ -392,6 +392,11 @@ class Recommender:
             raise InvalidRequestError(
                 f"history must be a list of item ids, got {type(history).__name__}"
             )
+        lookup: Mapping[Any, int] = self._lookup  # str keys: other ids raise KeyError
+        try:  # the usual case, every id a catalogue id (a str): one dict lookup each
+            return [lookup[item] for item in history]
+        except (KeyError, TypeError):  # unknown ids, ints, or not ids at all: check each
+            pass
         rows, missing = [], []
         for position, item in enumerate(history):
             if isinstance(item, bool) or not isinstance(item, (str, int, np.integer)):
@@ -454,15 +459,15 @@ class Recommender:
                 unique = sorted(set(r))
                 exclude[b, : len(unique)] = unique
         found = self.rank(batch, k=k, beam_width=beam_width, exclude=exclude)
+        return self._recommendations(found)
+
+    def _recommendations(self, found: SearchResult) -> list[list[Recommendation]]:
+        """Search results as `Recommendation`s, -1 entries left out."""
         item_ids, metadata = self.item_ids, self._bundle.metadata
         return [
             [
-                Recommendation(
-                    item_id=item_ids[i],
-                    log_prob=log_prob,
-                    semantic_id=tuple(codes),
-                    metadata=metadata[i],
-                )
+                # positional: keywords make building a result a third slower
+                Recommendation(item_ids[i], log_prob, tuple(codes), metadata[i])
                 for i, log_prob, codes in zip(items, log_probs, semantic_ids, strict=True)
                 if i >= 0
             ]
@@ -502,11 +507,27 @@ class Recommender:
             InvalidRequestError: k out of range, or a history entry that is not an id.
             UnknownItemError: with unknown="raise", ids not in the catalogue.
         """
-        return self.recommend_batch(
-            [history],
-            k=k,
-            exclude_history=exclude_history,
-            unknown=unknown,
-            beam_width=beam_width,
-            _stacklevel=4,
-        )[0]
+        self._check(k, unknown, beam_width)
+        rows = self._rows(history, unknown, 3)
+        if not rows:  # cold start: the most popular items, as in a batch
+            return self.recommend_batch([[]], k=k, beam_width=beam_width)[0]
+        # `recommend_batch` for one user, without its batch bookkeeping: an app calls this once
+        # per screen, and next to a small model that bookkeeping is a real share of the call.
+        width = max(k, beam_width or self.manifest.search.get("beam_width", k))
+        recent = rows[-self._window :]
+        history_rows = np.full((1, self._window), -1, dtype=np.int64)  # (1, window)
+        history_rows[0, self._window - len(recent) :] = recent
+        exclude, extra = None, None
+        if exclude_history:
+            exclude = np.array([rows], dtype=np.int64)  # (1, E); repeats do not matter
+            extra = min(len(set(rows)), max(width, self._window))  # as `rank` widens
+        found = beam_search(
+            self.encode(history_rows),
+            self.step,
+            self._index,
+            beam_width=width,
+            top_k=k,
+            exclude=exclude,
+            extra_width=extra,
+        )
+        return self._recommendations(found)[0]

@@ -172,18 +172,25 @@ def beam_search(
 def _top(cand: NDArray[np.float64], keep: int) -> NDArray[np.intp]:
     """Positions of the `keep` highest `cand`, highest first, ties by lower position.
 
-    The same as `np.argsort(-cand, kind="stable")[:keep]`, but only the candidates at or above
-    the keep-th score are sorted (a partition finds it); with many candidates and a narrow
-    beam that is most of the cost of a level.
+    The same as `np.argsort(-cand, kind="stable")[:keep]` (so -inf, then NaN, come last), but
+    with many candidates and a narrow beam only those at or above the keep-th score are sorted
+    (a partition finds it). Array methods, not `np.` functions: at these sizes the functions'
+    dispatch costs as much as the work.
     """
     neg = -cand
-    if len(neg) <= 2 * keep:
-        return np.argsort(neg, kind="stable")[:keep]
-    kth = np.partition(neg, keep - 1)[keep - 1]
-    if np.isnan(kth):  # NaN scores sort last; too few numbers to fill the beam
-        return np.argsort(neg, kind="stable")[:keep]
-    near = np.flatnonzero(neg <= kth)  # every candidate that can be kept, in position order
-    return near[np.argsort(neg[near], kind="stable")[:keep]]
+    if len(neg) <= 8 * keep:  # a small sort is cheaper than partition + select + sort
+        return neg.argsort(kind="stable")[:keep]
+    part = neg.copy()
+    part.partition(keep - 1)
+    kth = part[keep - 1]
+    if kth != kth:  # NaN: NaN scores sort last; too few numbers to fill the beam
+        return neg.argsort(kind="stable")[:keep]
+    near = (neg <= kth).nonzero()[0]  # every candidate that can be kept, in position order
+    out: NDArray[np.intp] = near[neg[near].argsort(kind="stable")[:keep]]
+    return out
+
+
+_ONE_RUN = np.zeros(1, dtype=np.intp)  # reduceat starts of a single run
 
 
 def _search_one(
@@ -198,64 +205,91 @@ def _search_one(
     """`beam_search` for one user: the same result with far fewer numpy calls.
 
     An app's `recommend` call is one user, and at that size the per-call cost of numpy, not
-    arithmetic, is what the search spends next to the model. With one user, candidates come in
-    flat-index order, so a stable sort on the score alone gives the specified ranking.
+    arithmetic, is what the search spends next to the model. So beams are nodes of the prefix
+    trie (no key lookups: a node's children and decoder input are table rows), and with one
+    user, candidates come in flat-index order, so a stable sort on the score alone gives the
+    specified ranking. The arithmetic of every score is the batched search's, operation for
+    operation, so both give the same bits.
     """
-    k_codes, levels = index.codebook_size, index.num_levels
+    levels, k_codes = index.num_levels, index.codebook_size
     banned = None
-    if exclude is not None:
-        listed = exclude[0][exclude[0] >= 0]
-        if len(listed):
-            banned = np.zeros(index.num_items + 1, dtype=bool)  # [-1] (no item): never banned
-            banned[listed] = True
-    scores = np.zeros(1, dtype=np.float64)  # (W,)
-    keys = np.zeros(1, dtype=np.int64)  # (W,) prefix keys of the beams
-    prefix = np.full((1, 1, levels - 1), k_codes, dtype=np.int64)  # (1, W, levels - 1)
-    codes = np.zeros((1, levels), dtype=np.int64)  # (W, levels), complete after the last level
+    if exclude is not None and exclude.shape[1]:
+        banned = np.zeros(index.num_items + 1, dtype=bool)  # [-1]: the padding, never banned
+        banned[exclude[0]] = True
+        banned[-1] = False
+    nodes = np.zeros(1, dtype=np.int64)  # (W,) the beams: trie nodes of depth `level`
+    scores = np.zeros(1, dtype=np.float64)  # (W,), best first (as `_top` ranks them)
     for level in range(levels):
-        logits = step(states, prefix, level)[0]  # (W, K)
-        live_keys = np.where(scores > -np.inf, keys, -1)
-        rows, child, count = index.child_runs(level, live_keys)
+        lv = index.levels[level]
+        logits = step(states, lv.prefixes[nodes][None], level)[0]  # (W, K)
         last = level == levels - 1
         keep = beam_width + (0 if last else extra_width)
-        if len(rows) == 0:  # nothing reachable: one dead beam, as in the batched search
-            scores = np.full(1, -np.inf)
-            keys = np.zeros(1, dtype=np.int64)
-            prefix = np.full((1, 1, levels - 1), k_codes, dtype=np.int64)
-            prefix[:, :, : level + 1] = 0
-            codes = np.zeros((1, levels), dtype=np.int64)
-            continue
-        values = np.asarray(logits[rows, child], dtype=np.float64)  # (E,)
-        # log-softmax within each beam's run of children (rows ascend)
-        first = np.cumsum(count) - count  # (W,) where each beam's run starts
-        if count.all():
-            starts, run = first, rows
+        live = scores[-1] > -np.inf  # every beam live: the worst is last, -inf and NaN included
+        if live and lv.single:  # one child each: its log-softmax is v - (log(1) + v)
+            edges = lv.offsets[nodes]  # (W,) = (E,)
+            flat = np.arange(0, len(nodes) * k_codes, k_codes) + lv.codes[edges]  # (E,)
+            values = logits.ravel().take(flat).astype(np.float64)  # logits[beam, code]
+            cand = scores + (values - (values + 0.0))
+        elif level == 0:  # the root, one beam of score 0: one run of all level-0 codes
+            edges = index.root_edges  # (E,)
+            values = logits[0].take(lv.codes).astype(np.float64)  # (E,)
+            top = np.maximum.reduceat(values, _ONE_RUN)  # (1,)
+            lse = np.log(np.add.reduceat(np.exp(values - top), _ONE_RUN)) + top
+            cand = scores[0] + (values - lse)
         else:
-            starts = first[count > 0]
-            run = np.repeat(np.arange(len(starts)), count[count > 0])
-        top = np.maximum.reduceat(values, starts)
-        lse = np.log(np.add.reduceat(np.exp(values - top[run]), starts)) + top
-        cand = scores[rows] + (values - lse[run])
-        child_keys = keys[rows] * k_codes + child
+            # Candidates are the beams' runs of children, beam after beam; per-beam values
+            # reach their candidates by `repeat`, the cheapest gather for runs.
+            count = lv.counts[nodes] if live else np.where(scores > -np.inf, lv.counts[nodes], 0)
+            ends = count.cumsum()  # (W,)
+            if ends[-1] == 0:  # nothing reachable: the batched search's one dead beam
+                return _dead(states, step, index, level, top_k)
+            first = ends - count  # (W,) where each beam's run of children starts
+            edges = (lv.offsets[nodes] - first).repeat(count) + np.arange(ends[-1])  # (E,)
+            flat = np.arange(0, len(nodes) * k_codes, k_codes).repeat(count) + lv.codes[edges]
+            values = logits.ravel().take(flat).astype(np.float64)  # (E,) logits[beam, code]
+            # log-softmax within each beam's run of children
+            if live:  # trie nodes always have children, so every run is non-empty
+                starts, size = first, count
+            else:
+                starts, size = first[count > 0], count[count > 0]
+            top = np.maximum.reduceat(values, starts)
+            lse = np.log(np.add.reduceat(np.exp(values - top.repeat(size)), starts)) + top
+            cand = scores.repeat(count) + (values - lse.repeat(size))
         if last and banned is not None:
-            cand = np.where(banned[index.items(child_keys)], -np.inf, cand)
+            cand = np.where(banned[index.leaf_items[edges]], -np.inf, cand)
         picked = _top(cand, keep)
-        beam = rows[picked]
+        nodes = edges[picked]  # trie nodes of depth level + 1
         scores = cand[picked]
-        keys = child_keys[picked]
-        if last:
-            codes = np.empty((len(picked), levels), dtype=np.int64)
-            codes[:, : levels - 1] = prefix[0, beam]
-            codes[:, levels - 1] = child[picked]
-        else:
-            prefix = prefix[:, beam]  # (1, W, levels - 1)
-            prefix[0, :, level] = child[picked]
     n = min(top_k, len(scores))
-    finite = np.isfinite(scores[:n])
-    out_items = np.full((1, top_k), -1, dtype=np.int64)
-    out_scores = np.full((1, top_k), -np.inf)
-    out_codes = np.full((1, top_k, levels), -1, dtype=np.int64)
-    out_items[0, :n] = np.where(finite, index.items(keys[:n]), -1)
-    out_scores[0, :n] = scores[:n]
-    out_codes[0, :n] = np.where(finite[:, None], codes[:n], -1)
-    return SearchResult(items=out_items, log_probs=out_scores, semantic_ids=out_codes)
+    items = index.leaf_items[nodes[:n]]  # (n,)
+    codes = index.semantic_ids[items]  # (n, levels)
+    scores = scores[:n]
+    # Best first, so the ends bound them all (-inf and NaN sort last, +inf first).
+    if n < top_k or not (scores[0] < np.inf and scores[-1] > -np.inf):  # -1 entries to fill
+        finite = np.isfinite(scores)
+        out_items = np.full(top_k, -1, dtype=np.int64)
+        out_scores = np.full(top_k, -np.inf)
+        out_codes = np.full((top_k, levels), -1, dtype=np.int64)
+        out_items[:n] = np.where(finite, items, -1)
+        out_scores[:n] = scores
+        out_codes[:n] = np.where(finite[:, None], codes, -1)
+        items, scores, codes = out_items, out_scores, out_codes
+    return SearchResult(items=items[None], log_probs=scores[None], semantic_ids=codes[None])
+
+
+def _dead(states: States, step: StepFn, index: PrefixIndex, level: int, top_k: int) -> SearchResult:
+    """No beam reached an item at `level`: the batched search goes on with one dead beam.
+
+    Its prefix is all-zero codes (scores -inf, so never expanded); the model is still called at
+    every remaining level, as the batched search and the JVM core call it.
+    """
+    levels = index.num_levels
+    for later in range(level + 1, levels):
+        prefix = np.full((1, 1, levels - 1), index.codebook_size, dtype=np.int64)
+        prefix[:, :, :later] = 0
+        step(states, prefix, later)
+    return SearchResult(
+        items=np.full((1, top_k), -1, dtype=np.int64),
+        log_probs=np.full((1, top_k), -np.inf),
+        semantic_ids=np.full((1, top_k, levels), -1, dtype=np.int64),
+    )

@@ -163,15 +163,24 @@ def test_bad_arguments() -> None:
 
 
 def test_single_user_search_equals_the_batched_search() -> None:
-    """The one-user fast path returns bit-identical results, ties and exclusions included."""
+    """The one-user fast path returns bit-identical results and makes the same model calls.
+
+    Ties, exclusions, -inf and NaN logits (dead beams, nothing reachable) and one-child levels
+    (a collision level) included.
+    """
     rng = np.random.default_rng(0)
-    for _ in range(150):
-        k_codes, levels = int(rng.choice([4, 8, 16])), int(rng.choice([2, 3, 4]))
+    for _ in range(200):
+        k_codes, levels = int(rng.choice([4, 8, 16])), int(rng.choice([1, 2, 3, 4]))
         n = int(rng.integers(1, min(k_codes**levels, 300)))
         flat = rng.choice(k_codes**levels, n, replace=False)
         sids = np.stack([(flat // k_codes ** (levels - 1 - j)) % k_codes for j in range(levels)], 1)
+        if levels > 1 and rng.random() < 0.3:  # the last level has one child per prefix
+            sids = np.unique(np.concatenate([sids[:, :-1], np.zeros((n, 1), int)], 1), axis=0)
+            n = len(sids)
         index = PrefixIndex(sids, k_codes)
         table: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+        bad = (0.3, 0.05) if rng.random() < 0.4 else (0.0, 0.0)  # share of -inf, NaN logits
+        calls: list[tuple[int, list[list[int]]]] = []
 
         def step(
             states: np.ndarray,
@@ -179,6 +188,8 @@ def test_single_user_search_equals_the_batched_search() -> None:
             level: int,
             table: dict[tuple[int, tuple[int, ...]], np.ndarray] = table,
             k_codes: int = k_codes,
+            bad: tuple[float, float] = bad,
+            calls: list[tuple[int, list[list[int]]]] = calls,
         ) -> np.ndarray:
             out = np.empty((*prefix.shape[:2], k_codes), np.float32)  # (B, W, K)
             for b, beams in enumerate(prefix.tolist()):
@@ -186,8 +197,12 @@ def test_single_user_search_equals_the_batched_search() -> None:
                     key = (level, tuple(p))
                     if key not in table:
                         logits = rng.normal(size=k_codes).astype(np.float32)
-                        table[key] = np.round(logits) if rng.random() < 0.3 else logits  # ties
+                        logits = np.round(logits) if rng.random() < 0.3 else logits  # ties
+                        logits[rng.random(k_codes) < bad[0]] = -np.inf
+                        logits[rng.random(k_codes) < bad[1]] = np.nan
+                        table[key] = logits
                     out[b, w] = table[key]
+            calls.append((level, prefix[0].tolist()))  # user 0's beams
             return out
 
         width = int(rng.integers(1, 12))
@@ -196,21 +211,42 @@ def test_single_user_search_equals_the_batched_search() -> None:
         exclude = exclude if rng.random() < 0.6 else None
         extra = None if rng.random() < 0.5 else int(rng.integers(0, 5))
         state = np.zeros((1, 2), np.float32)
-        one = beam_search(
-            state, step, index, beam_width=width, top_k=k, exclude=exclude, extra_width=extra
-        )
-        two = beam_search(
-            np.concatenate([state, state]),
-            step,
-            index,
-            beam_width=width,
-            top_k=k,
-            exclude=None if exclude is None else np.concatenate([exclude, exclude]),
-            extra_width=extra,
-        )
+        with np.errstate(invalid="ignore"):
+            one = beam_search(
+                state, step, index, beam_width=width, top_k=k, exclude=exclude, extra_width=extra
+            )
+            one_calls = calls[:]
+            calls.clear()
+            two = beam_search(
+                np.concatenate([state, state]),
+                step,
+                index,
+                beam_width=width,
+                top_k=k,
+                exclude=None if exclude is None else np.concatenate([exclude, exclude]),
+                extra_width=extra,
+            )
+        assert one_calls == calls
         assert np.array_equal(one.items[0], two.items[0])
-        assert np.array_equal(one.log_probs[0], two.log_probs[0])
+        assert np.array_equal(one.log_probs[0], two.log_probs[0], equal_nan=True)
         assert np.array_equal(one.semantic_ids[0], two.semantic_ids[0])
+
+
+def test_trie_tables_agree_with_the_key_lookups() -> None:
+    """Node n of depth l is parents[n]: its decoder prefix, its children, its items."""
+    index = PrefixIndex(SIDS, 4)
+    for level, lv in enumerate(index.levels):
+        parents = lv.parents[:-1]  # (P,) without the sentinel
+        expected = np.full((len(parents), index.num_levels - 1), 4)
+        expected[:, :level] = index._codes_of(parents, level)
+        assert index.keys(lv.prefixes[:, :level]).tolist() == parents.tolist()
+        assert lv.prefixes.tolist() == expected.tolist()
+        _, codes, counts = index.child_runs(level, parents)
+        assert counts.tolist() == lv.counts.tolist() and lv.single == bool((counts == 1).all())
+        assert codes.tolist() == lv.codes.tolist()  # entries in node order
+    assert index.root_edges.tolist() == list(range(3))
+    full = index.keys(SIDS[index.leaf_items])  # the last level's entries are the items
+    assert np.all(full[1:] > full[:-1]) and sorted(index.leaf_items.tolist()) == list(range(6))
 
 
 def test_top_is_the_stable_descending_order() -> None:
