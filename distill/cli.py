@@ -234,6 +234,13 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
         help="hf teachers: load the base in 4-bit (QLoRA) or 8-bit via bitsandbytes",
     )
     p.add_argument(
+        "--teacher-members",
+        type=_positive_int,
+        default=None,
+        help="minilm: train this many teachers (consecutive seeds) and distill their average "
+        "(preset default)",
+    )
+    p.add_argument(
         "--preset",
         choices=("quick", "full", "smoke"),
         default="quick",
@@ -295,6 +302,8 @@ def _distill(args: argparse.Namespace) -> int:
     }
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
+    if args.teacher_members is not None:
+        overrides["teacher_members"] = args.teacher_members
     cfg = dataclasses.replace(cfg, **overrides)
     out = distill(cfg, args.out, data_root=args.data_root, force=args.force)
     from pocketrec.distill import dist

@@ -216,11 +216,18 @@ class SASRec(nn.Module):
 
     Token 0 is padding; item i is token i + 1. With `text_features` (frozen, one row per item),
     an item's embedding is its id embedding plus a learned projection of its features, so items
-    with similar text start close together (the MiniLM teacher).
+    with similar text start close together (the MiniLM teacher). With `semantic_ids` (one row of
+    codes per item), it also adds one learned embedding per (level, code): items that share a
+    code prefix share parameters, which is how the semantic-ID student generalises across
+    related items, and a rare item borrows strength from its neighbours.
     """
 
     def __init__(
-        self, cfg: SASRecConfig, num_items: int, text_features: torch.Tensor | None = None
+        self,
+        cfg: SASRecConfig,
+        num_items: int,
+        text_features: torch.Tensor | None = None,
+        semantic_ids: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -240,6 +247,24 @@ class SASRec(nn.Module):
                 nn.GELU(),
                 nn.Linear(cfg.hidden, cfg.hidden),
             )
+        self.code_emb: nn.Embedding | None = None
+        if semantic_ids is not None:
+            if semantic_ids.shape[0] != num_items:
+                raise ConfigError(
+                    f"semantic IDs have {semantic_ids.shape[0]} rows for {num_items} items",
+                    where="SASRec",
+                )
+            codes = semantic_ids.long()
+            offsets = torch.cumsum(
+                torch.cat([torch.zeros(1, dtype=torch.long), codes.max(0).values[:-1] + 1]), 0
+            )
+            # row 0: padding, all codes point at a zero row; item i: one flat id per level
+            flat = torch.cat(
+                [torch.zeros(1, codes.shape[1], dtype=torch.long), codes + offsets + 1]
+            )
+            self.register_buffer("code_table", flat, persistent=False)
+            total = int(flat.max()) + 1
+            self.code_emb = nn.Embedding(total, cfg.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
@@ -281,13 +306,15 @@ class SASRec(nn.Module):
         x = self.item_emb(tokens)
         if self.text_proj is not None:
             x = x + self.text_proj(self.text_table[tokens])
+        if self.code_emb is not None:
+            x = x + self.code_emb(self.code_table[tokens]).sum(-2)
         return x
 
     def item_weights(self) -> torch.Tensor:
         """(N, D) output embedding of every item (tied to the input embedding)."""
-        if self.text_proj is None:
+        if self.text_proj is None and self.code_emb is None:
             return self.item_emb.weight[1:]
-        return self.item_emb.weight[1:] + self.text_proj(self.text_table[1:])
+        return self.embed(torch.arange(1, self.num_items + 1, device=self.item_emb.weight.device))
 
     def head(
         self, hidden: torch.Tensor, weights: torch.Tensor

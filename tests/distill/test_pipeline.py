@@ -109,6 +109,25 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
     assert json.loads((run / "teacher_cache" / "meta.json").read_text())["top_k"] == 4
 
 
+def test_a_teacher_ensemble_trains_each_member_and_is_scored_as_one(
+    shop: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    cfg = dataclasses.replace(_tiny_cfg(shop), teacher_members=2, ablation=False)
+    run = tmp_path / "run"
+    distill(cfg, run)
+    teacher = json.loads((run / "metrics.json").read_text())["teacher"]
+    members = json.loads((run / "teacher" / "metrics.json").read_text())["members"]
+    assert [m["seed"] for m in members] == [0, 1]
+    for i in range(2):
+        assert (run / "teacher" / f"member_{i}" / "model.safetensors").exists()
+    assert teacher["parameters_trainable"] == sum(m["parameters"] for m in members)
+    assert teacher["test"]["valid_item_rate"] == 1.0
+    assert 0.0 <= teacher["test"]["ndcg@10"] <= 1.0
+    assert json.loads((run / "teacher" / "config.json").read_text())["members"] == 2
+
+
 def test_bad_teacher_is_refused_before_training(
     shop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

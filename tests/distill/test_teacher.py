@@ -1,4 +1,5 @@
-"""The item-level MiniLM teacher: its code marginals are exact, and it trains and ranks."""
+"""The item-level MiniLM teacher: its code marginals are exact, it trains and ranks, and an
+ensemble of teachers is read out the same way."""
 
 from __future__ import annotations
 
@@ -13,20 +14,22 @@ from pocketrec.distill.genrec_train import TrainConfig, evaluate_genrec, train_g
 from pocketrec.distill.kd import valid_children
 from pocketrec.distill.protocol import leave_one_out
 from pocketrec.distill.sids.vocab import disambiguate
-from pocketrec.distill.teacher import ItemTeacher
+from pocketrec.distill.teacher import ItemTeacher, TeacherEnsemble
 
 K = 8
 
 
-def _teacher(n: int = 60, seed: int = 0) -> tuple[ItemTeacher, np.ndarray]:
+def _teacher(
+    n: int = 60, seed: int = 0, *, codes: bool = False, init_seed: int | None = None
+) -> tuple[ItemTeacher, np.ndarray]:
     rng = np.random.default_rng(seed)
     sids = disambiguate(np.stack([rng.integers(0, K, n), rng.integers(0, 3, n)], 1), K)
     cfg = GenRecConfig(
         num_levels=3, codebook_size=K, max_len=6, hidden=16, num_layers=1, num_heads=2, dropout=0
     )
-    torch.manual_seed(seed)
+    torch.manual_seed(seed if init_seed is None else init_seed)
     features = rng.normal(size=(n, 12)).astype(np.float32)
-    return ItemTeacher(cfg, sids, features).eval(), sids
+    return ItemTeacher(cfg, sids, features, code_embeddings=codes).eval(), sids
 
 
 def test_code_marginals_multiply_to_the_item_probability() -> None:
@@ -85,3 +88,45 @@ def test_teacher_trains_and_ranks_exactly(tmp_path) -> None:
     assert metrics["test"]["valid_item_rate"] == 1.0
     again = evaluate_genrec(teacher, split, index, "test", beam_width=20)
     assert again["ndcg@10"] == metrics["test"]["ndcg@10"]
+
+
+def test_code_embeddings_are_shared_by_items_with_the_same_code() -> None:
+    """With code embeddings, two items differ by their id rows and their differing codes only."""
+    teacher, sids = _teacher(codes=True)
+    same_first = (sids[:, 0] == sids[0, 0]) & (np.arange(len(sids)) != 0)
+    a, b = int(np.flatnonzero(same_first)[0]), 0
+    sasrec = teacher.sasrec
+    with torch.no_grad():
+        sasrec.item_emb.weight.zero_()
+        sasrec.code_emb.weight.zero_()
+        if sasrec.text_proj is not None:
+            for p in sasrec.text_proj.parameters():
+                p.zero_()
+        sasrec.code_emb.weight[1 : 1 + K].normal_()  # level-0 codes only
+    weights = sasrec.item_weights()
+    assert torch.equal(weights[a], weights[b])  # same first code, other levels zero
+    other = int(np.flatnonzero(sids[:, 0] != sids[0, 0])[0])
+    assert not torch.equal(weights[other], weights[b])
+    # the padding token stays a zero vector
+    assert torch.equal(sasrec.embed(torch.tensor([0])), torch.zeros(1, teacher.cfg.hidden))
+
+
+def test_ensemble_is_the_mean_of_its_members_distributions() -> None:
+    first, sids = _teacher(codes=True, init_seed=0)
+    second, _ = _teacher(codes=True, init_seed=1)
+    ensemble = TeacherEnsemble([first, second]).eval()
+    hist = torch.from_numpy(sids[:4, :1].repeat(6, 1) % len(sids)).long()
+    with torch.no_grad():
+        mixed = ensemble.score_items(hist).exp()
+        mean = (first.score_items(hist).softmax(-1) + second.score_items(hist).softmax(-1)) / 2
+    torch.testing.assert_close(mixed, mean)
+    inputs = torch.tensor([[-1, 3, 7, 11, 2, 5]])
+    targets = torch.tensor([[-1, 7, 11, 2, 5, 9]])
+    with torch.no_grad():
+        logits, codes, valid = ensemble(inputs, targets)
+        scores, _, _ = ensemble(inputs, targets, marginals=False)
+    # the per-level marginals of the mixture multiply to the mixture's item probability
+    chain = logits.log_softmax(-1).gather(-1, codes[..., None]).squeeze(-1).sum(-1)
+    y = targets[valid]
+    torch.testing.assert_close(chain, scores.log_softmax(-1)[torch.arange(len(y)), y])
+    assert valid.sum() == 5 and codes.shape == (5, 3)
