@@ -144,8 +144,10 @@ def distill_table(records: list[dict[str, Any]]) -> str:
     for r in ours:
         link = f"[{r['_file']}](results/{r['_file']})"
         nokd = r.get("student_nokd") or {}
+        members = r["config"].get("teacher_members", 1)
+        teacher = r["teacher"]["kind"] + (f", mean of {members}" if members > 1 else "")
         models = [
-            (f"teacher ({r['teacher']['kind']})", r["teacher"], r["teacher"]["test"], "–"),
+            (f"teacher ({teacher})", r["teacher"], r["teacher"]["test"], "–"),
             ("**student, distilled**", r["student"], r["student"]["test"], None),
             ("student, no teacher", nokd, nokd.get("test"), None),
         ]
