@@ -488,6 +488,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _write_summary(cfg, run_dir, dataset, split, teacher, students, ablations, wall) -> None:
     student, teacher_n = _summary(students), teacher["test"]["ndcg@10"]
+    started = json.loads((run_dir / "config.json").read_text())
     record: dict[str, Any] = {
         "what": f"distilled generative semantic-ID student on {dataset.name} ({cfg.preset})",
         "model": "pocketrec-distill",
@@ -512,7 +513,9 @@ def _write_summary(cfg, run_dir, dataset, split, teacher, students, ablations, w
         "wall_time_s": round(wall, 1),
         "config": asdict(cfg),
         "command": command_line(),
-        "git_commit": git_commit(),
+        # the code that started the run (a resumed run may finish under a later commit)
+        "git_commit": started.get("git_commit"),
+        "git_commit_finished": git_commit(),
         "machine": machine_info(),
         "finished": utc_now(),
     }

@@ -85,6 +85,8 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
     assert m["teacher"]["features"] == "minilm-text"
     assert m["teacher"]["parameters"] > 10 * m["student"]["parameters"]
     assert m["size_ratio_teacher_over_student"] > 10
+    started = json.loads((run / "config.json").read_text())
+    assert m["git_commit"] == started["git_commit"] and "git_commit_finished" in m
     for f in (
         "sids/semantic_ids.npy",
         "sids/tokenizer.json",
