@@ -234,13 +234,15 @@ def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
     path = run_dir / "config.json"
     if not path.exists():
         return
+    # CPU threads change how fast a run goes, not what it computes: a run may resume with others.
     previous = json.loads(path.read_text())["config"]
-    if previous == json.loads(json.dumps(asdict(cfg))):
+    current = json.loads(json.dumps(asdict(cfg)))
+    previous.pop("threads", None)
+    current.pop("threads", None)
+    if previous == current:
         return
     if not force:
-        changed = sorted(
-            k for k in previous if previous.get(k) != json.loads(json.dumps(asdict(cfg))).get(k)
-        )
+        changed = sorted(k for k in previous if previous.get(k) != current.get(k))
         raise ConfigError(
             f"{run_dir} holds a run with another config (changed: {', '.join(changed)}); use a "
             "new --out, or --force to delete it and start over",

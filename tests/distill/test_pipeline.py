@@ -104,6 +104,8 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
     # The same folder with another config is refused; --force starts over.
     import dataclasses
 
+    distill(dataclasses.replace(cfg, threads=2), run)  # other CPU threads: the same run
+    assert {p: p.read_text() for p in run.rglob("log.jsonl")} == logs
     other = dataclasses.replace(cfg, kd_top_k=4)
     with pytest.raises(ConfigError, match="another config"):
         distill(other, run)
