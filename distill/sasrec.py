@@ -233,13 +233,13 @@ class SASRec(nn.Module):
         self.cfg = cfg
         self.num_items = num_items
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
+        for name, table in (("text features", text_features), ("semantic IDs", semantic_ids)):
+            if table is not None and table.shape[0] != num_items:
+                raise ConfigError(
+                    f"{name} have {table.shape[0]} rows for {num_items} items", where="SASRec"
+                )
         self.text_proj: nn.Module | None = None
         if text_features is not None:
-            if text_features.shape[0] != num_items:
-                raise ConfigError(
-                    f"text features have {text_features.shape[0]} rows for {num_items} items",
-                    where="SASRec",
-                )
             feats = torch.cat([torch.zeros(1, text_features.shape[1]), text_features.float()])
             self.register_buffer("text_table", feats, persistent=False)  # row 0: padding
             self.text_proj = nn.Sequential(
@@ -249,11 +249,6 @@ class SASRec(nn.Module):
             )
         self.code_emb: nn.Embedding | None = None
         if semantic_ids is not None:
-            if semantic_ids.shape[0] != num_items:
-                raise ConfigError(
-                    f"semantic IDs have {semantic_ids.shape[0]} rows for {num_items} items",
-                    where="SASRec",
-                )
             codes = semantic_ids.long()
             offsets = torch.cumsum(
                 torch.cat([torch.zeros(1, dtype=torch.long), codes.max(0).values[:-1] + 1]), 0

@@ -4,15 +4,18 @@ ensemble of teachers is read out the same way."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from pocketrec._errors import ConfigError
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import build_dataset
 from pocketrec.distill.genrec import GenRecConfig, code_loss
 from pocketrec.distill.genrec_train import TrainConfig, evaluate_genrec, train_genrec
 from pocketrec.distill.kd import valid_children
 from pocketrec.distill.protocol import leave_one_out
+from pocketrec.distill.sasrec import SASRec, SASRecConfig
 from pocketrec.distill.sids.vocab import disambiguate
 from pocketrec.distill.teacher import ItemTeacher, TeacherEnsemble
 
@@ -130,3 +133,11 @@ def test_ensemble_is_the_mean_of_its_members_distributions() -> None:
     y = targets[valid]
     torch.testing.assert_close(chain, scores.log_softmax(-1)[torch.arange(len(y)), y])
     assert valid.sum() == 5 and codes.shape == (5, 3)
+
+
+def test_item_tables_of_the_wrong_length_are_refused() -> None:
+    shape = SASRecConfig(max_len=6, hidden=16, num_layers=1, num_heads=2)
+    with pytest.raises(ConfigError, match="text features have 9 rows for 10 items"):
+        SASRec(shape, 10, torch.zeros(9, 4))
+    with pytest.raises(ConfigError, match="semantic IDs have 11 rows for 10 items"):
+        SASRec(shape, 10, None, torch.zeros(11, 2, dtype=torch.long))
