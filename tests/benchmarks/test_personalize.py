@@ -1,0 +1,123 @@
+"""benchmarks/personalize.py: groups, the paired bootstrap, the settings rule, batched adapters."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from pocketrec import FitSettings, Recommender
+from pocketrec._personalize import fit_personal
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("personalize", ROOT / "benchmarks/personalize.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["personalize"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from tests.bundles import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny"))
+
+
+def test_groups_split_at_their_upper_edges(bench: ModuleType) -> None:
+    edges = (5, 10, 20)
+    assert bench.bucket_labels(edges) == ["<=5", "6-10", "11-20", ">20"]
+    groups = bench.bucket_of(np.array([1, 5, 6, 10, 11, 20, 21, 500]), edges)
+    assert groups.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_stratified_sample_caps_each_group(bench: ModuleType) -> None:
+    groups = np.array([0] * 50 + [1] * 3 + [2] * 20)
+    picked = bench.stratified_sample(groups, 3, 10, np.random.default_rng(0))
+    assert np.bincount(groups[picked]).tolist() == [10, 3, 10]
+    assert len(set(picked.tolist())) == len(picked)
+
+
+def test_paired_bootstrap_sees_a_real_gain_and_no_gain(bench: ModuleType) -> None:
+    rng = np.random.default_rng(0)
+    shared = rng.integers(0, 40, size=400)
+    groups = np.repeat([0, 1], 200)
+    same = bench.paired_bootstrap(
+        shared, shared, groups, np.array([0.5, 0.5]), num_samples=200, rng=rng
+    )
+    for interval in [*same["groups"], same["population"]]:
+        assert interval["ndcg@10"] == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+    better = np.where(groups == 1, 0, shared)  # group 1: every target ranked first
+    out = bench.paired_bootstrap(
+        shared, better, groups, np.array([0.9, 0.1]), num_samples=200, rng=rng
+    )
+    assert out["groups"][0]["ndcg@10"]["diff"] == 0.0
+    gain = out["groups"][1]["ndcg@10"]
+    assert gain["lo"] > 0 and bench.verdict(gain) == "helps"
+    assert out["population"]["ndcg@10"]["diff"] == pytest.approx(0.1 * gain["diff"])
+    assert bench.verdict({"lo": -0.2, "hi": -0.1}) == "hurts"
+    assert bench.verdict({"lo": -0.2, "hi": 0.1}) == "within noise"
+
+
+def _entry(l2: float, diffs: list[tuple[float, float, float]]) -> dict[str, object]:
+    groups = [{"ndcg@10": {"diff": d, "lo": lo, "hi": hi}} for d, lo, hi in diffs]
+    return {
+        "settings": {"l2": l2},
+        "weights": [1 / len(diffs)] * len(diffs),
+        "bootstrap": {"groups": groups},
+    }
+
+
+def test_settings_rule_gates_off_hurt_short_histories(bench: ModuleType) -> None:
+    edges = (5, 10)
+    base = FitSettings(min_events=2)
+    hurt_short = _entry(2.0, [(-0.01, -0.02, -0.005), (0.02, 0.01, 0.03), (0.03, 0.0, 0.06)])
+    mild = _entry(8.0, [(0.001, -0.01, 0.01), (0.004, -0.01, 0.02), (0.005, -0.01, 0.02)])
+    chosen, why = bench.choose_settings([hurt_short, mild], edges, base)
+    # l2=2 gated below 6 events gains (0.02 + 0.03) / 3 > l2=8's (0.001 + 0.004 + 0.005) / 3.
+    assert chosen.l2 == 2.0 and chosen.min_events == 5 and "gated" in why
+    assert not bench.adapts(5, chosen) and bench.adapts(6, chosen)
+    chosen, _ = bench.choose_settings([mild], edges, base)
+    assert chosen.l2 == 8.0 and chosen.min_events == 2
+    all_hurt = _entry(2.0, [(0.0, -0.01, 0.01), (0.0, -0.01, 0.01), (-0.1, -0.2, -0.05)])
+    chosen, why = bench.choose_settings([all_hurt], edges, base)
+    assert not bench.adapts(10**6, chosen) and "off" in why
+
+
+@pytest.mark.parametrize("min_events", [0, 2, 3, 6])
+def test_adapts_matches_the_sdk(bench: ModuleType, tiny_bundle: Path, min_events: int) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    settings = FitSettings(min_events=min_events, steps=20)
+    for length in range(1, 9):
+        fitted = fit_personal(rec, list(range(length)), settings).bias.any()
+        assert bool(fitted) == bench.adapts(length, settings), length
+
+
+def test_batched_biases_rank_as_with_adapters(bench: ModuleType, tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    rng = np.random.default_rng(0)
+    histories = rng.integers(-1, len(rec.item_ids), size=(6, rec.window))
+    histories[:, -1] = rng.integers(0, len(rec.item_ids), size=6)  # every user has an item
+    zero = np.zeros((6, *rec.total_bias.shape), np.float32)
+    plain = rec.rank(histories, k=10, beam_width=10).items
+    np.testing.assert_array_equal(
+        bench.rank_with_biases(rec, histories, zero, k=10, beam_width=10), plain
+    )
+    biases = rng.normal(0, 2.0, size=zero.shape).astype(np.float32)
+    batched = bench.rank_with_biases(rec, histories, biases, k=10, beam_width=10)
+    assert (batched != plain).any()  # the biases matter
+    for i in range(6):
+        one = rec.fit_adapter([], settings=FitSettings())  # a zero adapter of the right shape
+        adapted = rec.with_adapters(type(one)(bundle=one.bundle, bias=biases[i]))
+        expected = adapted.rank(histories[i : i + 1], k=10, beam_width=10).items[0]
+        np.testing.assert_array_equal(batched[i], expected)
