@@ -78,6 +78,8 @@ def bad_uploads(rec: Recommender) -> dict[str, bytes]:
     delta = _decode(json.loads(_payload(rec))["delta"], "delta")
     with_nan = delta.copy()
     with_nan[0, 0] = np.nan
+    with_inf = delta.copy()
+    with_inf[1, 2] = -np.inf
     return {
         "oversized": _payload(rec, padding="x" * 20_000),
         "malformed": b"\x00not json",
@@ -92,6 +94,7 @@ def bad_uploads(rec: Recommender) -> dict[str, bytes]:
             rec, delta={"dtype": "float32", "shape": [3, 8], "b64": "AA"}
         ),
         "non_finite": _payload(rec, delta=_encode(with_nan)),
+        "non_finite inf": _payload(rec, delta=_encode(with_inf)),
         "dp_settings": _payload(rec, noise_multiplier=0.1),
         "norm_too_large": _payload(rec, delta=_encode(delta * 100)),
     }
@@ -111,6 +114,7 @@ def bad_uploads(rec: Recommender) -> dict[str, bytes]:
         "wrong_shape",
         "wrong_shape bytes",
         "non_finite",
+        "non_finite inf",
         "dp_settings",
         "norm_too_large",
     ],
