@@ -41,6 +41,7 @@ from pocketrec.distill.runinfo import command_line, git_commit, staged_folder, u
 from pocketrec.distill.sids.stage import load_semantic_ids
 from pocketrec.distill.sids.vocab import SPECIAL_TOKENS
 from pocketrec.export.graphs import export_graphs, torch_step
+from pocketrec.export.search_graph import write_search_graph
 
 __all__ = [
     "ExportError",
@@ -48,6 +49,7 @@ __all__ = [
     "derive_manifest",
     "export_bundle",
     "load_student",
+    "probe_histories",
     "write_fp32",
 ]
 
@@ -137,7 +139,7 @@ def _catalog(dataset: Dataset, split: Split) -> dict[str, Any]:
     }
 
 
-def _probe(split: Split, window: int, size: int = 256) -> np.ndarray:
+def probe_histories(split: Split, window: int, size: int = 256) -> np.ndarray:
     hist, _ = split.histories("test", window)
     pick = np.linspace(0, len(hist) - 1, min(size, len(hist))).round().astype(np.int64)
     probe = hist[pick].astype(np.int64)
@@ -260,9 +262,10 @@ def write_fp32(student: Student, folder: Path) -> Manifest:
     """
     model, dataset, split, sids = student.model, student.dataset, student.split, student.sids
     graphs = export_graphs(model, folder)
-    parity = check_parity(
-        model, folder, _probe(split, model.cfg.max_len), PrefixIndex(sids, model.cfg.codebook_size)
-    )
+    probe = probe_histories(split, model.cfg.max_len)
+    index = PrefixIndex(sids, model.cfg.codebook_size)
+    parity = check_parity(model, folder, probe, index)
+    search_graph, search_check = write_search_graph(folder, index, probe)
     np.save(folder / "semantic_ids.npy", sids.astype(np.int32))
     shutil.copy(student.run_dir / "sids" / "tokenizer.json", folder / "tokenizer.json")
     (folder / "catalog.json").write_text(json.dumps(_catalog(dataset, split)))
@@ -283,6 +286,7 @@ def write_fp32(student: Student, folder: Path) -> Manifest:
         ),
         encoder=graphs.encoder,
         decoder=graphs.decoder,
+        search_graph=search_graph,
         catalog="catalog.json",
         num_items=dataset.num_items,
         special_tokens={tok: i for i, tok in enumerate(SPECIAL_TOKENS)},
@@ -302,6 +306,7 @@ def write_fp32(student: Student, folder: Path) -> Manifest:
             "git_commit": git_commit(),
             "created": utc_now(),
             "parity": parity,
+            "search_graph_check": search_check,
         },
     )
     manifest.write(folder)

@@ -24,6 +24,7 @@ import onnxruntime as ort
 
 from pocketrec._bundle import Bundle
 from pocketrec._manifest import Manifest
+from pocketrec._prefix import PrefixIndex
 from pocketrec._recommender import Recommender
 from pocketrec.export.bundle import (
     MIN_ONNXRUNTIME_FOR,
@@ -31,10 +32,12 @@ from pocketrec.export.bundle import (
     ExportError,
     Student,
     derive_manifest,
+    probe_histories,
 )
 from pocketrec.export.config import PrecisionConfig
 from pocketrec.export.quality import Probe, quality_record, rank_probe, top_k_agreement
 from pocketrec.export.quantize import node_groups
+from pocketrec.export.search_graph import write_search_graph
 
 __all__ = [
     "CPU",
@@ -50,6 +53,7 @@ __all__ = [
 ]
 
 GRAPHS = ("encoder", "decoder")
+SEARCH_PRECISIONS = ("fp32", "int8", "int4")  # built with a search graph (dynamic shapes)
 CPU = "CPUExecutionProvider"
 Quantizer = Callable[[Path, Sequence[str]], None]  # (target folder, groups kept) -> both graphs
 
@@ -90,14 +94,32 @@ def copy_tables(job: Job, folder: Path) -> None:
 
 
 def derived(job: Job, folder: Path, precision: str, **changes: Any) -> Manifest:
-    """Write the manifest of a bundle derived from fp32 (name, precision, providers, hashes)."""
+    """Write the manifest of a bundle derived from fp32 (name, precision, providers, hashes).
+
+    CPU and CUDA precisions get a search graph built on their own decoder and checked against
+    the numpy search (`pocketrec.export.search_graph`); the NPU's fixed-shape graphs do not.
+
+    Raises:
+        ExportError: the search graph disagrees with the numpy search.
+    """
     fields: dict[str, Any] = {
         "name": job.base.name.removesuffix("-fp32") + f"-{precision}",
         "precision": precision,
         "execution_providers": tuple(PROVIDERS[precision]),
         "min_onnxruntime": MIN_ONNXRUNTIME_FOR[precision],
         "quality": {},
+        "search_graph": None,
     }
+    if precision in SEARCH_PRECISIONS:
+        student = job.student
+        spec, check = write_search_graph(
+            folder,
+            PrefixIndex(student.sids, student.model.cfg.codebook_size),
+            probe_histories(student.split, student.model.cfg.max_len),
+        )
+        producer = changes.get("producer", job.base.producer)
+        fields |= {"search_graph": spec, "producer": {**producer, "search_graph_check": check}}
+        changes = {k: v for k, v in changes.items() if k != "producer"}
     return derive_manifest(job.base, folder, **{**fields, **changes})
 
 

@@ -171,6 +171,7 @@ class Bundle:
     decoder: ort.InferenceSession
     providers: tuple[str, ...]
     adapters: tuple[Adapter, ...]  # the shared adapter, when the bundle has one
+    search: ort.InferenceSession | None = None  # the one-user search graph, when it has one
 
 
 def open_bundle(
@@ -210,6 +211,11 @@ def open_bundle(
     try:
         encoder = _session(folder, manifest.encoder, _session_options(threads), chosen, manifest)
         decoder = _session(folder, manifest.decoder, _session_options(threads), chosen, manifest)
+        search = None
+        if manifest.search_graph is not None and chosen[0] != QNN:
+            search = _session(
+                folder, manifest.search_graph, _session_options(threads), chosen, manifest
+            )
     except RecommenderError:
         raise
     except Exception as e:  # onnxruntime raises its own exception types
@@ -232,4 +238,5 @@ def open_bundle(
         decoder=decoder,
         providers=tuple(encoder.get_providers()),
         adapters=adapters,
+        search=search,
     )

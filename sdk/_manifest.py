@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 # 2: the decoder takes each user's history once and a (users, beams) grid of prefixes.
+# (The optional `search_graph` entry did not need a new version: readers that predate it ignore
+# it and search in numpy, and bundles without it read as before.)
 SCHEMA_VERSION = 2
 PRECISIONS = ("fp32", "int8", "int4", "npu")
 
@@ -135,6 +137,9 @@ class Manifest:
     # Fixed-shape graphs (NPU): the decoder takes exactly this many beams per user per call.
     static_batch: int | None = None
     adapter: str | None = None  # the shared code-bias adapter (pocketrec-adapter/1), if any
+    # The whole one-user beam search as one graph (`pocketrec.export.search_graph`), built on
+    # this bundle's decoder; optional: without it `recommend` searches in numpy.
+    search_graph: GraphSpec | None = None
     # 0 as exported; each published federated round adds one (and equals the shared adapter's
     # version, which devices name in their updates). Older manifests have neither key.
     version: int = 0
@@ -158,6 +163,7 @@ class Manifest:
             self.semantic_ids.table,
             self.semantic_ids.tokenizer,
         } | ({self.adapter} if self.adapter else set())
+        referenced |= {self.search_graph.file} if self.search_graph else set()
         referenced |= set(self.encoder.compiled.values()) | set(self.decoder.compiled.values())
         missing = sorted(referenced - set(self.files))
         if missing:
@@ -215,6 +221,9 @@ class Manifest:
             },
             static_batch=obj.get("static_batch"),
             adapter=obj.get("adapter"),
+            search_graph=None
+            if obj.get("search_graph") is None
+            else GraphSpec.parse(_need(obj, "search_graph", dict, "manifest"), "search_graph"),
             version=obj.get("version", 0),
             parent=obj.get("parent"),
             producer=dict(obj.get("producer", {})),

@@ -17,7 +17,7 @@ from pocketrec._errors import InvalidRequestError, UnknownItemError
 from pocketrec._manifest import Manifest
 from pocketrec._personalize import federated_update, fit_personal
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import SearchResult, beam_search
+from pocketrec._search import SearchResult, beam_search, one_user_result
 
 __all__ = ["Recommendation", "Recommender", "UnknownItemWarning"]
 
@@ -128,18 +128,22 @@ class Recommender:
         self,
         bundle: Bundle,
         *,
-        sessions: tuple[Any, Any] | None = None,
+        sessions: tuple[Any, Any] | tuple[Any, Any, Any] | None = None,
         adapters: tuple[Adapter, ...] | None = None,
     ) -> None:
         """Use `from_bundle`.
 
         Args:
             bundle: an opened bundle.
-            sessions: replacements for the (encoder, decoder) sessions (tracing, timing).
+            sessions: replacements for the (encoder, decoder) or (encoder, decoder, search)
+                sessions (tracing, timing, other graphs); with two, `recommend` searches in
+                numpy (the bundle's search graph belongs to its own decoder).
             adapters: code-bias adapters to apply (default: the bundle's shared adapter).
         """
         self._bundle = bundle
-        self._encoder, self._decoder = sessions or (bundle.encoder, bundle.decoder)
+        chosen = sessions or (bundle.encoder, bundle.decoder, bundle.search)
+        self._encoder, self._decoder = chosen[0], chosen[1]
+        self._search: Any = chosen[2] if len(chosen) == 3 else None
         self._adapters = bundle.adapters if adapters is None else adapters
         self._bias = sum(
             (a.bias for a in self._adapters),
@@ -232,13 +236,15 @@ class Recommender:
                 )
         return Recommender(
             self._bundle,
-            sessions=(self._encoder, self._decoder),
+            sessions=(self._encoder, self._decoder, self._search),
             adapters=self._adapters + tuple(adapters),
         )
 
     def without_adapters(self) -> Recommender:
         """The same model with no adapter at all (the raw shared model)."""
-        return Recommender(self._bundle, sessions=(self._encoder, self._decoder), adapters=())
+        return Recommender(
+            self._bundle, sessions=(self._encoder, self._decoder, self._search), adapters=()
+        )
 
     @property
     def total_bias(self) -> NDArray[np.float32]:
@@ -336,6 +342,30 @@ class Recommender:
         }
         logits = _run_decoder(self._decoder, feeds, self._dec_users, self._dec_beams)
         return logits + self._bias[level] if self._adapters else logits
+
+    def _search_graph(
+        self, history_rows: NDArray[np.int64], exclude: list[int], width: int, extra: int, k: int
+    ) -> SearchResult:
+        """`beam_search` for one user in one run of the bundle's search graph.
+
+        The same result as the numpy search (which stays the reference, and serves batches):
+        the graph is the bundle's decoder with the search around it, checked at export.
+        `extra` beams are added before the last level as `rank` adds them; `exclude` lists the
+        rows to leave out (repeats do not matter).
+        """
+        memory, mask = self.encode(history_rows)
+        items, log_probs = self._search.run(
+            None,
+            {
+                "memory": memory,
+                "memory_mask": mask,
+                "exclude": np.array(exclude, dtype=np.int64),
+                "beam_width": np.array(width, dtype=np.int64),
+                "extra_width": np.array(extra, dtype=np.int64),
+                "code_bias": self._bias,
+            },
+        )
+        return one_user_result(self._index, items, log_probs, k)
 
     def rank(
         self,
@@ -517,10 +547,13 @@ class Recommender:
         recent = rows[-self._window :]
         history_rows = np.full((1, self._window), -1, dtype=np.int64)  # (1, window)
         history_rows[0, self._window - len(recent) :] = recent
-        exclude, extra = None, None
-        if exclude_history:
-            exclude = np.array([rows], dtype=np.int64)  # (1, E); repeats do not matter
-            extra = min(len(set(rows)), max(width, self._window))  # as `rank` widens
+        extra = min(len(set(rows)), max(width, self._window)) if exclude_history else 0
+        if self._search is not None:
+            excluded = rows if exclude_history else []
+            return self._recommendations(
+                self._search_graph(history_rows, excluded, width, extra, k)
+            )[0]
+        exclude = np.array([rows], dtype=np.int64) if exclude_history else None  # (1, E)
         found = beam_search(
             self.encode(history_rows),
             self.step,

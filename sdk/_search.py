@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from pocketrec._prefix import PrefixIndex
 
-__all__ = ["SearchResult", "StepFn", "beam_search", "masked_log_softmax"]
+__all__ = ["SearchResult", "StepFn", "beam_search", "masked_log_softmax", "one_user_result"]
 
 States = Any
 StepFn = Callable[[States, NDArray[np.int64], int], NDArray[np.floating]]
@@ -260,8 +260,23 @@ def _search_one(
         picked = _top(cand, keep)
         nodes = edges[picked]  # trie nodes of depth level + 1
         scores = cand[picked]
+    return one_user_result(index, index.leaf_items[nodes[:top_k]], scores, top_k)
+
+
+def one_user_result(
+    index: PrefixIndex, items: NDArray[np.int64], scores: NDArray[np.float64], top_k: int
+) -> SearchResult:
+    """The last level's beams of one user, best first, as a `SearchResult` of `top_k` items.
+
+    Args:
+        index: the prefix index searched.
+        items: (W,) item of each final beam (W may exceed `top_k`; the rest are dropped).
+        scores: (W,) log-probabilities, best first; non-finite ones become -1 entries.
+        top_k: items per user in the result.
+    """
+    levels = index.num_levels
     n = min(top_k, len(scores))
-    items = index.leaf_items[nodes[:n]]  # (n,)
+    items = items[:n]  # (n,)
     codes = index.semantic_ids[items]  # (n, levels)
     scores = scores[:n]
     # Best first, so the ends bound them all (-inf and NaN sort last, +inf first).

@@ -102,3 +102,16 @@ def make_tiny_bundle(root: Path) -> Path:
     from pocketrec.export.bundle import export_bundle
 
     return export_bundle(make_tiny_run(root), root / "bundle")
+
+
+def drop_search_graph(bundle: Path, target: Path) -> Path:
+    """A copy of `bundle` as exported before search graphs: no search.onnx, no manifest entry."""
+    import shutil
+
+    shutil.copytree(bundle, target)
+    (target / "search.onnx").unlink()
+    manifest = json.loads((target / "manifest.json").read_text())
+    del manifest["search_graph"]
+    del manifest["files"]["search.onnx"]
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return target
