@@ -3,9 +3,10 @@
 Warm-up calls first, then timed repetitions of `recommend(k=10)` on histories of the model's
 window length drawn from the catalogue (seeded), then rounds of `recommend_batch` for the
 throughput. Per-stage times come from wrapping the ONNX Runtime sessions, so "encode" and
-"decode level l" are time inside ONNX Runtime and the rest is the SDK's own numpy work (prefix
-masks, log-softmax, ranking). Records follow the `pocketrec-bench/1` schema, which the Android
-demo writes too.
+"decode level l" (or "search_graph", the whole search in one run, for bundles that have that
+graph) are time inside ONNX Runtime and the rest is the SDK's own numpy work (prefix masks,
+log-softmax, ranking, building results). Records follow the `pocketrec-bench/1` schema, which
+the Android demo writes too.
 
 On `qnn-sim` (the Qualcomm HTP simulator of onnxruntime-qnn on x86-64) wall time measures the
 simulator, not a phone, so the record carries the simulator's own count of HTP cycles instead
@@ -138,17 +139,28 @@ def _catalogue_bytes(path: Path, num_items: int) -> int:
 
 
 def _sizes(folder: Path, manifest: Manifest, provider: str) -> dict[str, int]:
+    """Bytes of the bundle; the student's two graphs apart from the search graph.
+
+    The search graph repeats the decoder's weights and adds the prefix trie, so it is counted
+    in what the device loads ("graphs") and also reported on its own.
+    """
     graphs = [manifest.encoder, manifest.decoder]
-    loaded = sum((folder / g.file_for(provider)).stat().st_size for g in graphs)
+    student = sum((folder / g.file_for(provider)).stat().st_size for g in graphs)
+    search = 0
+    if manifest.search_graph is not None and provider != QNN:
+        search = (folder / manifest.search_graph.file).stat().st_size
+        graphs.append(manifest.search_graph)
     catalogue = 0
     # Measured on the portable graphs (a compiled EPContext one hides its weights); onnx, which
     # reads them, is in the [export] extra.
     with contextlib.suppress(ImportError):
         catalogue = sum(_catalogue_bytes(folder / g.file, manifest.num_items) for g in graphs)
     return {
-        "graphs": loaded,  # the graph files the device loads (compiled ones where used)
-        "graphs_without_catalogue_tables": loaded - catalogue,
+        "graphs": student + search,  # the graph files the device loads (compiled where used)
+        "graphs_without_catalogue_tables": student + search - catalogue,
         "catalogue_tables_in_graphs": catalogue,
+        "student_graphs": student,  # encoder and decoder
+        "search_graph": search,  # 0 without one
         "tables": sum(e.bytes for n, e in manifest.files.items() if not n.endswith(".onnx")),
         "files_total": sum(e.bytes for e in manifest.files.values()),
     }
@@ -243,7 +255,14 @@ def _measure(
     """Wall-clock record, and the session-call boundaries of every request (for cycles)."""
     enc_log: list[float] = []
     dec_log: list[float] = []
-    rec = Recommender(bundle, sessions=(_Timed(sessions[0], enc_log), _Timed(sessions[1], dec_log)))
+    search_log: list[float] = []
+    encoder, decoder = _Timed(sessions[0], enc_log), _Timed(sessions[1], dec_log)
+    rec = Recommender(
+        bundle,
+        sessions=(encoder, decoder)
+        if bundle.search is None
+        else (encoder, decoder, _Timed(bundle.search, search_log)),  # one-user recommend
+    )
     length = cfg.history_len or rec.window
     histories = _histories(rec, 64, length, cfg.seed)
     levels = bundle.manifest.semantic_ids.num_levels
@@ -257,10 +276,16 @@ def _measure(
     single_bounds = [*bounds[cfg.warmup :], (len(enc_log), len(dec_log))]
     (e0, d0), (e1, d1) = single_bounds[0], single_bounds[-1]
     enc, dec = np.asarray(enc_log[e0:e1]), np.asarray(dec_log[d0:d1])
-    # One encoder call and one decoder call per level for each request (always so for dynamic
-    # graphs and for the NPU's fixed batches); otherwise only end-to-end times are reported.
+    searched = None  # one search-graph run per timed request, when the bundle has the graph
+    if len(search_log) == cfg.warmup + cfg.repetitions:
+        searched = np.asarray(search_log[cfg.warmup :])
+    # One encoder call and either one search-graph call or one decoder call per level for each
+    # request (always so for dynamic graphs and for the NPU's fixed batches); otherwise only
+    # end-to-end times are reported.
     per_level = len(enc) == cfg.repetitions and len(dec) == cfg.repetitions * levels
     inside = enc + dec.reshape(cfg.repetitions, levels).sum(axis=1) if per_level else None
+    if searched is not None and len(enc) == cfg.repetitions and len(dec) == 0:
+        inside = enc + searched
     batch_histories = _histories(rec, cfg.batch, length, cfg.seed + 1)
     batch_reps = max(3, min(30, cfg.repetitions // 10))
     batch_warmup = max(1, cfg.warmup // 10)
@@ -274,9 +299,13 @@ def _measure(
     batch_bounds = [*bounds[batch_warmup:], (len(enc_log), len(dec_log))]
     stages = {}
     if inside is not None:
-        by_level = dec.reshape(cfg.repetitions, levels)
         stages["encode"] = percentiles(enc)
-        stages.update({f"decode_level_{lv}": percentiles(by_level[:, lv]) for lv in range(levels)})
+        if per_level:
+            by_level = dec.reshape(cfg.repetitions, levels)
+            stages |= {f"decode_level_{lv}": percentiles(by_level[:, lv]) for lv in range(levels)}
+        else:  # the search graph: every level's decoder and the search in one run
+            stages["search_graph"] = percentiles(np.asarray(searched))
+        # everything outside ONNX Runtime (the numpy search, when it runs, and the SDK's own work)
         stages["sdk_search_overhead"] = percentiles(np.asarray(single) - inside)
     manifest = bundle.manifest
     record = {

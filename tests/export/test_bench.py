@@ -40,22 +40,42 @@ def test_cpu_record_has_latency_stages_throughput_memory_and_sizes(records: list
     e2e = r["latency_ms"]["end_to_end"]
     assert 0 < e2e["p50"] <= e2e["p90"] <= e2e["p99"]
     stages = r["latency_ms"]["stages"]
+    # the bundle has a search graph: one encoder run and one search run per recommend
+    assert set(stages) == {"encode", "search_graph", "sdk_search_overhead"}
+    inside = stages["encode"]["mean"] + stages["search_graph"]["mean"]
+    assert inside + stages["sdk_search_overhead"]["mean"] == pytest.approx(e2e["mean"])
+    assert r["time_in_onnxruntime_share"] == pytest.approx(inside / e2e["mean"])
+    assert r["throughput_per_s"] > 0 and r["peak_memory_mb"] > 0
+    sizes = r["bundle"]["bytes"]
+    folder = Path(r["bundle"]["path"])
+    student = sum((folder / f"{g}.onnx").stat().st_size for g in ("encoder", "decoder"))
+    assert sizes["student_graphs"] == student
+    assert sizes["search_graph"] == (folder / "search.onnx").stat().st_size > 0
+    assert sizes["graphs"] == student + sizes["search_graph"]
+    assert sizes["catalogue_tables_in_graphs"] > 0  # the item-id table
+    assert sizes["graphs"] + sizes["tables"] == sizes["files_total"]
+
+
+def test_cpu_record_of_a_bundle_without_search_graph_times_each_level(
+    exported: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.bundles import drop_search_graph
+
+    bundle = drop_search_graph(exported["int8"], tmp_path / "old")
+    path = tmp_path / "old.json"
+    assert main(["bench", str(bundle), "--device", "cpu", *FAST, "--json", str(path)]) == 0
+    r = json.loads(path.read_text())
+    stages = r["latency_ms"]["stages"]
     assert set(stages) == {
         "encode",
-        "decode_level_0",
-        "decode_level_1",
-        "decode_level_2",
+        *(f"decode_level_{i}" for i in range(3)),
         "sdk_search_overhead",
     }
     inside = stages["encode"]["mean"] + sum(stages[f"decode_level_{i}"]["mean"] for i in range(3))
-    assert inside + stages["sdk_search_overhead"]["mean"] == pytest.approx(e2e["mean"])
-    assert r["throughput_per_s"] > 0 and r["peak_memory_mb"] > 0
-    sizes = r["bundle"]["bytes"]
-    assert sizes["graphs"] == sum(
-        (Path(r["bundle"]["path"]) / f"{g}.onnx").stat().st_size for g in ("encoder", "decoder")
+    assert inside + stages["sdk_search_overhead"]["mean"] == pytest.approx(
+        r["latency_ms"]["end_to_end"]["mean"]
     )
-    assert sizes["catalogue_tables_in_graphs"] > 0  # the item-id table
-    assert sizes["graphs"] + sizes["tables"] == sizes["files_total"]
+    assert r["bundle"]["bytes"]["search_graph"] == 0
     assert r["bundle"]["quality"]["users"] == 30
     assert r["runtime"]["providers"] == ["CPUExecutionProvider"]
     assert r["device"]["cpu_model"] and r["runtime"]["versions"]["onnxruntime"]
