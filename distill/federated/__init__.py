@@ -23,7 +23,7 @@ Importing this package imports neither Flower nor Ray; its modules do, when used
 import os
 
 AGGREGATORS = ("fedavg", "median", "trimmed")  # FedAvg, FedMedian, FedTrimmedAvg (Flower)
-ATTACKS = ("scale", "flip")  # what simulated malicious devices upload (see config)
+ATTACKS = ("scale", "flip", "promote")  # what simulated malicious devices upload (see config)
 
 # Flower sends usage telemetry unless told not to; build and test machines are offline, and a
 # server that handles users' updates should not phone home by default. Set before flwr loads.

@@ -38,7 +38,8 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
         "--attack",
         "attack",
         ATTACKS,
-        "scale: the un-noised change times --attack-scale; flip: times minus it",
+        "scale: the un-noised change times --attack-scale; flip: times minus it; promote: "
+        "every attacker sends --attack-scale x --clip on one level-1 code",
     ),
     ("--attack-scale", "attack_scale", float, "attack factor"),
     ("--eval-users", "num_eval_users", _positive_int, "held-out users scored after each round"),

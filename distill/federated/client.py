@@ -3,8 +3,9 @@
 A client stands for the devices of its users. Each round, each of its users is sampled with
 probability `sampling_rate`; a sampled user's device fits the shared adapter on that user's own
 training events and uploads `Recommender.federated_update(...)`, byte for byte what the SDK
-sends from a phone. Devices of a malicious client scale or flip their un-noised change, then add
-the round's noise, so that their uploads look like honest ones to every check but the norm.
+sends from a phone. Devices of a malicious client scale or flip their un-noised change, or
+all push one level-1 code ("promote", a coordinated attack), then add the round's noise, so
+that their uploads look like honest ones to every check but the norm.
 """
 
 from __future__ import annotations
@@ -19,21 +20,43 @@ from pocketrec._adapter import _decode, _encode
 from pocketrec.distill.federated.aggregate import BIAS_KEY, UPLOADS_KEY
 from pocketrec.distill.federated.config import SimulationConfig, load_world, malicious_clients
 
-__all__ = ["attack_payload", "client_app", "client_uploads"]
+__all__ = ["attack_payload", "client_app", "client_uploads", "promoted_code"]
 
 
 def attack_payload(
-    payload: bytes, *, attack: str, scale: float, noise_multiplier: float, rng: np.random.Generator
+    payload: bytes,
+    *,
+    attack: str,
+    scale: float,
+    noise_multiplier: float,
+    rng: np.random.Generator,
+    promoted_code: int = 0,
 ) -> bytes:
-    """A malicious upload from an un-noised one: its change times `scale` ("scale") or `-scale`
-    ("flip"), plus the round's noise, declared as an honest upload would: it passes every check
-    that an upload of that norm can pass."""
+    """A malicious upload from an un-noised one, plus the round's noise, declared as an honest
+    upload would: it passes every check that an upload of that norm can pass.
+
+    "scale" sends the device's change times `scale`, "flip" times `-scale`. Honest changes point
+    every which way and mostly cancel in a mean, and so do these. "promote" is the coordinated
+    attack they are not: every attacking device sends the same change, `scale * clip_norm` on
+    level-1 code `promoted_code` and nothing else, which steers every user's beam search
+    towards that code's items if the aggregate lets it through.
+    """
     obj = json.loads(payload)
-    delta = _decode(obj["delta"], "delta") * (scale if attack == "scale" else -scale)
-    delta = delta + rng.normal(0.0, noise_multiplier * obj["clip_norm"], size=delta.shape)
-    obj["delta"] = _encode(delta.astype(np.float32))
+    change = _decode(obj["delta"], "delta")
+    if attack == "promote":
+        delta = np.zeros_like(change)
+        delta[0, promoted_code] = scale * float(obj["clip_norm"])
+    else:
+        delta = change * (scale if attack == "scale" else -scale)
+    noised = delta + rng.normal(0.0, noise_multiplier * obj["clip_norm"], size=delta.shape)
+    obj["delta"] = _encode(noised.astype(np.float32))
     obj["noise_multiplier"] = noise_multiplier
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def promoted_code(seed: int, codebook_size: int) -> int:
+    """The level-1 code "promote" attackers push: one per seed, the same on every device."""
+    return int(np.random.default_rng([seed, 2]).integers(codebook_size))
 
 
 def client_uploads(
@@ -96,6 +119,7 @@ def client_uploads(
                 scale=cfg.attack_scale,
                 noise_multiplier=noise_multiplier,
                 rng=device_rng,
+                promoted_code=promoted_code(cfg.seed, bias.shape[1]),
             )
         payloads.append(payload)
     return payloads

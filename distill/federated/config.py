@@ -51,8 +51,9 @@ class SimulationConfig:
     aggregator: str = "fedavg"  # fedavg, median or trimmed
     trim_fraction: float = 0.2  # trimmed: share of values cut at each end (Flower's default)
     malicious_fraction: float = 0.0  # share of clients whose devices all attack
-    # scale: the device's un-noised change times attack_scale; flip: times -attack_scale. Both
-    # then add and declare the round's noise, so only the norm checks can tell them apart.
+    # scale: the device's un-noised change times attack_scale; flip: times -attack_scale;
+    # promote: every attacker sends attack_scale * clip_norm on one level-1 code (coordinated).
+    # All then add and declare the round's noise, so only the norm checks can tell them apart.
     attack: str = "scale"
     attack_scale: float = 10.0
     num_eval_users: int = 2000  # held-out users (in no client), scored after every round

@@ -23,7 +23,7 @@ from pocketrec.distill.federated.aggregate import (
     aggregate_uploads,
     make_aggregator,
 )
-from pocketrec.distill.federated.client import client_uploads
+from pocketrec.distill.federated.client import attack_payload, client_uploads, promoted_code
 from pocketrec.distill.federated.config import SimulationConfig
 from pocketrec.distill.federated.privacy import dp_epsilon, privacy_spent
 from pocketrec.distill.federated.publish import write_bundle_version
@@ -311,6 +311,45 @@ def test_client_uploads_are_deterministic_and_malicious_ones_are_attacked(tiny: 
     ]
     honest, attacker = sorted(norms, key=max)
     assert max(honest) <= 0.5 + 1e-5 and max(attacker) > 0.5 * 2  # flipped and scaled by 3
+
+
+def test_promote_attackers_all_push_one_code_that_fedavg_follows_and_median_does_not(
+    rec: Recommender,
+) -> None:
+    rules = UpdateRules(
+        bundle=rec.manifest.name, version=0, shape=(3, 8), clip_norm=0.5, noise_multiplier=1.0
+    )
+    code = promoted_code(0, 8)
+    assert code == promoted_code(0, 8) and 0 <= code < 8
+    honest, attacks = [], []
+    for seed in range(40):
+        clean = rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=0.0, seed=seed)
+        noised = rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=seed)
+        honest.append(check_update(noised, rules))
+        rng = np.random.default_rng(seed)
+        attacks.append(
+            check_update(
+                attack_payload(
+                    clean,
+                    attack="promote",
+                    scale=8.0,
+                    noise_multiplier=1.0,
+                    rng=rng,
+                    promoted_code=code,
+                ),
+                rules,
+            )
+        )
+    assert all(v.accepted for v in honest + attacks)  # the norm bound lets both through
+    uploads = [v.delta for v in honest[:36] + attacks[:4]]  # 10% attackers
+    clean_mean = aggregate_deltas([v.delta for v in honest[:36]], make_aggregator("fedavg"))
+    pushed = {
+        name: float((aggregate_deltas(uploads, make_aggregator(name)) - clean_mean)[0, code])
+        for name in ("fedavg", "median")
+    }
+    assert pushed["fedavg"] == pytest.approx(0.1 * 8.0 * 0.5, abs=0.15)  # 4 of 40 push 4.0
+    # The median moves too (noise spreads the honest values), but by a fraction of the mean.
+    assert abs(pushed["median"]) < 0.4 * pushed["fedavg"]
 
 
 def test_simulation_end_to_end_with_flower(tiny: Path, tmp_path: Path) -> None:
