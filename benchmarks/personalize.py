@@ -271,10 +271,16 @@ def score_stage(
     *,
     max_events: int,
     beam_width: int,
+    levels: int | None = None,
     to_dataset: np.ndarray,
     batch_size: int = 256,
 ) -> dict[str, Any]:
-    """Fit each user's adapter, rank the target with and without it; per-user ranks and times."""
+    """Fit each user's adapter, rank the target with and without it; per-user ranks and times.
+
+    `levels` keeps only the first that-many levels of each fitted bias. The fit's loss is a sum
+    over levels with one bias row per level, so this equals fitting those levels alone: an
+    experiment on which levels carry personal signal (the SDK adapts every level).
+    """
     k = 20
     shape = rec.total_bias.shape
     biases = np.zeros((len(users.targets), *shape), np.float32)  # (N, L, K)
@@ -285,6 +291,8 @@ def score_stage(
             continue
         t0 = time.perf_counter()
         biases[i] = fit_personal(rec, recent, settings).bias
+        if levels is not None:
+            biases[i, levels:] = 0.0
         fit_ms[i] = (time.perf_counter() - t0) * 1e3
     shared, adapted = [], []
     for s in range(0, len(users.targets), batch_size):
@@ -368,7 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-events", type=int, default=50, help="most recent events a device fits on"
     )
+    parser.add_argument(
+        "--levels",
+        type=int,
+        default=None,
+        help="adapt only the first N semantic-ID levels (default: every level, as the SDK does)",
+    )
     parser.add_argument("--beam-width", type=int, default=None, help="default: the bundle's")
+    parser.add_argument(
+        "--sweep-only", action="store_true", help="run the validation sweep, not the test"
+    )
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=None)
@@ -406,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             valid_users,
             settings,
             max_events=args.max_events,
+            levels=args.levels,
             beam_width=beam,
             to_dataset=to_dataset,
         )
@@ -425,11 +443,20 @@ def main(argv: list[str] | None = None) -> int:
         )
     chosen, why = choose_settings(sweep, edges, base)
     print(f"chosen: {chosen} ({why})", file=sys.stderr)
+    if args.sweep_only:  # exploring settings: the test item stays unseen
+        write_json(args.json, {"kind": "personalize_sweep", "sweep": sweep, "chosen": chosen})
+        return 0
 
     test_users = stage_users(rec, split, test_pos, groups[test_pos], "test", to_bundle)
     t0 = time.perf_counter()
     scored = score_stage(
-        rec, test_users, chosen, max_events=args.max_events, beam_width=beam, to_dataset=to_dataset
+        rec,
+        test_users,
+        chosen,
+        max_events=args.max_events,
+        beam_width=beam,
+        to_dataset=to_dataset,
+        levels=args.levels,
     )
     test = summarize(
         scored, test_users, labels, population, bootstrap=args.bootstrap, seed=args.seed
@@ -472,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "ci": f"paired bootstrap within each group, {args.bootstrap} resamples, percentile 95%",
         "beam_width": beam,
+        "adapted_levels": "all" if args.levels is None else args.levels,
         "selection": {
             "stage": "valid",
             "rule": SELECTION_RULE,

@@ -121,3 +121,20 @@ def test_batched_biases_rank_as_with_adapters(bench: ModuleType, tiny_bundle: Pa
         adapted = rec.with_adapters(type(one)(bundle=one.bundle, bias=biases[i]))
         expected = adapted.rank(histories[i : i + 1], k=10, beam_width=10).items[0]
         np.testing.assert_array_equal(batched[i], expected)
+
+
+def test_keeping_the_first_levels_equals_fitting_them_alone() -> None:
+    from pocketrec._adapter import fit_bias
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(12, 3, 6)).astype(np.float32)
+    targets = rng.integers(0, 6, size=(12, 3))
+    allowed = rng.random((12, 3, 6)) < 0.7
+    allowed[np.arange(12)[:, None], np.arange(3)[None, :], targets] = True
+    start = np.zeros((3, 6), np.float32)
+    every = fit_bias(logits, targets, allowed, start=start, settings=FitSettings(l2=1.0))
+    first = fit_bias(
+        logits[:, :1], targets[:, :1], allowed[:, :1], start=start[:1], settings=FitSettings(l2=1.0)
+    )
+    np.testing.assert_allclose(every[:1], first, rtol=1e-6, atol=1e-7)
+    assert np.abs(every[1:]).max() > 0.01  # the other levels were fitted too
