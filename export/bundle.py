@@ -5,8 +5,10 @@
 (Quantized precisions are derived from this fp32 bundle: `pocketrec.export.precisions`.)
 
 A bundle folder holds `manifest.json` (see `pocketrec._manifest`), `encoder.onnx`,
-`decoder.onnx`, `semantic_ids.npy`, `tokenizer.json` and `catalog.json` (item ids, display
-metadata, training popularity for cold start). No pickle anywhere.
+`decoder.onnx`, `search.onnx` (fp32 and int8: the decoder's levels and the constrained beam
+search for one user in one graph, `pocketrec.export.search_graph`), `semantic_ids.npy`,
+`tokenizer.json` and `catalog.json` (item ids, display metadata, training popularity for cold
+start). No pickle anywhere.
 
 The export is checked before it is kept: on a probe set of real histories the ONNX graphs must
 reproduce the torch model's states and logits within tolerance and return exactly the same
