@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pocketrec.distill.references import PUBLISHED
 
 HERE = Path(__file__).resolve().parent
@@ -206,12 +208,155 @@ def quickstart_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _ci(interval: dict[str, float]) -> str:
+    return f"{interval['diff']:+.4f} [{interval['lo']:+.4f}, {interval['hi']:+.4f}]"
+
+
+def personalize_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | events before test | users scored / all | shared NDCG@10 | adapted NDCG@10 "
+        "| NDCG@10 difference [95% CI] | Recall@10 difference [95% CI] | verdict | "
+        "fit p50 / p90, 1 thread | record |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    personalized = [r for r in records if r.get("kind") == "personalize"]
+    for r in sorted(personalized, key=_dataset_rank):
+        link = f"[{r['_file']}](results/{r['_file']})"
+        test = r["test"]
+        for g in test["groups"]:
+            if "diff" not in g:
+                rows.append(
+                    f"| {r['dataset']} | {g['group']} | 0 / {g['users_total']:,} | "
+                    "| | | | | | {link} |"
+                )
+                continue
+            fit = g["fit_ms"]
+            times = (
+                f"{fit['p50']:.0f} / {fit['p90']:.0f} ms" if fit["fitted_users"] else "not fitted"
+            )
+            rows.append(
+                f"| {r['dataset']} | {g['group']} | {g['users_scored']:,} / {g['users_total']:,} | "
+                f"{g['shared']['ndcg@10']:.4f} | {g['adapted']['ndcg@10']:.4f} | "
+                f"{_ci(g['diff']['ndcg@10'])} | {_ci(g['diff']['recall@10'])} | {g['verdict']} | "
+                f"{times} | {link} |"
+            )
+        pop, fit, chosen = test["population_diff"], test["fit_ms"], r["selection"]["chosen"]
+        times = f"{fit['p50']:.0f} / {fit['p90']:.0f} ms" if fit["fitted_users"] else "–"
+        rows.append(
+            f"| {r['dataset']} | all (weighted by group size) | "
+            f"{r['sampling']['test_users']:,} / {sum(r['groups']['users_total']):,} | | | "
+            f"{_ci(pop['ndcg@10'])} | {_ci(pop['recall@10'])} | | {times} | "
+            f"l2={chosen['l2']:g}, min_events={chosen['min_events']}, steps={chosen['steps']}, "
+            f"lr={chosen['lr']:g} (chosen on validation) |"
+        )
+    return "\n".join(rows)
+
+
+def _clean_twin(r: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run with the same aggregator and privacy settings and no attackers."""
+    same = ("aggregator", "noise_multiplier", "clip_norm", "num_rounds", "seed", "bundle")
+    for other in runs:
+        cfg = other["config"]
+        if cfg["malicious_fraction"] == 0 and all(cfg[k] == r["config"][k] for k in same):
+            return other
+    return None
+
+
+def federated_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | aggregator | device noise × clip | attackers | rounds | held-out valid "
+        "NDCG@10, round 0 → last (best) | vs clean twin | held-out test NDCG@10 before → after "
+        "| epsilon, last round (local / central) | rejected uploads | upload bytes, max | record |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    runs = [r for r in records if str(r.get("what", "")).startswith("federated personalization")]
+    order = {"fedavg": 0, "median": 1, "trimmed": 2}
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        c = r["config"]
+        attack = "" if c["malicious_fraction"] == 0 else c["attack"]
+        return (
+            _dataset_rank({"dataset": c["dataset"]}),
+            order.get(c["aggregator"], 9),
+            c["noise_multiplier"],
+            attack,
+        )
+
+    for r in sorted(runs, key=key):
+        c, rounds, final = r["config"], r["rounds"], r["final"]
+        valid = [x["valid"]["ndcg@10"] for x in rounds]
+        attack = (
+            "none"
+            if c["malicious_fraction"] == 0
+            else f"{c['malicious_fraction']:.0%} {c['attack']} ×{c['attack_scale']:g}"
+        )
+        twin = _clean_twin(r, runs) if c["malicious_fraction"] else None
+        vs = "–"
+        if twin is not None:
+            clean = twin["rounds"][-1]["valid"]["ndcg@10"]
+            vs = f"{valid[-1] / clean - 1:+.1%}"
+        after = final.get("test_after")
+        test = f"{final['test_before']['ndcg@10']:.4f} → " + (
+            f"{after['ndcg@10']:.4f}" if after else "no new version"
+        )
+        eps = rounds[-1]["epsilon"]
+        local = eps["local"] if isinstance(eps["local"], str) else f"{eps['local']:.3g}"
+        central = (
+            "–"
+            if eps["central"] is None
+            else (eps["central"] if isinstance(eps["central"], str) else f"{eps['central']:.3g}")
+        )
+        rejected: dict[str, int] = {}
+        for x in rounds[1:]:
+            for reason, n in x["rejected"].items():
+                rejected[reason] = rejected.get(reason, 0) + n
+        uploads = sum(x["uploads"] for x in rounds[1:])
+        rej = ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none"
+        size = max(x["upload_bytes"]["per_upload_max"] for x in rounds[1:])
+        rows.append(
+            f"| {c['dataset']} | {c['aggregator']} | "
+            f"{c['noise_multiplier']:g} × {c['clip_norm']:g} | {attack} | {c['num_rounds']} | "
+            f"{valid[0]:.4f} → {valid[-1]:.4f} ({max(valid):.4f}) "
+            f"| {vs} | {test} | {local} / {central} | {rej} of {uploads:,} | {size:,} "
+            f"| [{r['_file']}](results/{r['_file']}) |"
+        )
+    return "\n".join(rows)
+
+
+def noise_control_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | run | device noise in its adapter, std per coordinate | held-out valid "
+        "NDCG@10: start / run / noise only | held-out test NDCG@10: start / run / noise only "
+        "| record |",
+        "|---|---|---|---|---|---|",
+    ]
+    controls = [r for r in records if r.get("kind") == "federated_noise_control"]
+    for r in sorted(controls, key=_dataset_rank):
+        cells = []
+        for stage in ("valid", "test"):
+            noise = np.array([d[stage]["ndcg@10"] for d in r["noise_only"]])
+            run = r["run_final"][stage]
+            after = "–" if run is None else f"{run['ndcg@10']:.4f}"
+            cells.append(
+                f"{r['start'][stage]['ndcg@10']:.4f} / {after} / "
+                f"{noise.mean():.4f} ± {noise.std(ddof=1):.4f} ({len(noise)} draws)"
+            )
+        rows.append(
+            f"| {r['dataset']} | {Path(r['run']).name} | {r['noise_std_per_coordinate']:.3f} | "
+            f"{cells[0]} | {cells[1]} | [{r['_file']}](results/{r['_file']}) |"
+        )
+    return "\n".join(rows)
+
+
 TABLES = {
     "baselines": baseline_table,
     "sids": sids_table,
     "sid_downstream": sid_downstream_table,
     "distill": distill_table,
     "quickstart": quickstart_table,
+    "personalize": personalize_table,
+    "federated": federated_table,
+    "federated_noise": noise_control_table,
 }
 
 
