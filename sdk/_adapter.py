@@ -111,7 +111,12 @@ class Adapter:
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How strongly and how long a bias is fitted (defaults chosen on validation data)."""
+    """How strongly and how long a bias is fitted.
+
+    The defaults are a starting point, not a measured optimum: on Beauty's validation items
+    no l2 made the adapter help long histories (benchmarks/README.md, personalization), so
+    choose settings on your own validation data before turning personalization on.
+    """
 
     l2: float = 8.0  # pull towards the starting bias; larger = more conservative
     steps: int = 200

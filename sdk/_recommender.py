@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -145,16 +146,7 @@ class Recommender:
         self._encoder, self._decoder = chosen[0], chosen[1]
         self._search: Any = chosen[2] if len(chosen) == 3 else None
         self._adapters = bundle.adapters if adapters is None else adapters
-        self._bias = sum(
-            (a.bias for a in self._adapters),
-            np.zeros(
-                (
-                    bundle.manifest.semantic_ids.num_levels,
-                    bundle.manifest.semantic_ids.codebook_size,
-                ),
-                np.float32,
-            ),
-        )
+        self._bias = self._bias_of(bundle, self._adapters)
         manifest = bundle.manifest
         self._levels = manifest.semantic_ids.num_levels
         self._empty = manifest.semantic_ids.empty_code
@@ -195,6 +187,13 @@ class Recommender:
         """
         return cls(open_bundle(path, providers=providers, threads=threads))
 
+    @staticmethod
+    def _bias_of(bundle: Bundle, adapters: tuple[Adapter, ...]) -> NDArray[np.float32]:
+        """(num_levels, codebook_size) sum of the adapters' biases."""
+        layout = bundle.manifest.semantic_ids
+        zero = np.zeros((layout.num_levels, layout.codebook_size), np.float32)
+        return sum((a.bias for a in adapters), zero)
+
     # --- properties ------------------------------------------------------------------------
 
     @property
@@ -234,17 +233,23 @@ class Recommender:
                     f"adapter for bundle {a.bundle!r} with shape {a.bias.shape} does not fit "
                     f"bundle {self.manifest.name!r} ({shape}); fit it on this bundle"
                 )
-        return Recommender(
-            self._bundle,
-            sessions=(self._encoder, self._decoder, self._search),
-            adapters=self._adapters + tuple(adapters),
-        )
+        return self._with(self._adapters + tuple(adapters))
 
     def without_adapters(self) -> Recommender:
         """The same model with no adapter at all (the raw shared model)."""
-        return Recommender(
-            self._bundle, sessions=(self._encoder, self._decoder, self._search), adapters=()
-        )
+        return self._with(())
+
+    def _with(self, adapters: tuple[Adapter, ...]) -> Recommender:
+        """This Recommender with other adapters, sharing everything else.
+
+        The prefix index, id lookup and tables are read-only, so the copy shares them instead
+        of rebuilding them: an app (or a benchmark) that fits one adapter per user would
+        otherwise pay for the whole catalogue's index on every user (~30 ms on Beauty).
+        """
+        other = copy.copy(self)
+        other._adapters = adapters
+        other._bias = self._bias_of(self._bundle, adapters)
+        return other
 
     @property
     def total_bias(self) -> NDArray[np.float32]:

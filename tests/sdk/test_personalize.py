@@ -49,6 +49,22 @@ def test_personal_adapter_shifts_towards_the_users_codes(tiny_bundle: Path, tmp_
     )
 
 
+def test_adapted_recommenders_share_the_bundles_tables_and_keep_their_own_bias(
+    tiny_bundle: Path,
+) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    bias = np.zeros_like(rec.total_bias)
+    bias[0, 5] = 3.0
+    personal = rec.with_adapters(Adapter(bundle=rec.manifest.name, bias=bias))
+    raw = personal.without_adapters()
+    assert personal.prefix_index is rec.prefix_index is raw.prefix_index  # not rebuilt
+    np.testing.assert_array_equal(personal.total_bias, rec.total_bias + bias)
+    assert not raw.total_bias.any() and not raw.adapters
+    assert rec.adapters == () and not rec.total_bias.any()  # the original is unchanged
+    history = list(rec.item_ids[:4])
+    assert raw.recommend(history, k=5) == rec.recommend(history, k=5)
+
+
 def test_adapter_for_another_bundle_is_refused(tiny_bundle: Path) -> None:
     rec = Recommender.from_bundle(tiny_bundle)
     wrong = Adapter(bundle="other", bias=np.zeros_like(rec.total_bias))
