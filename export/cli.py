@@ -114,6 +114,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--batch", type=_positive, default=64, metavar="B", help="histories per throughput call"
     )
     b.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="W",
+        help="also measure the throughput of W concurrent recommend_batch callers on one "
+        "Recommender (a CPU server: one caller per core with --threads 1)",
+    )
+    b.add_argument(
         "--repetitions", type=_positive, default=300, metavar="R", help="timed single calls"
     )
     b.add_argument(
@@ -228,6 +236,7 @@ def _bench(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.threads,
             batch=args.batch,
+            workers=args.workers,
             k=args.k,
             warmup=args.warmup,
             repetitions=args.repetitions,
@@ -245,6 +254,11 @@ def _bench(args: argparse.Namespace) -> int:
             f"p50 {e2e['p50']:.2f} / p90 {e2e['p90']:.2f} / p99 {e2e['p99']:.2f} ms, "
             f"{record['throughput_per_s']:.0f} recommendations/s at batch {args.batch}"
         )
+        if record["concurrent_throughput"]:
+            summary += (
+                f", {record['concurrent_throughput']['throughput_per_s']:.0f}/s with "
+                f"{args.workers} concurrent callers"
+            )
     print(f"{record['bundle']['name']} on {args.device}: {summary}")
     return 0
 

@@ -82,6 +82,20 @@ def test_cpu_record_of_a_bundle_without_search_graph_times_each_level(
     assert r["settings"]["repetitions"] == 12 and r["settings"]["batch"] == 6
 
 
+def test_concurrent_callers_get_their_own_throughput_figure(
+    exported: dict[str, Path], records: list[Path], tmp_path: Path
+) -> None:
+    assert _load(records, "int8-cpu.json")["concurrent_throughput"] is None  # not asked for
+    path = tmp_path / "workers.json"
+    args = ["bench", str(exported["int8"]), *FAST, "--workers", "3", "--json", str(path)]
+    assert main(args) == 0
+    r = json.loads(path.read_text())
+    c = r["concurrent_throughput"]
+    assert c["workers"] == 3 and c["intra_op_threads"] == 1 and c["batch"] == 6
+    assert c["throughput_per_s"] > 0 and c["calls_per_worker"] >= 3
+    assert r["config"]["workers"] == 3
+
+
 @pytest.mark.skipif(not HAS_QNN, reason="onnxruntime-qnn is not installed")
 def test_qnn_sim_record_reports_htp_cycles_not_wall_time(records: list[Path]) -> None:
     r = _load(records, "npu-qnn-sim.json")
