@@ -208,6 +208,43 @@ def quickstart_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def bench_table(records: list[dict[str, Any]]) -> str:
+    """`pocketrec bench` records: one row per bundle and device, wall-clock timing only."""
+    rows = [
+        "| dataset | precision | device | ORT threads | recommend p50 / p90 (k=10) | "
+        "time inside ONNX Runtime | batch 64, 1 caller | batch 64, concurrent callers | "
+        "student graphs w/o catalogue tables | search graph | record |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    bench = [
+        r
+        for r in records
+        if r.get("format") == "pocketrec-bench/1" and r.get("timing") == "wall_clock"
+    ]
+    for r in sorted(bench, key=lambda r: (r["bundle"]["name"], r["device"]["kind"])):
+        dataset = r["bundle"]["name"].split("-student")[0]
+        e2e = r["latency_ms"]["end_to_end"]
+        sizes = r["bundle"]["bytes"]
+        own = sizes["graphs_without_catalogue_tables"] - sizes.get("search_graph", 0)
+        search = sizes.get("search_graph", 0)
+        concurrent = r.get("concurrent_throughput")
+        rows.append(
+            f"| {dataset} | {r['bundle']['precision']} | {r['device']['kind']} "
+            f"({r['device']['cores']} cores) | {r['runtime']['threads']} | "
+            f"{e2e['p50']:.2f} / {e2e['p90']:.2f} ms | "
+            f"{r['time_in_onnxruntime_share']:.0%} | {r['throughput_per_s']:,.0f}/s | "
+            + (
+                f"{concurrent['throughput_per_s']:,.0f}/s ({concurrent['workers']} callers x "
+                f"{concurrent['intra_op_threads']} thread) | "
+                if concurrent
+                else "– | "
+            )
+            + f"{own / 1e6:.2f} MB | {f'{search / 1e6:.2f} MB' if search else '–'} | "
+            f"[{r['_file']}](results/{r['_file']}) |"
+        )
+    return "\n".join(rows)
+
+
 def _ci(interval: dict[str, float]) -> str:
     return f"{interval['diff']:+.4f} [{interval['lo']:+.4f}, {interval['hi']:+.4f}]"
 
@@ -354,6 +391,7 @@ TABLES = {
     "sid_downstream": sid_downstream_table,
     "distill": distill_table,
     "quickstart": quickstart_table,
+    "bench": bench_table,
     "personalize": personalize_table,
     "federated": federated_table,
     "federated_noise": noise_control_table,
