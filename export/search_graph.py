@@ -44,7 +44,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pocketrec._manifest import GraphSpec, TensorSpec
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import beam_search, one_user_result
+from pocketrec._search import beam_search, extra_beams, one_user_result
 
 __all__ = ["SEARCH_FILE", "build_search_graph", "check_search_graph", "write_search_graph"]
 
@@ -343,7 +343,7 @@ def check_search_graph(
             return logits + bias[level] if bias.any() else logits
 
         for excluded in [rows, []] if user % 2 else [rows]:
-            extra = min(len(set(excluded)), max(beam_width, window))
+            extra = extra_beams(len(set(excluded)), beam_width, window)
             expected = beam_search(
                 (memory, mask),
                 step,

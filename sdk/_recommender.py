@@ -18,7 +18,7 @@ from pocketrec._errors import InvalidRequestError, UnknownItemError
 from pocketrec._manifest import Manifest
 from pocketrec._personalize import federated_update, fit_personal
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import SearchResult, beam_search, one_user_result
+from pocketrec._search import SearchResult, beam_search, extra_beams, one_user_result
 
 __all__ = ["Recommendation", "Recommender", "UnknownItemWarning"]
 
@@ -397,10 +397,9 @@ class Recommender:
         has = (histories >= 0).any(axis=1)
         if has.any():
             excluded = None if exclude is None else exclude[has]
-            # Widening the beam by every excluded item would make long histories slow; a
-            # window's worth covers the recent items the model favours. (In rare cases this
-            # returns fewer than k items.)
-            extra = None if excluded is None else min(excluded.shape[1], max(width, self._window))
+            extra = (
+                None if excluded is None else extra_beams(excluded.shape[1], width, self._window)
+            )
             found = beam_search(
                 self.encode(histories[has]),
                 self.step,
@@ -552,7 +551,7 @@ class Recommender:
         recent = rows[-self._window :]
         history_rows = np.full((1, self._window), -1, dtype=np.int64)  # (1, window)
         history_rows[0, self._window - len(recent) :] = recent
-        extra = min(len(set(rows)), max(width, self._window)) if exclude_history else 0
+        extra = extra_beams(len(set(rows)), width, self._window) if exclude_history else 0
         if self._search is not None:
             excluded = rows if exclude_history else []
             return self._recommendations(

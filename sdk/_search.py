@@ -22,7 +22,14 @@ from numpy.typing import NDArray
 
 from pocketrec._prefix import PrefixIndex
 
-__all__ = ["SearchResult", "StepFn", "beam_search", "masked_log_softmax", "one_user_result"]
+__all__ = [
+    "SearchResult",
+    "StepFn",
+    "beam_search",
+    "extra_beams",
+    "masked_log_softmax",
+    "one_user_result",
+]
 
 States = Any
 StepFn = Callable[[States, NDArray[np.int64], int], NDArray[np.floating]]
@@ -261,6 +268,16 @@ def _search_one(
         nodes = edges[picked]  # trie nodes of depth level + 1
         scores = cand[picked]
     return one_user_result(index, index.leaf_items[nodes[:top_k]], scores, top_k)
+
+
+def extra_beams(excluded: int, beam_width: int, window: int) -> int:
+    """Beams added before the last level when `excluded` distinct items must not be returned.
+
+    Widening the beam by every excluded item would make long histories slow; a window's worth
+    covers the recent items the model favours. (In rare cases this returns fewer than k
+    items.) One rule for the numpy search, the search graph and the export's check of it.
+    """
+    return min(excluded, max(beam_width, window))
 
 
 def one_user_result(
