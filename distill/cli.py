@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -259,6 +269,20 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
         help="embeddings for new semantic IDs (default: text when items have it)",
     )
     p.add_argument("--seeds", type=_seeds, default=None, help="student seeds (preset default)")
+    p.add_argument(
+        "--ablation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also train the student without the teacher (default: yes)",
+    )
+    p.add_argument(
+        "--device-holdout",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="leave each user's last N training items out of training: the events a device "
+        "collects after its bundle shipped, for measuring personalization (default 0)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
     p.add_argument(
@@ -304,6 +328,10 @@ def _distill(args: argparse.Namespace) -> int:
         overrides["seeds"] = args.seeds
     if args.teacher_members is not None:
         overrides["teacher_members"] = args.teacher_members
+    if args.ablation is not None:
+        overrides["ablation"] = args.ablation
+    if args.device_holdout:
+        overrides["device_holdout"] = args.device_holdout
     cfg = dataclasses.replace(cfg, **overrides)
     out = distill(cfg, args.out, data_root=args.data_root, force=args.force)
     from pocketrec.distill import dist

@@ -74,6 +74,9 @@ class DistillConfig:
     teacher_codes: bool = True  # minilm: semantic-ID code embeddings in the teacher's items
     kd_top_k: int = 32  # teacher codes cached per level
     ablation: bool = True  # also train the student without the teacher
+    # Each evaluated user's last N training items stay out of training: the events a device
+    # collects after its bundle was trained, for measuring personalization (Split.holding_out).
+    device_holdout: int = 0
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     threads: int | None = None
@@ -90,6 +93,8 @@ class DistillConfig:
             problems.append("kd_top_k must be positive")
         if self.teacher_members < 1:
             problems.append("teacher_members must be >= 1")
+        if self.device_holdout < 0:
+            problems.append("device_holdout must be >= 0")
         if problems:
             raise ConfigError(problems, where="distill config")
 
@@ -239,6 +244,7 @@ def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
     current = json.loads(json.dumps(asdict(cfg)))
     previous.pop("threads", None)
     current.pop("threads", None)
+    previous.setdefault("device_holdout", 0)  # runs made before the setting existed
     if previous == current:
         return
     if not force:
@@ -414,7 +420,7 @@ def distill(
                 f"{run_dir / stage} was made with other semantic IDs; delete it or use --force"
             )
     device = pick_device(cfg.device)
-    split = leave_one_out(dataset)
+    split = leave_one_out(dataset).holding_out(cfg.device_holdout)
     index = PrefixIndex(sids, cfg.student.codebook_size)
     teacher_fn, teacher_metrics = _train_teacher(
         cfg, spec, dataset, split, sids, index, run_dir, device

@@ -103,6 +103,22 @@ class Split:
         ends[self.eval_users] += 1
         return Split(dataset=self.dataset, eval_users=self.eval_users, train_ends=ends)
 
+    def holding_out(self, events: int) -> Split:
+        """The same split with each evaluated user's last `events` training items left out.
+
+        Models the events a phone collects after the bundle it runs was trained: the model
+        never learns from them, but they are in the user's history at validation and test
+        time (`histories` is unchanged), which is what on-device personalization and federated
+        rounds have to learn from. Every user keeps at least 2 training items (one training
+        pair), so users with short histories hold out fewer (or none).
+        """
+        if events < 0:
+            raise ValueError(f"events must be >= 0, got {events}")
+        held = np.clip(self.train_lengths()[self.eval_users] - 2, 0, events)
+        ends = self.train_ends.copy()
+        ends[self.eval_users] -= held
+        return Split(dataset=self.dataset, eval_users=self.eval_users, train_ends=ends)
+
     def describe(self, max_len: int) -> dict[str, Any]:
         """What a results file states about the protocol."""
         return {

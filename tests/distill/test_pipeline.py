@@ -132,6 +132,26 @@ def test_a_teacher_ensemble_trains_each_member_and_is_scored_as_one(
     assert json.loads((run / "teacher" / "config.json").read_text())["members"] == 2
 
 
+def test_device_holdout_keeps_the_last_events_out_of_training(shop: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from pocketrec.distill.data import load_dataset
+    from pocketrec.distill.protocol import leave_one_out
+
+    cfg = dataclasses.replace(_tiny_cfg(shop), device_holdout=2, ablation=False)
+    run = tmp_path / "run"
+    distill(cfg, run)
+    m = json.loads((run / "metrics.json").read_text())
+    split = leave_one_out(load_dataset(str(shop)))
+    # Every shop user has 6 events: 4 train normally, 2 with the last 2 held out on the device.
+    assert m["split"]["train_interactions"] == split.train_lengths().sum() - 2 * len(
+        split.eval_users
+    )
+    assert m["config"]["device_holdout"] == 2 and m["student_nokd"] is None
+    cached = np.load(run / "teacher_cache" / "logp.npy", mmap_mode="r")
+    assert len(cached) < split.train_lengths().sum()  # no teacher outputs on held-out events
+
+
 def test_bad_teacher_is_refused_before_training(
     shop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

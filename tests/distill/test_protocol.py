@@ -50,6 +50,22 @@ def test_train_windows_end_before_validation() -> None:
     assert [ds.item_ids[i] for i in windows[0] if i != PAD] == ["a", "b", "c"]
 
 
+def test_holding_out_keeps_fresh_events_out_of_training_only() -> None:
+    ds = _toy()
+    split = leave_one_out(ds)
+    held = split.holding_out(2)
+    # u1 trains on a, b, c normally; holding out 2 would leave one item, so it keeps a, b.
+    assert [ds.item_ids[i] for i in held.train_sequence(0)] == ["a", "b"]
+    assert held.train_sequence(1).size == 1  # u2 had one training item: nothing to hold out
+    assert held.train_sequence(2).tolist() == split.train_sequence(2).tolist()  # not evaluated
+    for stage in ("valid", "test"):  # the device still shows the model every event
+        for a, b in zip(held.histories(stage, 3), split.histories(stage, 3), strict=True):
+            assert np.array_equal(a, b)
+    assert held.holding_out(0).train_ends.tolist() == held.train_ends.tolist()
+    with pytest.raises(ValueError, match=">= 0"):
+        split.holding_out(-1)
+
+
 def test_unknown_stage() -> None:
     with pytest.raises(ValueError, match="stage"):
         leave_one_out(_toy()).histories("train", 3)  # type: ignore[arg-type]
