@@ -112,6 +112,7 @@ def aggregate_uploads(
     rules: UpdateRules,
     aggregator: FedAvg,
     central_noise: float = 0.0,
+    server_lr: float = 1.0,
     rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Check uploads, aggregate the accepted ones and apply them to the shared adapter's bias.
@@ -125,6 +126,11 @@ def aggregate_uploads(
             norm (0: none). Flower's DifferentialPrivacy*FixedClipping wrappers add the same
             noise, but per Flower reply and for a fixed number of sampled replies; here the unit
             is the upload and their number varies from round to round.
+        server_lr: the aggregate (noise included) is applied times this factor: FedAvg with
+            a server learning rate ("Adaptive Federated Optimization", Reddi et al. 2021).
+            Each device's change is clipped, so the mean of a round is small; the factor
+            lets a few rounds move the adapter as far as central training would. Scaling
+            an already-privatised aggregate is post-processing: epsilon does not change.
         rng: randomness for the central noise.
 
     Returns:
@@ -145,6 +151,7 @@ def aggregate_uploads(
     if central_noise > 0:
         std = central_noise * rules.clip_norm / len(accepted)
         step = step + (rng or np.random.default_rng()).normal(0.0, std, size=step.shape)
+    step = server_lr * step
     report |= {"published": True, "update_norm": float(np.linalg.norm(step))}
     return (bias + step).astype(np.float32), report
 
@@ -171,6 +178,7 @@ class AdapterStrategy(FedAvg):
         aggregator: FedAvg,
         num_clients: int,
         central_noise: float = 0.0,
+        server_lr: float = 1.0,
         seed: int = 0,
     ) -> None:
         super().__init__(
@@ -182,6 +190,7 @@ class AdapterStrategy(FedAvg):
         self.rules = rules
         self.aggregator = aggregator
         self.central_noise = central_noise
+        self.server_lr = server_lr
         self.seed = seed
         self.reports: list[dict[str, Any]] = []
         self._bias: np.ndarray | None = None
@@ -220,6 +229,7 @@ class AdapterStrategy(FedAvg):
             rules=self.rules,
             aggregator=self.aggregator,
             central_noise=self.central_noise,
+            server_lr=self.server_lr,
             rng=np.random.default_rng([self.seed, server_round]),
         )
         if bias is not None:

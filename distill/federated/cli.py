@@ -32,6 +32,12 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
         "server noise std on the sum of accepted updates, in units of --clip (fedavg only)",
     ),
     ("--aggregator", "aggregator", AGGREGATORS, "mean, coordinate-wise median, trimmed mean"),
+    (
+        "--server-lr",
+        "server_lr",
+        float,
+        "the round's aggregate is applied times this (server learning rate)",
+    ),
     ("--trim-fraction", "trim_fraction", float, "trimmed: share cut at each end"),
     ("--malicious-fraction", "malicious_fraction", float, "share of clients that attack"),
     (

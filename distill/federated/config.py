@@ -49,6 +49,8 @@ class SimulationConfig:
     noise_multiplier: float = 1.0  # device noise std / clip_norm (the SDK's default)
     central_noise: float = 0.0  # server noise std on the sum of accepted updates / clip_norm
     aggregator: str = "fedavg"  # fedavg, median or trimmed
+    # The round's aggregate is applied times this (FedAvg with a server learning rate).
+    server_lr: float = 1.0
     trim_fraction: float = 0.2  # trimmed: share of values cut at each end (Flower's default)
     malicious_fraction: float = 0.0  # share of clients whose devices all attack
     # scale: the device's un-noised change times attack_scale; flip: times -attack_scale;
@@ -73,6 +75,8 @@ class SimulationConfig:
             problems.append(f"sampling_rate must be in (0, 1], got {self.sampling_rate}")
         if not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
             problems.append(f"clip_norm must be > 0, got {self.clip_norm}")
+        if not (math.isfinite(self.server_lr) and self.server_lr > 0):
+            problems.append(f"server_lr must be > 0, got {self.server_lr}")
         for name in ("noise_multiplier", "central_noise"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

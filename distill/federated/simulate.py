@@ -123,6 +123,7 @@ def simulate(
             aggregator=make_aggregator(cfg.aggregator, trim_fraction=cfg.trim_fraction),
             num_clients=cfg.num_clients,
             central_noise=cfg.central_noise,
+            server_lr=cfg.server_lr,
             seed=cfg.seed,
         )
     bias, evaluations = _run_rounds(

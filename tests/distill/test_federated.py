@@ -148,6 +148,13 @@ def test_a_round_counts_rejections_and_keeps_the_adapter_when_nothing_passes(
     mean = np.mean([_decode(json.loads(g)["delta"], "delta") for g in good], axis=0)
     assert new is not None
     np.testing.assert_allclose(new, mean, rtol=1e-6)
+    start = np.full(rules.shape, 0.5, np.float32)
+    faster, report_x3 = aggregate_uploads(
+        uploads, bias=start, rules=rules, aggregator=make_aggregator("fedavg"), server_lr=3.0
+    )
+    assert faster is not None
+    np.testing.assert_allclose(faster, start + 3.0 * mean, rtol=1e-5, atol=1e-6)
+    assert report_x3["update_norm"] == pytest.approx(3.0 * float(np.linalg.norm(mean)), rel=1e-5)
     none, report = aggregate_uploads(
         [("a", bad["non_finite"])], bias=bias, rules=rules, aggregator=make_aggregator("median")
     )
@@ -280,9 +287,10 @@ def test_config_reports_every_problem(tiny: Path) -> None:
             aggregator="median",
             central_noise=1.0,
             attack="poison",
+            server_lr=0.0,
         )
     text = str(e.value)
-    for fragment in ("num_clients", "sampling_rate", "central_noise", "attack"):
+    for fragment in ("num_clients", "sampling_rate", "central_noise", "attack", "server_lr"):
         assert fragment in text
 
 
