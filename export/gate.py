@@ -192,8 +192,15 @@ def gate(
         quantize(folder, kept)
         finish(kept)
         rec = Recommender.from_bundle(folder, providers=providers)
+        simulated = any("QNN" in p for p in providers)  # small batches: a moving bar
+        items = rank_probe(
+            rec,
+            job.quality,
+            batch_size=16 if simulated else 256,
+            desc=f"{precision}: scoring {len(job.quality.targets)} users",
+        )
         quality = quality_record(
-            rank_probe(rec, job.quality),
+            items,
             job.fp32_items,
             job.quality,
             window=rec.window,

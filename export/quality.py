@@ -71,13 +71,26 @@ def selection_probe(split: Split, window: int, users: int = 256) -> Probe:
 
 
 def rank_probe(
-    rec: Recommender, probe: Probe, *, beam_width: int | None = None, batch_size: int = 256
+    rec: Recommender,
+    probe: Probe,
+    *,
+    beam_width: int | None = None,
+    batch_size: int = 256,
+    desc: str | None = None,
 ) -> np.ndarray:
-    """(N, TOP_K) catalogue rows ranked by `rec` for every probe history (-1 = none)."""
-    out = [
-        rec.rank(probe.histories[s : s + batch_size], k=TOP_K, beam_width=beam_width).items
-        for s in range(0, len(probe.targets), batch_size)
-    ]
+    """(N, TOP_K) catalogue rows ranked by `rec` for every probe history (-1 = none).
+
+    With `desc`, a progress bar counts the users (the HTP simulator takes about a second per
+    user, so scoring a few hundred is minutes of otherwise silent work).
+    """
+    from tqdm.auto import tqdm
+
+    out = []
+    with tqdm(total=len(probe.targets), desc=desc, unit="user", disable=desc is None) as bar:
+        for s in range(0, len(probe.targets), batch_size):
+            batch = probe.histories[s : s + batch_size]
+            out.append(rec.rank(batch, k=TOP_K, beam_width=beam_width).items)
+            bar.update(len(batch))
     return np.concatenate(out)
 
 
