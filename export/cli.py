@@ -79,6 +79,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="training windows that calibrate the npu graphs (default 256)",
     )
     p.add_argument(
+        "--max-fallback",
+        type=int,
+        default=3,
+        metavar="N",
+        help="node groups a quantized bundle may keep at higher precision to pass its quality "
+        "gate, most sensitive first (default 3)",
+    )
+    p.add_argument(
         "--qnn-soc-model",
         default="60",
         metavar="ID",
@@ -173,6 +181,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="test users of each precision's quality gate (default 2000)",
     )
+    q.add_argument(
+        "--max-fallback",
+        type=int,
+        default=3,
+        metavar="N",
+        help="node groups a quantized bundle may keep at higher precision (default 3)",
+    )
     q.add_argument("--threads", type=_positive, default=None, help="training threads")
     q.add_argument("--force", action="store_true", help="rebuild stages whose inputs changed")
     q.add_argument("--data-root", type=Path, default=None, help="default: $POCKETREC_DATA")
@@ -190,7 +205,7 @@ def _export(args: argparse.Namespace) -> int:
         from pocketrec.export.bundle import export_bundle
 
         defaults = {"quality_users": 2000, "quality_full": False, "min_retention": ""}
-        defaults.update({"calibration_windows": 256, "qnn_soc_model": "60"})
+        defaults.update({"calibration_windows": 256, "qnn_soc_model": "60", "max_fallback": 3})
         ignored = [f"--{k.replace('_', '-')}" for k, v in defaults.items() if getattr(args, k) != v]
         if ignored:
             raise ConfigError(
@@ -209,6 +224,7 @@ def _export(args: argparse.Namespace) -> int:
         precisions=parse_precisions(args.precision),
         quality_users=None if args.quality_full else args.quality_users,
         calibration_windows=args.calibration_windows,
+        max_fallback_rounds=args.max_fallback,
         required_retention=parse_retention(args.min_retention),
         qnn_soc_model=args.qnn_soc_model,
         seed=args.seed,
@@ -290,6 +306,7 @@ def _quickstart(args: argparse.Namespace) -> int:
         preset=args.preset,
         precisions=parse_precisions(args.precision) if args.precision else None,
         quality_users=args.quality_users,
+        max_fallback_rounds=args.max_fallback,
         threads=args.threads,
         data_root=args.data_root,
     )

@@ -66,6 +66,7 @@ class QuickstartConfig:
     preset: str = "quick"  # distill preset: quick (minutes) or smoke (seconds, for CI)
     precisions: tuple[str, ...] | None = None  # None: fp32, int8, int4, and npu when available
     quality_users: int | None = 2000  # test users of each precision's quality gate
+    max_fallback_rounds: int = 3  # node groups a quantized bundle may keep precise
     bench_repetitions: int = 300  # timed single calls per CPU/GPU bench
     simulator_repetitions: int = 10  # timed calls on the HTP simulator (seconds each)
     threads: int | None = None  # training threads (None: every core)
@@ -189,7 +190,10 @@ def run_quickstart(
                 run_dir,
                 bundles,
                 PrecisionConfig(
-                    precisions=precisions, quality_users=cfg.quality_users, data_root=cfg.data_root
+                    precisions=precisions,
+                    quality_users=cfg.quality_users,
+                    max_fallback_rounds=cfg.max_fallback_rounds,
+                    data_root=cfg.data_root,
                 ),
                 log=log,
             )
@@ -200,7 +204,11 @@ def run_quickstart(
     export_fp = stages.run(
         "export",
         bundles,
-        {"distill": distill_fp, "precisions": list(precisions), "quality_users": cfg.quality_users},
+        {"distill": distill_fp, "precisions": list(precisions), "quality_users": cfg.quality_users}
+        # only when changed, so that folders made before the setting existed are still reused
+        | (
+            {"max_fallback_rounds": cfg.max_fallback_rounds} if cfg.max_fallback_rounds != 3 else {}
+        ),
         do_export,
     )
     written = [p for p in precisions if (bundles / p / "manifest.json").exists()]

@@ -263,6 +263,8 @@ def test_unknown_precision_is_refused_with_the_valid_names(
     assert "'int8=x': expected PRECISION=SHARE" in err
     assert main([*base, "--min-retention", "int8=1.5"]) == 2
     assert "required_retention values must be in (0, 1]" in capsys.readouterr().err
+    assert main([*base, "--max-fallback", "-1"]) == 2
+    assert "max_fallback_rounds must be >= 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
     assert main(["export", str(tiny_run), "--out", str(tmp_path / "b"), "--quality-full"]) == 2
     assert "apply only with --precision were given: --quality-full" in capsys.readouterr().err
