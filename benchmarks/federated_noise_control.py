@@ -6,11 +6,12 @@
 
 Reads a `pocketrec federated simulate` record (fedavg, device noise) and rebuilds its world (same
 dataset, bundle, partition and held-out users). The shared adapter that run published is the
-starting bias plus the mean of each round's accepted uploads; the device noise in it is
-N(0, sum_r (noise_multiplier * clip_norm)^2 / accepted_r) per coordinate. This draws adapters
-of pure noise with exactly that spread (several seeds) and scores them like the run scores its
-adapter: held-out validation and test NDCG@10 through the SDK. A run whose gain is no larger
-than the noise-only adapters' learned nothing its noise did not give.
+starting bias plus server_lr times the mean of each round's accepted uploads; the device noise
+in it is N(0, server_lr^2 * sum_r (noise_multiplier * clip_norm)^2 / accepted_r) per
+coordinate. This draws adapters of pure noise with exactly that spread (several seeds) and
+scores them like the run scores its adapter: held-out validation and test NDCG@10 through the
+SDK. A run whose gain is no larger than the noise-only adapters' learned nothing its noise did
+not give.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def noise_std(record: dict) -> float:
         raise SystemExit("the noise of a median or trimmed mean is not a mean's: fedavg only")
     per_upload = (cfg["noise_multiplier"] * cfg["clip_norm"]) ** 2
     accepted = [r["accepted"] for r in record["rounds"][1:] if r.get("published")]
-    return math.sqrt(sum(per_upload / n for n in accepted))
+    # the server applies each round's mean times server_lr (records before it existed: 1)
+    return cfg.get("server_lr", 1.0) * math.sqrt(sum(per_upload / n for n in accepted))
 
 
 def main(argv: list[str] | None = None) -> int:
