@@ -172,6 +172,8 @@ class GenRec(nn.Module):
         prefix: torch.Tensor,
         level: torch.Tensor,
         mask: torch.Tensor,
+        *,
+        every_level: bool = False,
     ) -> torch.Tensor:
         """The code head: logits of `level`'s codes given the history and the earlier codes.
 
@@ -186,6 +188,12 @@ class GenRec(nn.Module):
             level: () long tensor (a tensor so one exported graph serves every level).
             mask: (B, Q, L) True where a query may attend to a history position ((B, 1, L):
                 the same positions for every query).
+            every_level: score against every level's output table, then keep `level`'s
+                logits (the same numbers). Exported graphs for the Qualcomm NPU use it: the
+                table stays a constant MatMul weight, quantized like every other weight.
+                Picking the level's table first makes it an activation, and the NPU's
+                activation-by-activation MatMul lost precision (level-4 logits 3.2e-2 off
+                fp32 on the HTP simulator versus 5e-3 for the same graph on CPU).
 
         Returns:
             (B, Q, codebook_size) logits.
@@ -203,6 +211,10 @@ class GenRec(nn.Module):
         attn = attention(q, k, v, mask.unsqueeze(1), 0.0)  # (B, H, Q, D/H)
         u = u + self.dropout(self.head_proj(attn.transpose(1, 2).reshape(B, Q, D)))
         z = self.head_out_ln(u + self.head_mlp(self.head_ln(u)))  # (B, Q, D)
+        if every_level:
+            levels, k = self.code_bias.shape
+            every = z @ self.code_emb.reshape(levels * k, D).T + self.code_bias.reshape(-1)
+            return every.unflatten(-1, (levels, k))[:, :, level]  # (B, Q, K)
         return z @ self.code_emb[level].T + self.code_bias[level]  # (B, Q, K)
 
     def level_logits(
@@ -211,6 +223,8 @@ class GenRec(nn.Module):
         memory_mask: torch.Tensor,
         prefix: torch.Tensor,
         level: torch.Tensor,
+        *,
+        every_level: bool = False,
     ) -> torch.Tensor:
         """Next-level logits for every beam of every user (the decode step of beam search).
 
@@ -223,6 +237,7 @@ class GenRec(nn.Module):
             prefix: (U, W, levels - 1) codes each of a user's W beams chose so far;
                 codebook_size marks "empty".
             level: () long tensor.
+            every_level: see `head`.
 
         Returns:
             (U, W, codebook_size) logits.
@@ -233,7 +248,7 @@ class GenRec(nn.Module):
             memory_mask
             | (torch.arange(memory.shape[1], device=memory.device) == memory.shape[1] - 1)
         )[:, None, :]  # (U, 1, L): the same positions for every beam of a user
-        return self.head(memory, query, prefix, level, mask)
+        return self.head(memory, query, prefix, level, mask, every_level=every_level)
 
     def forward(
         self, inputs: torch.Tensor, targets: torch.Tensor

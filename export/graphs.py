@@ -9,7 +9,9 @@
   once per beam. One graph serves every level: the level picks rows of the embedding tables
   inside it.
 
-The batch axes are dynamic, except for NPU graphs, which are exported with fixed shapes.
+The batch axes are dynamic, except for NPU graphs, which are exported with fixed shapes and
+score every level's output table in one MatMul before keeping the level's logits, so that the
+table is a quantized constant weight (see `GenRec.head`).
 Attention is exported as MatMul/Softmax with a finite additive mask (see
 `pocketrec.distill.sasrec.explicit_attention`).
 """
@@ -46,9 +48,10 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    def __init__(self, model: GenRec) -> None:
+    def __init__(self, model: GenRec, *, every_level: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.every_level = every_level
 
     def forward(
         self,
@@ -57,7 +60,9 @@ class _Decoder(nn.Module):
         prefix: torch.Tensor,
         level: torch.Tensor,
     ) -> torch.Tensor:
-        return self.model.level_logits(memory, memory_mask, prefix, level)
+        return self.model.level_logits(
+            memory, memory_mask, prefix, level, every_level=self.every_level
+        )
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ def export_graphs(
     level = torch.tensor(0, dtype=torch.long)
     dec_names = ["memory", "memory_mask", "prefix", "level"]
     _export(
-        _Decoder(model),
+        _Decoder(model, every_level=static_rows is not None),
         (memory, mask, prefix, level),
         out_dir / "decoder.onnx",
         dec_names,

@@ -73,6 +73,22 @@ def test_beams_of_one_history_equal_one_history_per_beam() -> None:
     torch.testing.assert_close(grid.reshape(6, -1), single[:, 0], rtol=1e-5, atol=1e-5)
 
 
+def test_scoring_every_level_gives_the_same_logits() -> None:
+    """The NPU export's form of the output layer (one MatMul over every level's table, then the
+    level's slice) computes the same logits as picking the level's table first."""
+    model = _model(num_items=40)
+    inputs = torch.tensor([[-1, -1, 3, 7, 1, 9], [5, 6, 7, 8, 9, 10]])
+    prefix = torch.tensor([[[K, K], [2, K], [5, K]], [[1, 3], [K, K], [0, 7]]])
+    with torch.no_grad():
+        memory = model.encode(inputs)
+        for level in range(3):
+            args = (memory, inputs >= 0, prefix, torch.tensor(level))
+            picked = model.level_logits(*args)
+            every = model.level_logits(*args, every_level=True)
+            assert every.shape == picked.shape == (2, 3, K)
+            torch.testing.assert_close(every, picked, rtol=1e-5, atol=1e-5)
+
+
 def test_history_padding_does_not_change_the_prediction() -> None:
     model = _model()
     short = torch.tensor([[-1, -1, -1, 2, 3, 4]])
