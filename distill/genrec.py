@@ -192,8 +192,10 @@ class GenRec(nn.Module):
                 logits (the same numbers). Exported graphs for the Qualcomm NPU use it: the
                 table stays a constant MatMul weight, quantized like every other weight.
                 Picking the level's table first makes it an activation, and the NPU's
-                activation-by-activation MatMul lost precision (level-4 logits 3.2e-2 off
-                fp32 on the HTP simulator versus 5e-3 for the same graph on CPU).
+                activation-by-activation MatMul lost precision (the last level's logits
+                3.2e-2 off fp32 on the HTP simulator versus 5e-3 for the same graph on CPU).
+                The price is num_levels times the output MatMul's work: about twice the HTP
+                cycles per decode step at hidden 64 and 256 codes (benchmarks/README.md).
 
         Returns:
             (B, Q, codebook_size) logits.
