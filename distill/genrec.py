@@ -189,8 +189,9 @@ class GenRec(nn.Module):
             mask: (B, Q, L) True where a query may attend to a history position ((B, 1, L):
                 the same positions for every query).
             every_level: score against every level's output table, then keep `level`'s
-                logits (the same numbers). Exported graphs for the Qualcomm NPU use it: the
-                table stays a constant MatMul weight, quantized like every other weight.
+                logits (the same numbers). The Qualcomm NPU export falls back to it when the
+                default form fails its quality gate: the table stays a constant MatMul
+                weight, quantized like every other weight.
                 Picking the level's table first makes it an activation, and the NPU's
                 activation-by-activation MatMul lost precision (the last level's logits
                 3.2e-2 off fp32 on the HTP simulator versus 5e-3 for the same graph on CPU).

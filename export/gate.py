@@ -136,8 +136,8 @@ def groups_of(folder: Path) -> dict[str, list[str]]:
 
 
 def nodes_in(groups: dict[str, list[str]], kept: Sequence[str], graph: str) -> list[str]:
-    """Node names of `graph` in the kept groups."""
-    return [n for g in kept if g.startswith(f"{graph}:") for n in groups[g]]
+    """Node names of `graph` in the kept groups (names that are not groups have none)."""
+    return [n for g in kept if g.startswith(f"{graph}:") for n in groups.get(g, ())]
 
 
 def _sensitivity(
@@ -166,6 +166,7 @@ def gate(
     *,
     shapes: Bundle,
     providers: list[str],
+    first: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Quantize into `folder` until the quality gate passes, keeping groups precise as needed.
 
@@ -176,6 +177,9 @@ def gate(
         shapes: an opened bundle of the unquantized graphs this precision starts from; its
             graphs define the node groups, its shapes the batching of CPU probes.
         providers: where the gate scores the bundle (the precision's own device).
+        first: fallbacks kept before the measured order of node groups, in this order (the
+            NPU's constant output table); names `quantize` understands that are not node
+            groups.
 
     Returns:
         (the manifest's quality entry, what was kept precise and why).
@@ -212,10 +216,12 @@ def gate(
         if quality["passed"]:
             break
         remaining: list[str] = []
-        if len(kept) < min(job.cfg.max_fallback_rounds, len(groups) - 1):
-            if order is None:
-                order = _sensitivity(job, shapes, list(groups), quantize)
-            remaining = [s["group"] for s in order if s["group"] not in kept]
+        if len(kept) < min(job.cfg.max_fallback_rounds, len(groups) - 1 + len(first)):
+            remaining = [f for f in first if f not in kept]
+            if not remaining:
+                if order is None:
+                    order = _sensitivity(job, shapes, list(groups), quantize)
+                remaining = [s["group"] for s in order if s["group"] not in kept]
         if not remaining:
             tried = "; ".join(
                 f"{', '.join(a['kept']) or 'nothing'} kept: {a['ndcg@10_retention']:.2%}"
@@ -231,7 +237,7 @@ def gate(
         kept.append(remaining[0])
     return quality, {
         "groups": kept,
-        "nodes": {g: nodes_in(groups, kept, g) for g in GRAPHS},
+        "nodes": {g: nodes_in(groups, kept, g) for g in GRAPHS},  # `first` has no nodes
         "attempts": attempts,
         "sensitivity": order,
         "sensitivity_measure": "top-10 agreement with fp32 on "

@@ -9,9 +9,10 @@
   once per beam. One graph serves every level: the level picks rows of the embedding tables
   inside it.
 
-The batch axes are dynamic, except for NPU graphs, which are exported with fixed shapes and
-score every level's output table in one MatMul before keeping the level's logits, so that the
-table is a quantized constant weight (see `GenRec.head`).
+The batch axes are dynamic, except for NPU graphs, which are exported with fixed shapes. With
+`every_level`, the decoder scores every level's output table in one MatMul before keeping the
+level's logits, so that the table is a quantized constant weight (see `GenRec.head`); the NPU
+export falls back to that form when the default one fails its quality gate.
 Attention is exported as MatMul/Softmax with a finite additive mask (see
 `pocketrec.distill.sasrec.explicit_attention`).
 """
@@ -108,7 +109,11 @@ def _export(
 
 
 def export_graphs(
-    model: GenRec, out_dir: Path, *, static_rows: tuple[int, int] | None = None
+    model: GenRec,
+    out_dir: Path,
+    *,
+    static_rows: tuple[int, int] | None = None,
+    every_level: bool = False,
 ) -> ExportedGraphs:
     """Write encoder.onnx and decoder.onnx for `model` into `out_dir`.
 
@@ -118,6 +123,8 @@ def export_graphs(
         static_rows: (encoder batch, decoder beams) for fixed-shape graphs (NPU), whose decoder
             takes the encoder batch's users with that many beams each; None exports dynamic
             user, batch and beam axes.
+        every_level: the decoder multiplies by every level's output table, a constant (see
+            `GenRec.head`); same inputs and outputs.
     """
     model = model.eval()
     cfg = model.cfg
@@ -140,7 +147,7 @@ def export_graphs(
     level = torch.tensor(0, dtype=torch.long)
     dec_names = ["memory", "memory_mask", "prefix", "level"]
     _export(
-        _Decoder(model, every_level=static_rows is not None),
+        _Decoder(model, every_level=every_level),
         (memory, mask, prefix, level),
         out_dir / "decoder.onnx",
         dec_names,

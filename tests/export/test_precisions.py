@@ -145,6 +145,57 @@ def test_npu_bundle_runs_entirely_on_the_htp(exported: dict[str, Path]) -> None:
     assert recorded["calibration"]["histories"] == 30
 
 
+def _constant_output_tables(decoder: Path, hidden: int, width: int) -> list[str]:
+    """Initializers shaped like every level's output table side by side, (hidden, width)."""
+    graph = onnx.load(str(decoder)).graph
+    return [i.name for i in graph.initializer if list(i.dims) == [hidden, width]]
+
+
+@needs_qnn
+def test_npu_gate_first_swaps_in_the_constant_output_table(
+    exported: dict[str, Path], tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed npu gate first retries with the decoder that multiplies by every level's table
+    (a constant weight), before keeping any node group at 16-bit weights."""
+    import pocketrec.export.gate
+    import pocketrec.export.precisions
+    from pocketrec.export.npu import OUTPUT_TABLE
+
+    def reuse_fp32(student: object, folder: Path) -> Manifest:
+        for f in exported["fp32"].iterdir():
+            shutil.copy(f, folder / f.name)
+        return read_manifest(folder)
+
+    real = pocketrec.export.gate.quality_record
+    calls: list[float] = []
+
+    def first_attempt_fails(*args: object, **kwargs: object) -> dict:
+        record = real(*args, **kwargs)
+        calls.append(record["ndcg@10_retention"])
+        if len(calls) == 1:
+            record = {**record, "passed": False, "ndcg@10_retention": 0.5}
+        return record
+
+    monkeypatch.setattr(pocketrec.export.precisions, "write_fp32", reuse_fp32)
+    monkeypatch.setattr(pocketrec.export.gate, "quality_record", first_attempt_fails)
+    cfg = PrecisionConfig(precisions=("fp32", "npu"), quality_users=None)
+    export_precisions(tiny_run, tmp_path / "bundles", cfg)
+    folder = tmp_path / "bundles" / "npu"
+    m = _manifest(folder)
+    kept = m["producer"]["quantization"]["kept_16bit_weights"]
+    assert kept["groups"] == [OUTPUT_TABLE]
+    assert kept["nodes"] == {"encoder": [], "decoder": []}
+    assert [a["kept"] for a in kept["attempts"]] == [[], [OUTPUT_TABLE]]
+    assert "constant" in m["producer"]["quantization"]["decoder_output_table"]
+    assert len(calls) == 2 and m["quality"]["passed"] is True
+    hidden = m["hidden"]
+    width = m["semantic_ids"]["num_levels"] * m["semantic_ids"]["codebook_size"]
+    assert _constant_output_tables(folder / "decoder.onnx", hidden, width)
+    assert not _constant_output_tables(exported["npu"] / "decoder.onnx", hidden, width)
+    assert m["producer"]["quantization"]["placement"]["decoder"]["share_on_qnn"] == 1.0
+    assert m["producer"]["quantization"]["compiled_vs_qdq"]["identical_top_k_share"] == 1.0
+
+
 @needs_qnn
 def test_compiled_npu_graphs_recommend_what_the_qdq_graphs_do(
     exported: dict[str, Path], tiny_run: Path
