@@ -195,7 +195,7 @@ class GenRec(nn.Module):
                 Picking the level's table first makes it an activation, and the NPU's
                 activation-by-activation MatMul lost precision (the last level's logits
                 3.2e-2 off fp32 on the HTP simulator versus 5e-3 for the same graph on CPU).
-                The price is num_levels times the output MatMul's work: about twice the HTP
+                The price is num_levels times the output MatMul's work: 1.6-1.9x the HTP
                 cycles per decode step at hidden 64 and 256 codes (benchmarks/README.md).
 
         Returns:
