@@ -16,7 +16,7 @@ This module holds the NPU-specific steps, and `build_npu` runs them in order:
    decoder that multiplies by every level's output table, a constant weight, instead of the
    level's table picked by index, an activation: the HTP's activation-by-activation MatMul
    is far less precise than the CPU EP's (it cost MovieLens-1M's bundle 3.5% of its NDCG@10),
-   but the swap doubles the HTP cycles of a decode step, so it is used only when needed.
+   but the swap costs 1.6-1.9x the HTP cycles of a decode step, so it is used only when needed.
 4. `check_placement`: the QDQ graph loads on QNN with CPU fallback disabled, and ONNX Runtime's
    own record of which provider took which node shows every node on QNN.
 5. `compile_context`: the QDQ graph is compiled ahead of time into an EPContext model (the
