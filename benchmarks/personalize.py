@@ -382,6 +382,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="adapt only the first N semantic-ID levels (default: every level, as the SDK does)",
     )
+    parser.add_argument(
+        "--device-users",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="score only the users a bundle trained with `pocketrec distill --device-users "
+        "FRACTION` never saw (the same fixed draw; default: every user)",
+    )
     parser.add_argument("--beam-width", type=int, default=None, help="default: the bundle's")
     parser.add_argument(
         "--sweep-only", action="store_true", help="run the validation sweep, not the test"
@@ -407,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     # Events a device holds before the test item: everything but the test item.
     num_events = dataset.lengths()[split.eval_users] - 1
     groups = bucket_of(num_events, edges)
-    population = np.bincount(groups, minlength=len(labels)).astype(np.float64)
+    if args.device_users:  # users outside the draw join no group, so none is sampled
+        device = np.isin(split.eval_users, split.device_users(args.device_users))
+        groups = np.where(device, groups, len(labels))
+    population = np.bincount(groups, minlength=len(labels))[: len(labels)].astype(np.float64)
     rng = np.random.default_rng(args.seed)
     tune_pos = stratified_sample(groups, len(labels), args.tune_per_group, rng)
     test_pos = stratified_sample(groups, len(labels), args.per_group, rng)
@@ -480,6 +491,12 @@ def main(argv: list[str] | None = None) -> int:
         "bundle": str(args.bundle),
         "bundle_name": rec.manifest.name,
         "split": split.describe(rec.window),
+        "scored_users": (
+            f"only the {args.device_users:.0%} of evaluated users the bundle never trained on "
+            "(Split.device_users)"
+            if args.device_users
+            else "every evaluated user"
+        ),
         "device_events": "every event before the target item (test: the validation item "
         f"included), the most recent {args.max_events} fitted on; the model reads the most "
         f"recent {rec.window}",

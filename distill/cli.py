@@ -34,6 +34,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {value}")
+    return value
+
+
 def _seeds(text: str) -> list[int]:
     try:
         return [int(s) for s in text.replace(",", " ").split()]
@@ -283,6 +293,15 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
         help="leave each user's last N training items out of training: the events a device "
         "collects after its bundle shipped, for measuring personalization (default 0)",
     )
+    p.add_argument(
+        "--device-users",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="leave this fraction of the evaluated users (a fixed draw) out of training "
+        "entirely: users who keep their data on the device, for measuring personalization "
+        "(default 0)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
     p.add_argument(
@@ -332,6 +351,8 @@ def _distill(args: argparse.Namespace) -> int:
         overrides["ablation"] = args.ablation
     if args.device_holdout:
         overrides["device_holdout"] = args.device_holdout
+    if args.device_users:
+        overrides["device_users"] = args.device_users
     cfg = dataclasses.replace(cfg, **overrides)
     out = distill(cfg, args.out, data_root=args.data_root, force=args.force)
     from pocketrec.distill import dist

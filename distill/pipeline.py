@@ -77,6 +77,9 @@ class DistillConfig:
     # Each evaluated user's last N training items stay out of training: the events a device
     # collects after its bundle was trained, for measuring personalization (Split.holding_out).
     device_holdout: int = 0
+    # A fraction of the evaluated users stays out of training entirely (Split.device_users):
+    # users who keep all their data on the device, for measuring personalization on them.
+    device_users: float = 0.0
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     threads: int | None = None
@@ -95,6 +98,8 @@ class DistillConfig:
             problems.append("teacher_members must be >= 1")
         if self.device_holdout < 0:
             problems.append("device_holdout must be >= 0")
+        if not 0.0 <= self.device_users < 1.0:
+            problems.append("device_users must be a fraction in [0, 1)")
         if problems:
             raise ConfigError(problems, where="distill config")
 
@@ -245,6 +250,7 @@ def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
     previous.pop("threads", None)
     current.pop("threads", None)
     previous.setdefault("device_holdout", 0)  # runs made before the setting existed
+    previous.setdefault("device_users", 0.0)
     if previous == current:
         return
     if not force:
@@ -421,6 +427,7 @@ def distill(
             )
     device = pick_device(cfg.device)
     split = leave_one_out(dataset).holding_out(cfg.device_holdout)
+    split = split.holding_out_users(split.device_users(cfg.device_users))
     index = PrefixIndex(sids, cfg.student.codebook_size)
     teacher_fn, teacher_metrics = _train_teacher(
         cfg, spec, dataset, split, sids, index, run_dir, device

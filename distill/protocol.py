@@ -119,6 +119,29 @@ class Split:
         ends[self.eval_users] -= held
         return Split(dataset=self.dataset, eval_users=self.eval_users, train_ends=ends)
 
+    def device_users(self, fraction: float) -> np.ndarray:
+        """A fixed random `fraction` of the evaluated users (sorted): users whose data stays on
+        their devices.
+
+        The draw depends only on the split and `fraction` (seed 0), so training, the
+        personalization benchmark and federated simulations pick the same users.
+        """
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+        order = np.random.default_rng(0).permutation(len(self.eval_users))
+        return np.sort(self.eval_users[order[: round(fraction * len(self.eval_users))]])
+
+    def holding_out_users(self, users: np.ndarray) -> Split:
+        """The same split with none of `users`' items in training.
+
+        Models users who never share their data: the model is trained on everyone else and
+        meets these users only at validation and test time (`histories` is unchanged), which
+        is where on-device personalization has the most to learn from their own events.
+        """
+        ends = self.train_ends.copy()
+        ends[users] = self.dataset.offsets[:-1][users]
+        return Split(dataset=self.dataset, eval_users=self.eval_users, train_ends=ends)
+
     def describe(self, max_len: int) -> dict[str, Any]:
         """What a results file states about the protocol."""
         return {

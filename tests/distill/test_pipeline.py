@@ -152,6 +152,23 @@ def test_device_holdout_keeps_the_last_events_out_of_training(shop: Path, tmp_pa
     assert len(cached) < split.train_lengths().sum()  # no teacher outputs on held-out events
 
 
+def test_device_users_stay_out_of_training(shop: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from pocketrec.distill.data import load_dataset
+    from pocketrec.distill.protocol import leave_one_out
+
+    cfg = dataclasses.replace(_tiny_cfg(shop), device_users=0.5, ablation=False)
+    run = tmp_path / "run"
+    distill(cfg, run)
+    m = json.loads((run / "metrics.json").read_text())
+    split = leave_one_out(load_dataset(str(shop)))
+    kept = np.setdiff1d(np.arange(len(split.train_ends)), split.device_users(0.5))
+    assert m["split"]["train_interactions"] == split.train_lengths()[kept].sum()
+    assert m["config"]["device_users"] == 0.5
+    assert m["student"]["test"]["valid_item_rate"]["mean"] == 1.0  # device users are still scored
+
+
 def test_bad_teacher_is_refused_before_training(
     shop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

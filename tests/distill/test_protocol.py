@@ -66,6 +66,27 @@ def test_holding_out_keeps_fresh_events_out_of_training_only() -> None:
         split.holding_out(-1)
 
 
+def test_device_users_leave_training_but_keep_their_histories() -> None:
+    ds = build_dataset(
+        "toy", [f"u{i}" for i in range(10)], [list("abcde")] * 10, default_history_len=3
+    )
+    split = leave_one_out(ds)
+    users = split.device_users(0.3)
+    assert len(users) == 3 and np.array_equal(users, np.unique(users))
+    assert np.array_equal(split.device_users(0.3), users)  # a fixed draw
+    assert split.device_users(0.0).size == 0
+    held = split.holding_out_users(users)
+    lengths = held.train_lengths()
+    assert (lengths[users] == 0).all() and (np.delete(lengths, users) == 3).all()
+    for stage in ("valid", "test"):  # the model still meets them at evaluation
+        for a, b in zip(held.histories(stage, 3), split.histories(stage, 3), strict=True):
+            assert np.array_equal(a, b)
+    windows = held.train_windows(3)
+    assert (windows[users] == PAD).all()  # no training pair: every trainer skips them
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        split.device_users(1.0)
+
+
 def test_unknown_stage() -> None:
     with pytest.raises(ValueError, match="stage"):
         leave_one_out(_toy()).histories("train", 3)  # type: ignore[arg-type]
