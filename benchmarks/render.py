@@ -260,6 +260,8 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
     for r in sorted(personalized, key=_dataset_rank):
         link = f"[{r['_file']}](results/{r['_file']})"
         test = r["test"]
+        if r.get("scored_users", "every evaluated user") != "every evaluated user":
+            r = r | {"dataset": f"{r['dataset']} (users not trained on)"}
         for g in test["groups"]:
             if "diff" not in g:
                 rows.append(

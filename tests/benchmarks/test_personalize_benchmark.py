@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -138,3 +139,18 @@ def test_keeping_the_first_levels_equals_fitting_them_alone() -> None:
     )
     np.testing.assert_allclose(every[:1], first, rtol=1e-6, atol=1e-7)
     assert np.abs(every[1:]).max() > 0.01  # the other levels were fitted too
+
+
+def test_probe_windows_cover_every_pair_once() -> None:
+    pytest.importorskip("torch")
+    path = ROOT / "benchmarks/personalize_finetune_probe.py"
+    spec = importlib.util.spec_from_file_location("personalize_finetune_probe", path)
+    assert spec is not None and spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    for length in (7, 5, 2):
+        seq = np.arange(10, 10 + length)
+        rows = probe.windows_of(seq, 3)  # (N, 4), PAD-left
+        pairs = [(int(a), int(b)) for row in rows for a, b in itertools.pairwise(row) if a >= 0]
+        assert sorted(pairs) == [(int(a), int(a) + 1) for a in seq[:-1]]  # each pair once
+        assert rows.shape[1] == 4 and all((row[row < 0] == -1).all() for row in rows)
