@@ -123,8 +123,9 @@ class Split:
         """A fixed random `fraction` of the evaluated users (sorted): users whose data stays on
         their devices.
 
-        The draw depends only on the split and `fraction` (seed 0), so training, the
-        personalization benchmark and federated simulations pick the same users.
+        The draw depends only on the split and `fraction` (seed 0), so training
+        (`pocketrec distill --device-users`) and the benchmarks that score those users
+        (`benchmarks/personalize.py`, `benchmarks/federated_oracle.py`) pick the same users.
         """
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"fraction must be in [0, 1), got {fraction}")
