@@ -27,7 +27,7 @@ import numpy as np
 
 from pocketrec._evaluate import evaluate_recommender
 from pocketrec.distill.federated.config import load_world, subset_users
-from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
+from pocketrec.distill.runinfo import provenance, utc_now, write_json
 
 
 def noise_std(record: dict) -> float:
@@ -96,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "test": run["final"].get("test_after"),
         },
         "noise_only": draws,
-        "command": command_line(),
-        "git_commit": git_commit(),
-        "machine": machine_info(),
-        "created": started,
-        "wall_time_s": round(time.perf_counter() - t0, 1),
+        **provenance(started, t0),
     }
     write_json(args.json, record)
     return 0

@@ -31,7 +31,7 @@ from pocketrec._adapter import FitSettings, fit_bias
 from pocketrec._evaluate import evaluate_recommender
 from pocketrec._personalize import teacher_forced
 from pocketrec.distill.federated.config import load_world, subset_users
-from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
+from pocketrec.distill.runinfo import provenance, utc_now, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,11 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             "held_out_users": len(world.held_out),
             "before": before,
             "sweep": sweep,
-            "command": command_line(),
-            "git_commit": git_commit(),
-            "machine": machine_info(),
-            "created": started,
-            "wall_time_s": round(time.perf_counter() - t_start, 1),
+            **provenance(started, t_start),
         },
     )
     return 0

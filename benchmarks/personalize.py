@@ -48,9 +48,7 @@ from pocketrec.distill.data import load_dataset  # noqa: E402
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk  # noqa: E402
 from pocketrec.distill.protocol import Split, leave_one_out  # noqa: E402
 from pocketrec.distill.runinfo import (  # noqa: E402
-    command_line,
-    git_commit,
-    machine_info,
+    provenance,
     utc_now,
     write_json,
 )
@@ -527,11 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         "test": test,
         "threads": 1,
         "seed": args.seed,
-        "command": command_line(),
-        "git_commit": git_commit(),
-        "machine": machine_info(),
-        "created": started,
-        "wall_time_s": round(time.perf_counter() - t_start, 1),
+        **provenance(started, t_start),
     }
     write_json(args.json, record)
     return 0

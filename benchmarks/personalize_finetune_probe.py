@@ -36,7 +36,7 @@ from pocketrec.distill.genrec import code_loss
 from pocketrec.distill.genrec_train import make_predictor
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk
 from pocketrec.distill.protocol import leave_one_out
-from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
+from pocketrec.distill.runinfo import provenance, utc_now, write_json
 from pocketrec.distill.sids.stage import load_semantic_ids
 from pocketrec.export.bundle import load_student
 
@@ -183,11 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             "ci": f"bootstrap of the mean paired difference, {args.bootstrap} resamples, 95%",
             "results": results,
             "threads": 1,
-            "command": command_line(),
-            "git_commit": git_commit(),
-            "machine": machine_info(),
-            "created": started,
-            "wall_time_s": round(time.perf_counter() - t_start, 1),
+            **provenance(started, t_start),
         },
     )
     return 0

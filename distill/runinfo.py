@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "cpu_model",
     "git_commit",
     "machine_info",
+    "provenance",
     "read_json",
     "seed_everything",
     "to_jsonable",
@@ -104,6 +106,22 @@ def machine_info() -> dict[str, Any]:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def provenance(created: str, started_s: float) -> dict[str, Any]:
+    """What every benchmark record states about how it was made.
+
+    Args:
+        created: `utc_now()` when the work began.
+        started_s: `time.perf_counter()` when the work began.
+    """
+    return {
+        "command": command_line(),
+        "git_commit": git_commit(),
+        "machine": machine_info(),
+        "created": created,
+        "wall_time_s": round(time.perf_counter() - started_s, 1),
+    }
 
 
 def to_jsonable(value: Any) -> Any:

@@ -1,0 +1,15 @@
+"""The provenance block every benchmark record carries."""
+
+from __future__ import annotations
+
+import time
+
+from pocketrec.distill.runinfo import provenance, utc_now
+
+
+def test_provenance_names_command_commit_machine_and_time() -> None:
+    created = utc_now()
+    record = provenance(created, time.perf_counter() - 1.5)
+    assert set(record) == {"command", "git_commit", "machine", "created", "wall_time_s"}
+    assert record["created"] == created and record["wall_time_s"] >= 1.5
+    assert record["machine"]["cpu_count"] >= 1 and record["command"]
