@@ -22,13 +22,16 @@ noise, no small adapter on the device will. Groups are by events before the test
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+# The history-length groups of the personalization benchmark, so both report the same groups
+# (run as a script, its own folder, benchmarks/, is first on sys.path).
+from personalize import bucket_labels, bucket_of
 
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import load_dataset
@@ -95,10 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_dataset(args.dataset, root=args.data_root)
     split = leave_one_out(dataset)
     users = split.device_users(args.device_users)
-    edges = [int(e) for e in args.edges.split(",")]
-    labels = [f"<={edges[0]}"] + [f"{a + 1}-{b}" for a, b in itertools.pairwise(edges)]
-    labels.append(f">{edges[-1]}")
-    groups = np.searchsorted(edges, dataset.lengths()[users] - 1, side="left")
+    edges = tuple(int(e) for e in args.edges.split(","))
+    labels = bucket_labels(edges)
+    groups = bucket_of(dataset.lengths()[users] - 1, edges)
     lrs = dict(item.split("=") for item in args.lr.split(","))
     window = model.cfg.max_len
     rng = np.random.default_rng(args.seed)

@@ -141,8 +141,9 @@ def test_keeping_the_first_levels_equals_fitting_them_alone() -> None:
     assert np.abs(every[1:]).max() > 0.01  # the other levels were fitted too
 
 
-def test_probe_windows_cover_every_pair_once() -> None:
+def test_probe_windows_cover_every_pair_once(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script
     path = ROOT / "benchmarks/personalize_finetune_probe.py"
     spec = importlib.util.spec_from_file_location("personalize_finetune_probe", path)
     assert spec is not None and spec.loader is not None
