@@ -40,7 +40,7 @@ from pocketrec.distill.genrec import GenRec, GenRecConfig
 from pocketrec.distill.genrec_train import TrainConfig, evaluate_genrec, train_genrec
 from pocketrec.distill.kd import cache_teacher_outputs, load_teacher_cache, sid_hash
 from pocketrec.distill.metrics import summarize_seeds
-from pocketrec.distill.protocol import Split, leave_one_out
+from pocketrec.distill.protocol import Split, training_split
 from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
 from pocketrec.distill.sids.stage import SIDConfig, build_semantic_ids, load_semantic_ids
 from pocketrec.distill.teacher import (
@@ -194,7 +194,7 @@ def preset(name: str, dataset: str, history_len: int) -> DistillConfig:
 # --- stages -------------------------------------------------------------------------------
 
 
-def _prepare_sids(cfg: DistillConfig, dataset: Dataset, out: Path) -> Path:
+def _prepare_sids(cfg: DistillConfig, dataset: Dataset, split: Split, out: Path) -> Path:
     if (out / "semantic_ids.npy").exists():
         return out
     if cfg.sids is not None:
@@ -212,7 +212,7 @@ def _prepare_sids(cfg: DistillConfig, dataset: Dataset, out: Path) -> Path:
         shutil.copytree(source, out, dirs_exist_ok=True)
         return out
     if dist.rank() == 0:
-        build_semantic_ids(cfg.sid, out, dataset=dataset)
+        build_semantic_ids(cfg.sid, out, dataset=dataset, split=split)
     dist.barrier()
     return out
 
@@ -415,7 +415,10 @@ def distill(
     if dist.rank() == 0:
         write_json(run_dir / "config.json", _run_record(cfg))
     t_start = time.perf_counter()
-    sid_dir = _prepare_sids(cfg, dataset, run_dir / "sids")
+    split = training_split(
+        dataset, device_holdout=cfg.device_holdout, device_users=cfg.device_users
+    )
+    sid_dir = _prepare_sids(cfg, dataset, split, run_dir / "sids")
     sids, _, sid_config = load_semantic_ids(sid_dir)
     _check_shapes(cfg, sids, sid_config)
     fingerprint = sid_hash(sids)
@@ -426,8 +429,6 @@ def distill(
                 f"{run_dir / stage} was made with other semantic IDs; delete it or use --force"
             )
     device = pick_device(cfg.device)
-    split = leave_one_out(dataset).holding_out(cfg.device_holdout)
-    split = split.holding_out_users(split.device_users(cfg.device_users))
     index = PrefixIndex(sids, cfg.student.codebook_size)
     teacher_fn, teacher_metrics = _train_teacher(
         cfg, spec, dataset, split, sids, index, run_dir, device

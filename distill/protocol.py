@@ -23,7 +23,7 @@ import numpy as np
 from pocketrec.distill.data import Dataset
 from pocketrec.distill.metrics import KS, metrics_from_ranks, ranks_from_scores, ranks_from_topk
 
-__all__ = ["PAD", "PROTOCOL", "Split", "evaluate", "leave_one_out", "pad_left"]
+__all__ = ["PAD", "PROTOCOL", "Split", "evaluate", "leave_one_out", "pad_left", "training_split"]
 
 PAD = -1
 PROTOCOL = (
@@ -165,6 +165,19 @@ def leave_one_out(dataset: Dataset) -> Split:
         eval_users=np.flatnonzero(evaluated),
         train_ends=train_ends.astype(np.int64),
     )
+
+
+def training_split(
+    dataset: Dataset, *, device_holdout: int = 0, device_users: float = 0.0
+) -> Split:
+    """The leave-one-out split a distill run learns from.
+
+    Every stage that reads training events (collaborative semantic IDs, teacher, student, the
+    bundle's popularity table) takes this one split, so events held back for on-device
+    personalization (`Split.holding_out`, `Split.device_users`) never reach any of them.
+    """
+    split = leave_one_out(dataset).holding_out(device_holdout)
+    return split.holding_out_users(split.device_users(device_users))
 
 
 def evaluate(

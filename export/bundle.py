@@ -38,7 +38,7 @@ from pocketrec._search import beam_search
 from pocketrec._version import __version__
 from pocketrec.distill.data import Dataset, load_dataset
 from pocketrec.distill.genrec import GenRec, GenRecConfig
-from pocketrec.distill.protocol import Split, leave_one_out
+from pocketrec.distill.protocol import Split, training_split
 from pocketrec.distill.runinfo import command_line, git_commit, staged_folder, utc_now
 from pocketrec.distill.sids.stage import load_semantic_ids
 from pocketrec.distill.sids.vocab import SPECIAL_TOKENS
@@ -137,7 +137,7 @@ def _catalog(dataset: Dataset, split: Split) -> dict[str, Any]:
     return {
         "items": items,
         "popularity": counts.tolist(),
-        "popularity_source": "training interactions (leave-one-out split)",
+        "popularity_source": "training interactions of the distill run's split",
     }
 
 
@@ -245,7 +245,13 @@ class Student:
         sids, item_ids, sid_config = load_semantic_ids(run_dir / "sids")
         if item_ids != [str(i) for i in dataset.item_ids]:
             raise ExportError(f"{run_dir}/sids does not describe dataset {dataset.name!r}")
-        return cls(run_dir, model, seed, run, dataset, leave_one_out(dataset), sids, sid_config)
+        config = run["config"]
+        split = training_split(
+            dataset,
+            device_holdout=config.get("device_holdout", 0),
+            device_users=config.get("device_users", 0.0),
+        )
+        return cls(run_dir, model, seed, run, dataset, split, sids, sid_config)
 
 
 def _file_entries(folder: Path) -> dict[str, FileEntry]:

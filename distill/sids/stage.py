@@ -29,7 +29,7 @@ import numpy as np
 
 from pocketrec._errors import ConfigError
 from pocketrec.distill.data import Dataset, load_dataset
-from pocketrec.distill.protocol import leave_one_out
+from pocketrec.distill.protocol import Split, leave_one_out
 from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
 from pocketrec.distill.sids.embed import (
     DEFAULT_ENCODER,
@@ -99,7 +99,9 @@ def _leaf_categories(dataset: Dataset) -> list[str] | None:
     return [t.categories[-1] if t.categories else "" for t in dataset.item_text]
 
 
-def _embeddings(cfg: SIDConfig, dataset: Dataset, device: str | None) -> tuple[np.ndarray, dict]:
+def _embeddings(
+    cfg: SIDConfig, dataset: Dataset, split: Split, device: str | None
+) -> tuple[np.ndarray, dict]:
     info: dict[str, Any] = {"source": cfg.source}
     if cfg.source == "text":
         vectors = encode_texts(item_texts(dataset), cfg.encoder, device=device)
@@ -109,9 +111,9 @@ def _embeddings(cfg: SIDConfig, dataset: Dataset, device: str | None) -> tuple[n
         cf = check_embeddings(load_cf_embeddings(Path(cfg.cf_embeddings), dataset.num_items), "cf")
         info["cf_embeddings"] = cfg.cf_embeddings
     else:
-        cf = cf_embeddings(leave_one_out(dataset), cfg.cf_dim, seed=cfg.seed)
-        cf = check_embeddings(cf, "cf")
+        cf = check_embeddings(cf_embeddings(split, cfg.cf_dim, seed=cfg.seed), "cf")
         info["cf_embeddings"] = "ppmi-svd"
+        info["cf_training_interactions"] = int(split.train_lengths().sum())
     if cfg.source == "cf":
         return cf, info
     # both: text where an item has it, collaborative always; halves weighted equally.
@@ -128,9 +130,19 @@ def _embeddings(cfg: SIDConfig, dataset: Dataset, device: str | None) -> tuple[n
 
 
 def build_semantic_ids(
-    cfg: SIDConfig, out_dir: Path, *, data_root: Path | None = None, dataset: Dataset | None = None
+    cfg: SIDConfig,
+    out_dir: Path,
+    *,
+    data_root: Path | None = None,
+    dataset: Dataset | None = None,
+    split: Split | None = None,
 ) -> Path:
     """Encode items, quantize them, separate collisions and write the artifacts.
+
+    `split` gives the training events that collaborative embeddings (source "cf" or "both",
+    without `cf_embeddings`) are built from; by default the plain leave-one-out split. A distill
+    run passes its own split, so events it holds back for on-device personalization never shape
+    the IDs.
 
     Raises:
         ConfigError: the codebooks cannot hold the catalogue (before any encoding).
@@ -147,7 +159,7 @@ def build_semantic_ids(
 
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    x, info = _embeddings(cfg, dataset, str(device))
+    x, info = _embeddings(cfg, dataset, split or leave_one_out(dataset), str(device))
     t_embed = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.method == "rqkmeans":

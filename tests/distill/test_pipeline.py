@@ -169,6 +169,31 @@ def test_device_users_stay_out_of_training(shop: Path, tmp_path: Path) -> None:
     assert m["student"]["test"]["valid_item_rate"]["mean"] == 1.0  # device users are still scored
 
 
+def test_every_stage_reads_the_same_training_split(shop: Path, tmp_path: Path) -> None:
+    """Collaborative IDs and the exported bundle see only the events the model trained on."""
+    import dataclasses
+
+    from pocketrec.export.bundle import Student, _catalog
+
+    cfg = _tiny_cfg(shop)
+    cfg = dataclasses.replace(
+        cfg,
+        sid=dataclasses.replace(cfg.sid, source="cf", cf_dim=8),
+        device_holdout=1,
+        device_users=0.5,
+        ablation=False,
+        seeds=[0],
+    )
+    run = tmp_path / "run"
+    distill(cfg, run)
+    trained = json.loads((run / "metrics.json").read_text())["split"]["train_interactions"]
+    sids = json.loads((run / "sids" / "stats.json").read_text())["embedding"]
+    assert sids["cf_training_interactions"] == trained
+    student = Student.load(run)
+    assert student.split.train_lengths().sum() == trained
+    assert sum(_catalog(student.dataset, student.split)["popularity"]) == trained
+
+
 def test_bad_teacher_is_refused_before_training(
     shop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

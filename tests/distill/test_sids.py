@@ -214,6 +214,23 @@ def test_cf_ids_refuse_new_items_by_text(tmp_path: Path) -> None:
         assign_new_items(out, [("n1", ItemText(title="x"))])
 
 
+def test_cf_ids_learn_only_from_the_split_they_are_given(tmp_path: Path) -> None:
+    ds = _catalogue()
+    cfg = SIDConfig(
+        dataset="shop", source="cf", num_levels=2, codebook_size=8, cf_dim=8, device="cpu"
+    )
+    split = leave_one_out(ds)
+    kept = split.holding_out_users(split.device_users(0.5))
+    plain = build_semantic_ids(cfg, tmp_path / "plain", dataset=ds)
+    held = build_semantic_ids(cfg, tmp_path / "held", dataset=ds, split=kept)
+    expected = check_embeddings(cf_embeddings(kept, 8), "cf")
+    assert np.allclose(np.load(held / "embeddings.npy"), expected, atol=1e-6)
+    assert not np.allclose(np.load(plain / "embeddings.npy"), expected, atol=1e-3)
+    recorded = json.loads((held / "stats.json").read_text())["embedding"]
+    assert recorded["cf_training_interactions"] == kept.train_lengths().sum()
+    assert recorded["cf_training_interactions"] < split.train_lengths().sum()
+
+
 def test_cf_ids_from_a_baseline_run_use_its_best_seed(tmp_path: Path) -> None:
     ds = _catalogue()
     run = tmp_path / "baseline"
