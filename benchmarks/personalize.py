@@ -8,8 +8,9 @@ the project's metric code (`pocketrec.distill.metrics`). A device holds every ev
 before the item being predicted. For each sampled user:
 
 - shared: the bundle as shipped ranks the held-out item from the user's history;
-- adapted: a personal adapter fitted with the SDK (`fit_personal`, numpy, 1 thread) on the most
-  recent `--max-events` of those events is added, and the same item is ranked again.
+- adapted: a personal adapter fitted with the SDK (`fit_personal`, numpy, 1 thread) on the
+  most recent `--max-events` of those events (each read with the events before it) is added,
+  and the same item is ranked again.
 
 Users are grouped by how many events they have before the test item (`--edges`), sampled per
 group with a fixed seed (every user of a group smaller than the cap), and each group gets the
@@ -152,10 +153,12 @@ def adapts(num_events: int, settings: FitSettings) -> bool:
     """Whether `fit_personal` fits anything for a history of `num_events` rows.
 
     The SDK returns a zero adapter below `max(2, min_events)` rows, and `fit_bias` returns its
-    start below `min_events` next-item targets (one fewer than rows). A test pins this to the
-    SDK's behaviour, so the validation sweep can gate fitted adapters without refitting them.
+    start below `min_events` next-item targets (one fewer than rows, at most `max_events`). A
+    test pins this to the SDK's behaviour, so the validation sweep can gate fitted adapters
+    without refitting them.
     """
-    return num_events >= max(2, settings.min_events) and num_events - 1 >= settings.min_events
+    targets = min(num_events - 1, settings.max_events)
+    return num_events >= max(2, settings.min_events) and targets >= settings.min_events
 
 
 SELECTION_RULE = (
@@ -283,12 +286,12 @@ def score_stage(
     shape = rec.total_bias.shape
     biases = np.zeros((len(users.targets), *shape), np.float32)  # (N, L, K)
     fit_ms = np.full(len(users.targets), np.nan)
+    settings = replace(settings, max_events=max_events)
     for i, rows in enumerate(users.events):
-        recent = rows[-max_events:]
-        if not adapts(len(recent), settings):
+        if not adapts(len(rows), settings):
             continue
         t0 = time.perf_counter()
-        biases[i] = fit_personal(rec, recent, settings).bias
+        biases[i] = fit_personal(rec, rows, settings).bias
         if levels is not None:
             biases[i, levels:] = 0.0
         fit_ms[i] = (time.perf_counter() - t0) * 1e3
@@ -496,8 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             else "every evaluated user"
         ),
         "device_events": "every event before the target item (test: the validation item "
-        f"included), the most recent {args.max_events} fitted on; the model reads the most "
-        f"recent {rec.window}",
+        f"included); the fit predicts the most recent {args.max_events} of them, each from the "
+        f"{rec.window} events before it (FitSettings.max_events)",
         "groups": {
             "by": "events before the test item",
             "edges": list(edges),

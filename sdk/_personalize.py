@@ -18,28 +18,32 @@ __all__ = ["federated_update", "fit_personal", "teacher_forced"]
 
 
 def teacher_forced(
-    rec: Recommender, rows: Sequence[int]
+    rec: Recommender, rows: Sequence[int], last: int | None = None
 ) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.bool_]]:
-    """The model's raw logits (no adapter) at every position of a history, true prefixes.
+    """The model's raw logits (no adapter) at positions of a history, true prefixes.
 
     Args:
         rec: the Recommender.
         rows: the history as catalogue rows, oldest first (at least 2).
+        last: only the last this-many next-item targets (default: every one). Each still reads
+            its full window of earlier rows, as `recommend` would at that point.
 
     Returns:
-        logits (T, L, K), target codes (T, L), allowed codes (T, L, K), with T = len(rows) - 1;
-        allowed marks the codes that continue the target's prefix (the constrained softmax).
+        logits (T, L, K), target codes (T, L), allowed codes (T, L, K), with
+        T = min(len(rows) - 1, last); allowed marks the codes that continue the target's prefix
+        (the constrained softmax).
     """
     seq = np.asarray(rows, dtype=np.int64)
     window = rec.window
     levels = rec.manifest.semantic_ids.num_levels
     k = rec.manifest.semantic_ids.codebook_size
-    t = len(seq) - 1
-    positions = np.arange(1, len(seq))[:, None] - window + np.arange(window)[None, :]  # (T, L)
-    windows = np.where(positions >= 0, seq[np.clip(positions, 0, None)], -1)
+    first = 1 if last is None else max(1, len(seq) - last)  # index of the first target
+    t = len(seq) - first
+    positions = np.arange(first, len(seq))[:, None] - window + np.arange(window)[None, :]
+    windows = np.where(positions >= 0, seq[np.clip(positions, 0, None)], -1)  # (T, window)
     raw = rec.without_adapters()
     states = raw.encode(windows)
-    targets = rec.semantic_ids[seq[1:]]  # (T, L)
+    targets = rec.semantic_ids[seq[first:]]  # (T, L)
     logits = np.empty((t, levels, k), dtype=np.float32)
     allowed = np.empty((t, levels, k), dtype=bool)
     for level in range(levels):
@@ -62,7 +66,7 @@ def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -
             kind="personal",
             info={"events": len(rows)},
         )
-    logits, targets, allowed = teacher_forced(rec, rows)
+    logits, targets, allowed = teacher_forced(rec, rows, settings.max_events)
     bias = fit_bias(
         logits + current[None], targets, allowed, start=np.zeros_like(current), settings=settings
     )
@@ -70,7 +74,12 @@ def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -
         bundle=rec.manifest.name,
         bias=bias,
         kind="personal",
-        info={"events": len(rows), "l2": settings.l2, "steps": settings.steps},
+        info={
+            "events": len(rows),
+            "fitted": len(targets),
+            "l2": settings.l2,
+            "steps": settings.steps,
+        },
     )
 
 
@@ -89,7 +98,7 @@ def federated_update(
     shared = [a for a in rec.adapters if a.kind == "shared"]
     start = shared[0].bias if shared else np.zeros_like(rec.total_bias)
     version = shared[0].version if shared else 0
-    logits, targets, allowed = teacher_forced(rec, rows)
+    logits, targets, allowed = teacher_forced(rec, rows, settings.max_events)
     fitted = fit_bias(logits, targets, allowed, start=start, settings=settings)
     return make_update(
         fitted - start,

@@ -271,7 +271,9 @@ class Recommender:
         """Fit a personal adapter on a user's history, on the device (numpy, milliseconds).
 
         Apply it with `with_adapters`; save it next to the event store with `Adapter.save`.
-        Histories shorter than `settings.min_events` give a zero (no-op) adapter.
+        Histories shorter than `settings.min_events` give a zero (no-op) adapter. Pass the
+        whole history: the fit uses its `settings.max_events` most recent events, each read
+        with the events before it, so cost stays bounded however long the history grows.
         """
         rows = self._rows(history, "drop", 3)
         return fit_personal(self, rows, settings or FitSettings())

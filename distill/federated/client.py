@@ -16,7 +16,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from pocketrec._adapter import _decode, _encode
+from pocketrec._adapter import FitSettings, _decode, _encode
 from pocketrec.distill.federated.aggregate import BIAS_KEY, UPLOADS_KEY
 from pocketrec.distill.federated.config import SimulationConfig, load_world, malicious_clients
 
@@ -102,7 +102,7 @@ def client_uploads(
     item_ids = world.dataset.item_ids
     payloads = []
     for user in sampled.tolist():
-        events = world.split.train_sequence(user)[-cfg.max_events :]
+        events = world.split.train_sequence(user)  # the SDK fits the last max_events of them
         if len(events) < 2:
             continue  # nothing to learn from; a device would not upload
         device_rng = np.random.default_rng([cfg.seed, server_round, user])
@@ -110,6 +110,7 @@ def client_uploads(
             [str(item_ids[i]) for i in events],
             clip_norm=clip_norm,
             noise_multiplier=0.0 if malicious else noise_multiplier,
+            settings=FitSettings(max_events=cfg.max_events),
             seed=int(device_rng.integers(2**62)),
         )
         if malicious:

@@ -59,7 +59,7 @@ class SimulationConfig:
     attack: str = "scale"
     attack_scale: float = 10.0
     num_eval_users: int = 2000  # held-out users (in no client), scored after every round
-    max_events: int = 50  # most recent events a device fits on: bounds a device's work
+    max_events: int = 50  # FitSettings.max_events: recent events a device fits on
     max_bytes: int = MAX_UPDATE_BYTES
     delta: float = 1e-5  # of (epsilon, delta); below 1 / number of users
     seed: int = 0

@@ -96,9 +96,12 @@ def test_settings_rule_gates_off_hurt_short_histories(bench: ModuleType) -> None
 
 
 @pytest.mark.parametrize("min_events", [0, 2, 3, 6])
-def test_adapts_matches_the_sdk(bench: ModuleType, tiny_bundle: Path, min_events: int) -> None:
+@pytest.mark.parametrize("max_events", [100, 3])
+def test_adapts_matches_the_sdk(
+    bench: ModuleType, tiny_bundle: Path, min_events: int, max_events: int
+) -> None:
     rec = Recommender.from_bundle(tiny_bundle)
-    settings = FitSettings(min_events=min_events, steps=20)
+    settings = FitSettings(min_events=min_events, steps=20, max_events=max_events)
     for length in range(1, 9):
         fitted = fit_personal(rec, list(range(length)), settings).bias.any()
         assert bool(fitted) == bench.adapts(length, settings), length

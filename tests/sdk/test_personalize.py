@@ -49,6 +49,41 @@ def test_personal_adapter_shifts_towards_the_users_codes(tiny_bundle: Path, tmp_
     )
 
 
+def test_a_huge_history_fits_its_most_recent_events_with_their_full_context(
+    tiny_bundle: Path,
+) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    rng = np.random.default_rng(0)
+    history = [rec.item_ids[i] for i in rng.integers(0, len(rec.item_ids), 20_000)]
+    settings = FitSettings(max_events=30, steps=50)
+    adapter = rec.fit_adapter(history, settings=settings)
+    assert adapter.info["events"] == 20_000 and adapter.info["fitted"] == 30
+    # Only the 30 targets and the window each reads matter...
+    read = rec.fit_adapter(history[-(30 + rec.window) :], settings=settings)
+    np.testing.assert_allclose(adapter.bias, read.bias, atol=1e-6)
+    # ...and they read earlier events: the same 30 targets cut from their context differ.
+    cut = rec.fit_adapter(history[-31:], settings=settings)
+    assert cut.info["fitted"] == 30 and not np.allclose(adapter.bias, cut.bias, atol=1e-4)
+    update = rec.federated_update(history, settings=settings, noise_multiplier=0.0, seed=0)
+    assert len(update) <= 16 * 1024
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"max_events": 0},
+        {"steps": -1},
+        {"min_events": -1},
+        {"min_events": 1.5},
+        {"l2": float("nan")},
+        {"lr": "1"},
+    ],
+)
+def test_bad_fit_settings_are_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequestError, match=f"FitSettings: {next(iter(changes))}"):
+        FitSettings(**changes)  # type: ignore[arg-type]
+
+
 def test_adapted_recommenders_share_the_bundles_tables_and_keep_their_own_bias(
     tiny_bundle: Path,
 ) -> None:
