@@ -93,6 +93,8 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
+    if hasattr(os, "getloadavg"):  # runnable processes over 1/5/15 min: shows a busy machine
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     for module in ("torch", "onnxruntime", "onnx"):
         mod = sys.modules.get(module)
         if mod is not None:

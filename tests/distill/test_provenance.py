@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from pocketrec.distill.runinfo import provenance, utc_now
@@ -13,3 +14,5 @@ def test_provenance_names_command_commit_machine_and_time() -> None:
     assert set(record) == {"command", "git_commit", "machine", "created", "wall_time_s"}
     assert record["created"] == created and record["wall_time_s"] >= 1.5
     assert record["machine"]["cpu_count"] >= 1 and record["command"]
+    if hasattr(os, "getloadavg"):  # timings from a busy machine can be told apart
+        assert len(record["machine"]["load_average"]) == 3
