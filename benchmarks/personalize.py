@@ -270,7 +270,6 @@ def score_stage(
     users: Users,
     settings: FitSettings,
     *,
-    max_events: int,
     beam_width: int,
     levels: int | None = None,
     to_dataset: np.ndarray,
@@ -286,7 +285,6 @@ def score_stage(
     shape = rec.total_bias.shape
     biases = np.zeros((len(users.targets), *shape), np.float32)  # (N, L, K)
     fit_ms = np.full(len(users.targets), np.nan)
-    settings = replace(settings, max_events=max_events)
     for i, rows in enumerate(users.events):
         if not adapts(len(rows), settings):
             continue
@@ -423,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     tune_pos = stratified_sample(groups, len(labels), args.tune_per_group, rng)
     test_pos = stratified_sample(groups, len(labels), args.per_group, rng)
-    base = FitSettings(steps=args.steps, lr=args.lr, min_events=2)
+    base = FitSettings(steps=args.steps, lr=args.lr, min_events=2, max_events=args.max_events)
 
     sweep = []
     valid_users = stage_users(rec, split, tune_pos, groups[tune_pos], "valid", to_bundle)
@@ -434,7 +432,6 @@ def main(argv: list[str] | None = None) -> int:
             rec,
             valid_users,
             settings,
-            max_events=args.max_events,
             levels=args.levels,
             beam_width=beam,
             to_dataset=to_dataset,
@@ -465,7 +462,6 @@ def main(argv: list[str] | None = None) -> int:
         rec,
         test_users,
         chosen,
-        max_events=args.max_events,
         beam_width=beam,
         to_dataset=to_dataset,
         levels=args.levels,
