@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,9 @@ class FitSettings:
                 problems.append(f"{name} must be an integer >= {least}, got {value!r}")
         for name in ("l2", "lr"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                problems.append(f"{name} must be a number >= 0, got {value!r}")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
+                problems.append(f"{name} must be a finite number >= 0, got {value!r}")
         if problems:
             raise InvalidRequestError("FitSettings: " + "; ".join(problems))
 

@@ -76,6 +76,7 @@ def test_a_huge_history_fits_its_most_recent_events_with_their_full_context(
         {"min_events": -1},
         {"min_events": 1.5},
         {"l2": float("nan")},
+        {"l2": float("inf")},
         {"lr": "1"},
     ],
 )
