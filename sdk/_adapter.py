@@ -203,8 +203,9 @@ def make_update(
         base_version: shared-adapter version it starts from (older ones are rejected as stale).
         clip_norm: L2 bound of one client's contribution (the DP sensitivity).
         noise_multiplier: noise std as a multiple of clip_norm, added here on the device.
-        num_events: how many local events the update was computed from (not used as a weight
-            by the server, which would leak it; reported for monitoring only).
+        num_events: how many next-item targets the update was fitted on, at most
+            `FitSettings.max_events`, so it does not reveal a longer history's length (not
+            used as a weight by the server, which would leak it; reported for monitoring only).
         rng: randomness for the noise (a fresh OS-seeded Generator in production).
     """
     if clip_norm <= 0 or noise_multiplier < 0:

@@ -106,6 +106,6 @@ def federated_update(
         base_version=version,
         clip_norm=clip_norm,
         noise_multiplier=noise_multiplier,
-        num_events=len(rows),
+        num_events=len(targets),
         rng=rng,
     )

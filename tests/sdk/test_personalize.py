@@ -66,6 +66,7 @@ def test_a_huge_history_fits_its_most_recent_events_with_their_full_context(
     assert cut.info["fitted"] == 30 and not np.allclose(adapter.bias, cut.bias, atol=1e-4)
     update = rec.federated_update(history, settings=settings, noise_multiplier=0.0, seed=0)
     assert len(update) <= 16 * 1024
+    assert json.loads(update)["num_events"] == 30  # the history's length stays on the device
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,7 @@ def test_federated_update_is_clipped_noised_small_and_versioned(tiny_bundle: Pat
     history = [f"item{i}" for i in (3, 10, 17, 24, 31, 38, 5)]
     clean = json.loads(rec.federated_update(history, clip_norm=0.5, noise_multiplier=0.0, seed=0))
     assert clean["format"] == UPDATE_FORMAT and clean["bundle"] == rec.manifest.name
-    assert clean["base_version"] == 0 and clean["num_events"] == 7
+    assert clean["base_version"] == 0 and clean["num_events"] == 6  # next-item targets
     from pocketrec._adapter import _decode
 
     delta = _decode(clean["delta"], "delta")
