@@ -63,14 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     logits, targets, allowed = [], [], []
     for user in users.tolist():
         seq = world.split.train_sequence(user)
-        rows = [lookup[str(world.dataset.item_ids[i])] for i in seq][-(rec.window + args.fresh) :]
+        rows = [lookup[str(world.dataset.item_ids[i])] for i in seq]
         if len(rows) < 2:
             continue
-        fresh = min(args.fresh, len(rows) - 1)
-        lg, tg, al = teacher_forced(rec, rows)
-        logits.append(lg[-fresh:])
-        targets.append(tg[-fresh:])
-        allowed.append(al[-fresh:])
+        lg, tg, al = teacher_forced(rec, rows, args.fresh)  # each with its full window
+        logits.append(lg)
+        targets.append(tg)
+        allowed.append(al)
     lg, tg, al = np.concatenate(logits), np.concatenate(targets), np.concatenate(allowed)
     print(f"{len(tg):,} events from {len(users):,} client users", file=sys.stderr)
 
