@@ -59,7 +59,9 @@ GRAPHS = ("encoder", "decoder")
 # did not improve with it (0.65 ms without, 0.71 ms with, same session).
 SEARCH_PRECISIONS = ("fp32", "int8")
 CPU = "CPUExecutionProvider"
-Quantizer = Callable[[Path, Sequence[str]], None]  # (target folder, groups kept) -> both graphs
+# (target folder, groups kept) -> writes both graphs; returns, per graph, the node names it
+# kept precise: the gate records those, as only the quantizer knows which graph form it used.
+Quantizer = Callable[[Path, Sequence[str]], dict[str, list[str]]]
 
 
 @dataclass
@@ -171,7 +173,8 @@ def gate(
     """Quantize into `folder` until the quality gate passes, keeping groups precise as needed.
 
     Args:
-        quantize: writes both graphs into a folder, keeping the given groups precise.
+        quantize: writes both graphs into a folder, keeping the given groups precise, and
+            returns the node names it kept precise per graph (recorded as they are).
         finish: completes the bundle in `folder` after each quantization (the manifest; for
             the NPU also compiling and verifying), given the groups kept.
         shapes: an opened bundle of the unquantized graphs this precision starts from; its
@@ -193,7 +196,7 @@ def gate(
     kept: list[str] = []
     order: list[dict[str, Any]] | None = None
     while True:
-        quantize(folder, kept)
+        wide = quantize(folder, kept)
         finish(kept)
         rec = Recommender.from_bundle(folder, providers=providers)
         simulated = QNN in providers  # small batches: a moving bar on the slow simulator
@@ -237,7 +240,7 @@ def gate(
         kept.append(remaining[0])
     return quality, {
         "groups": kept,
-        "nodes": {g: nodes_in(groups, kept, g) for g in GRAPHS},  # `first` has no nodes
+        "nodes": wide,
         "attempts": attempts,
         "sensitivity": order,
         "sensitivity_measure": "top-10 agreement with fp32 on "

@@ -290,12 +290,14 @@ def build_npu(job: Job, folder: Path) -> Manifest:
         groups = {False: groups_of(source), True: groups_of(constant_table)}
         checks: dict[str, Any] = {}
 
-        def quantize(target: Path, kept: Sequence[str]) -> None:
+        def quantize(target: Path, kept: Sequence[str]) -> dict[str, list[str]]:
             swap = OUTPUT_TABLE in kept
+            # Group names are shared by the two forms; node names of the output head are not.
+            wide = {g: nodes_in(groups[swap], kept, g) for g in GRAPHS}
             for g in GRAPHS:
-                wide = nodes_in(groups[swap], kept, g)  # groups share names across the forms
                 graph = (constant_table if swap else source) / f"{g}.onnx"
-                quantize_qdq(graph, target / f"{g}.onnx", feeds[g], wide=wide)
+                quantize_qdq(graph, target / f"{g}.onnx", feeds[g], wide=wide[g])
+            return wide
 
         def finish(kept: Sequence[str]) -> None:
             checks["placement"] = {

@@ -67,10 +67,11 @@ INT4_AGREEMENT_SLACK = 0.005
 def _int8(job: Job, folder: Path) -> Manifest:
     groups = groups_of(job.fp32_dir)
 
-    def quantize(target: Path, kept: Sequence[str]) -> None:
+    def quantize(target: Path, kept: Sequence[str]) -> dict[str, list[str]]:
+        wide = {g: nodes_in(groups, kept, g) for g in GRAPHS}
         for g in GRAPHS:
-            src = job.fp32_dir / f"{g}.onnx"
-            quantize_int8(src, target / f"{g}.onnx", exclude=nodes_in(groups, kept, g))
+            quantize_int8(job.fp32_dir / f"{g}.onnx", target / f"{g}.onnx", exclude=wide[g])
+        return wide
 
     copy_tables(job, folder)
     shapes = open_bundle(job.fp32_dir, providers=[CPU], verify=False)
@@ -163,15 +164,17 @@ def _int4(job: Job, folder: Path) -> Manifest:
     block, level = choice["chosen"]["block_size"], choice["chosen"]["accuracy_level"]
     groups = groups_of(job.fp32_dir)
 
-    def quantize(target: Path, kept: Sequence[str]) -> None:
+    def quantize(target: Path, kept: Sequence[str]) -> dict[str, list[str]]:
+        wide = {g: nodes_in(groups, kept, g) for g in GRAPHS}
         for g in GRAPHS:
             quantize_int4(
                 job.fp32_dir / f"{g}.onnx",
                 target / f"{g}.onnx",
                 block_size=block,
                 accuracy_level=level,
-                exclude=nodes_in(groups, kept, g),
+                exclude=wide[g],
             )
+        return wide
 
     copy_tables(job, folder)
     quality, kept = gate(

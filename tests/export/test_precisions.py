@@ -196,6 +196,48 @@ def test_npu_gate_first_swaps_in_the_constant_output_table(
     assert m["producer"]["quantization"]["compiled_vs_qdq"]["identical_top_k_share"] == 1.0
 
 
+def test_npu_gate_records_the_nodes_it_kept_in_the_graph_it_used(
+    exported: dict[str, Path], tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the constant output table swapped in, a kept output head names that form's nodes."""
+    import onnx
+
+    import pocketrec.export.gate
+    import pocketrec.export.precisions
+    from pocketrec.export.npu import OUTPUT_TABLE
+
+    def reuse_fp32(student: object, folder: Path) -> Manifest:
+        for f in exported["fp32"].iterdir():
+            shutil.copy(f, folder / f.name)
+        return read_manifest(folder)
+
+    real = pocketrec.export.gate.quality_record
+    calls: list[float] = []
+
+    def two_attempts_fail(*args: object, **kwargs: object) -> dict:
+        record = real(*args, **kwargs)
+        calls.append(record["ndcg@10_retention"])
+        if len(calls) <= 2:
+            record = {**record, "passed": False, "ndcg@10_retention": 0.5}
+        return record
+
+    def head_first(job: object, shapes: object, groups: list[str], quantize: object) -> list:
+        order = ["decoder:output_head"] + [g for g in groups if g != "decoder:output_head"]
+        return [{"group": g, "agreement": 1.0} for g in order]
+
+    monkeypatch.setattr(pocketrec.export.precisions, "write_fp32", reuse_fp32)
+    monkeypatch.setattr(pocketrec.export.gate, "quality_record", two_attempts_fail)
+    monkeypatch.setattr(pocketrec.export.gate, "_sensitivity", head_first)
+    cfg = PrecisionConfig(precisions=("fp32", "npu"), quality_users=None)
+    export_precisions(tiny_run, tmp_path / "bundles", cfg)
+    folder = tmp_path / "bundles" / "npu"
+    kept = _manifest(folder)["producer"]["quantization"]["kept_16bit_weights"]
+    assert kept["groups"] == [OUTPUT_TABLE, "decoder:output_head"]
+    assert kept["nodes"]["encoder"] == [] and kept["nodes"]["decoder"]
+    names = {n.name for n in onnx.load(str(folder / "decoder.onnx")).graph.node}
+    assert set(kept["nodes"]["decoder"]) <= names
+
+
 @needs_qnn
 def test_compiled_npu_graphs_recommend_what_the_qdq_graphs_do(
     exported: dict[str, Path], tiny_run: Path
