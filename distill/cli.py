@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
 
 
@@ -130,6 +141,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("ce", "sampled"),
         default=None,
         help="full softmax cross-entropy, or sampled softmax",
+    )
+    baseline.add_argument(
+        "--temperature",
+        type=_positive_float,
+        default=None,
+        help="score by cosine similarity divided by this (HSTU's SASRec: 0.05); default: "
+        "dot product",
     )
     baseline.add_argument(
         "--max-len",
@@ -496,7 +514,7 @@ def _baseline(args: argparse.Namespace) -> int:
         "device": args.device,
         "threads": args.threads,
     }
-    for name in ("loss", "max_len", "refit"):
+    for name in ("loss", "max_len", "refit", "temperature"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.epochs is not None:

@@ -88,3 +88,23 @@ def test_bad_option_type_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
         main(["baseline", "beauty", "--out", "x", "--epochs", "-3"])
     assert e.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_baseline_temperature_reaches_the_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import pocketrec.distill.baseline
+
+    seen = {}
+
+    def capture(cfg, out, **kwargs):  # type: ignore[no-untyped-def]
+        seen["temperature"] = cfg.temperature
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pocketrec.distill.baseline, "train_baseline", capture)
+    with pytest.raises(SystemExit):
+        main(["baseline", "ml-1m", "--out", str(tmp_path), "--temperature", "0.05"])
+    assert seen == {"temperature": 0.05}
+    with pytest.raises(SystemExit) as e:
+        main(["baseline", "ml-1m", "--out", str(tmp_path), "--temperature", "0"])
+    assert e.value.code == 2 and "positive number" in capsys.readouterr().err
