@@ -143,6 +143,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="full softmax cross-entropy, or sampled softmax",
     )
     baseline.add_argument(
+        "--lr", type=_positive_float, default=None, help="Adam learning rate (preset default)"
+    )
+    baseline.add_argument(
         "--temperature",
         type=_positive_float,
         default=None,
@@ -514,7 +517,7 @@ def _baseline(args: argparse.Namespace) -> int:
         "device": args.device,
         "threads": args.threads,
     }
-    for name in ("loss", "max_len", "refit", "temperature"):
+    for name in ("loss", "max_len", "refit", "temperature", "lr"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.epochs is not None:

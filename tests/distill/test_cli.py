@@ -90,7 +90,7 @@ def test_bad_option_type_is_an_error(capsys: pytest.CaptureFixture[str]) -> None
     assert "positive integer" in capsys.readouterr().err
 
 
-def test_baseline_temperature_reaches_the_config(
+def test_baseline_temperature_and_lr_reach_the_config(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     import pocketrec.distill.baseline
@@ -98,13 +98,15 @@ def test_baseline_temperature_reaches_the_config(
     seen = {}
 
     def capture(cfg, out, **kwargs):  # type: ignore[no-untyped-def]
-        seen["temperature"] = cfg.temperature
+        seen.update(temperature=cfg.temperature, lr=cfg.lr)
         raise SystemExit(0)
 
     monkeypatch.setattr(pocketrec.distill.baseline, "train_baseline", capture)
+    args = ["baseline", "ml-1m", "--out", str(tmp_path)]
     with pytest.raises(SystemExit):
-        main(["baseline", "ml-1m", "--out", str(tmp_path), "--temperature", "0.05"])
-    assert seen == {"temperature": 0.05}
-    with pytest.raises(SystemExit) as e:
-        main(["baseline", "ml-1m", "--out", str(tmp_path), "--temperature", "0"])
-    assert e.value.code == 2 and "positive number" in capsys.readouterr().err
+        main([*args, "--temperature", "0.05", "--lr", "0.003"])
+    assert seen == {"temperature": 0.05, "lr": 0.003}
+    for flag in ("--temperature", "--lr"):
+        with pytest.raises(SystemExit) as e:
+            main([*args, flag, "0"])
+        assert e.value.code == 2 and "positive number" in capsys.readouterr().err
