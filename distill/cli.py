@@ -143,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="full softmax cross-entropy, or sampled softmax",
     )
     baseline.add_argument(
-        "--lr", type=_positive_float, default=None, help="Adam learning rate (preset default)"
+        "--lr", type=_positive_float, default=None, help="AdamW learning rate (preset default)"
     )
     baseline.add_argument(
         "--temperature",
