@@ -156,21 +156,26 @@ def _fit(
 def _train_seed(cfg: SASRecConfig, split: Split, seed: int, out: Path) -> dict[str, Any]:
     """Select on validation; with `cfg.refit`, refit on train + validation and test that too."""
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
+    done = out / "metrics.json"
+    metrics: dict[str, Any] | None = json.loads(done.read_text()) if done.exists() else None
+    if metrics is not None and (not cfg.refit or "test_refit" in metrics):
+        return metrics
+    # A seed scored without refit and now asked for one keeps its selection-phase scores; the
+    # selected weights load from disk and only the refit phase trains.
     model, stopper, elapsed = _fit(
         cfg, split, seed, out, name="model", epochs=cfg.max_epochs, select=True
     )
-    predict = _predictor(model, next(model.parameters()).device)
-    metrics: dict[str, Any] = {
-        "seed": seed,
-        "best_epoch": stopper.best_epoch,
-        "train_time_s": round(elapsed, 1),
-        "valid": evaluate(predict, split, "valid", max_len=cfg.max_len),
-        "test": evaluate(predict, split, "test", max_len=cfg.max_len),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    np.save(out / "item_embeddings.npy", model.item_weights().detach().cpu().numpy())
+    if metrics is None:
+        predict = _predictor(model, next(model.parameters()).device)
+        metrics = {
+            "seed": seed,
+            "best_epoch": stopper.best_epoch,
+            "train_time_s": round(elapsed, 1),
+            "valid": evaluate(predict, split, "valid", max_len=cfg.max_len),
+            "test": evaluate(predict, split, "test", max_len=cfg.max_len),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+        np.save(out / "item_embeddings.npy", model.item_weights().detach().cpu().numpy())
     if cfg.refit:
         refit, _, refit_time = _fit(
             cfg,
@@ -229,11 +234,15 @@ def train_baseline(
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / "config.json"
     resolved = asdict(cfg)
+    extended: dict[str, Any] | None = None  # the earlier run this one adds the refit phase to
     if config_path.exists():
         # Settings added after a run was made count as their defaults, so it still resumes.
         previous = asdict(SASRecConfig(dataset=cfg.dataset)) | json.loads(config_path.read_text())
-        if {k: v for k, v in previous.items() if k != "seeds"} != {
-            k: v for k, v in resolved.items() if k != "seeds"
+        # Turning refit on only adds a phase after selection, so a run made without it resumes
+        # and gains its refit scores; every other setting must match.
+        free = {"seeds"} | ({"refit"} if cfg.refit and not previous["refit"] else set())
+        if {k: v for k, v in previous.items() if k not in free} != {
+            k: v for k, v in resolved.items() if k not in free
         }:
             from pocketrec._errors import ConfigError
 
@@ -242,6 +251,11 @@ def train_baseline(
                 "or delete the folder",
                 where="output folder",
             )
+        summary_path = out_dir / "metrics.json"
+        if "refit" in free and summary_path.exists():
+            earlier_run = json.loads(summary_path.read_text())
+            keys = ("command", "git_commit", "machine", "started", "wall_time_s")
+            extended = {k: earlier_run.get(k) for k in keys}
     reused = _reusable_seeds(reuse, resolved) if reuse is not None else {}
     write_json(config_path, resolved)
     started, t0 = utc_now(), time.perf_counter()
@@ -275,6 +289,8 @@ def train_baseline(
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "data_source": dict(dataset.source),
     }
+    if extended is not None:
+        summary["refit_added_to"] = extended
     if reused:
         earlier = reuse or {}
         previous = earlier.get("merged_from", [])

@@ -163,7 +163,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="after choosing the epoch on validation, retrain on train + validation items and "
-        "also report that model's test score (default: the preset's choice)",
+        "also report that model's test score (default: the preset's choice); given to a "
+        "finished run made without it, adds the refit and keeps the chosen model",
     )
     baseline.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     baseline.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")

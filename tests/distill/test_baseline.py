@@ -126,3 +126,23 @@ def test_seeds_from_an_earlier_record_are_merged_not_retrained(tmp_path: Path) -
         train_baseline(
             _cfg(max_epochs=2, hidden=16), tmp_path / "c", dataset=_cyclic(), reuse=record
         )
+
+
+def test_a_run_without_refit_gains_it_without_retraining_selection(tmp_path: Path) -> None:
+    out = train_baseline(_cfg(max_epochs=4, refit=False), tmp_path / "run", dataset=_cyclic())
+    before = json.loads((out / "metrics.json").read_text())
+    selection_epochs = (out / "seed_0" / "log.jsonl").read_text().count('"phase": "model"')
+
+    train_baseline(_cfg(max_epochs=4, refit=True), out, dataset=_cyclic())
+    after = json.loads((out / "metrics.json").read_text())
+    log = (out / "seed_0" / "log.jsonl").read_text()
+    assert log.count('"phase": "model"') == selection_epochs  # selection did not run again
+    assert log.count('"phase": "refit"') == after["per_seed"][0]["best_epoch"] + 1
+    assert after["test"] == before["test"] and after["valid"] == before["valid"]
+    assert after["refit_added_to"]["command"] == before["command"]
+    # The same scores a run made with refit from the start gets.
+    fresh = train_baseline(_cfg(max_epochs=4, refit=True), tmp_path / "fresh", dataset=_cyclic())
+    assert json.loads((fresh / "metrics.json").read_text())["test_refit"] == after["test_refit"]
+    # Turning it off again would drop scores the folder holds: refused like any other change.
+    with pytest.raises(ConfigError, match="another config"):
+        train_baseline(_cfg(max_epochs=4, refit=False), out, dataset=_cyclic())
