@@ -299,6 +299,11 @@ def train_baseline(
             {
                 "seeds": sorted(s for s in reused if s in cfg.seeds),
                 **{k: earlier.get(k) for k in ("command", "git_commit", "machine", "started")},
+                **(
+                    {"refit_added_to": earlier["refit_added_to"]}
+                    if "refit_added_to" in earlier
+                    else {}
+                ),
             },
         ]
     write_json(out_dir / "metrics.json", summary)

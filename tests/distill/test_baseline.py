@@ -143,6 +143,12 @@ def test_a_run_without_refit_gains_it_without_retraining_selection(tmp_path: Pat
     # The same scores a run made with refit from the start gets.
     fresh = train_baseline(_cfg(max_epochs=4, refit=True), tmp_path / "fresh", dataset=_cyclic())
     assert json.loads((fresh / "metrics.json").read_text())["test_refit"] == after["test_refit"]
+    # Merged into a record with another seed, the run it extended stays named.
+    merged = train_baseline(
+        _cfg(max_epochs=4, refit=True, seeds=[0, 1]), tmp_path / "m", dataset=_cyclic(), reuse=after
+    )
+    provenance = json.loads((merged / "metrics.json").read_text())["merged_from"][0]
+    assert provenance["refit_added_to"]["command"] == before["command"]
     # Turning it off again would drop scores the folder holds: refused like any other change.
     with pytest.raises(ConfigError, match="another config"):
         train_baseline(_cfg(max_epochs=4, refit=False), out, dataset=_cyclic())
