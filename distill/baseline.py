@@ -252,10 +252,13 @@ def train_baseline(
                 where="output folder",
             )
         summary_path = out_dir / "metrics.json"
-        if "refit" in free and summary_path.exists():
+        if summary_path.exists():
             earlier_run = json.loads(summary_path.read_text())
-            keys = ("command", "git_commit", "machine", "started", "wall_time_s")
-            extended = {k: earlier_run.get(k) for k in keys}
+            if "refit" in free:
+                keys = ("command", "git_commit", "machine", "started", "wall_time_s")
+                extended = {k: earlier_run.get(k) for k in keys}
+            else:  # a later command in the same folder (seeds merged in) keeps the note
+                extended = earlier_run.get("refit_added_to")
     reused = _reusable_seeds(reuse, resolved) if reuse is not None else {}
     write_json(config_path, resolved)
     started, t0 = utc_now(), time.perf_counter()

@@ -143,7 +143,10 @@ def test_a_run_without_refit_gains_it_without_retraining_selection(tmp_path: Pat
     # The same scores a run made with refit from the start gets.
     fresh = train_baseline(_cfg(max_epochs=4, refit=True), tmp_path / "fresh", dataset=_cyclic())
     assert json.loads((fresh / "metrics.json").read_text())["test_refit"] == after["test_refit"]
-    # Merged into a record with another seed, the run it extended stays named.
+    # A later command in the same folder keeps the note; merged into another record, too.
+    train_baseline(_cfg(max_epochs=4, refit=True, seeds=[0]), out, dataset=_cyclic())
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["refit_added_to"]["command"] == before["command"]
     merged = train_baseline(
         _cfg(max_epochs=4, refit=True, seeds=[0, 1]), tmp_path / "m", dataset=_cyclic(), reuse=after
     )
