@@ -5,7 +5,9 @@
 Writes, per seed, `seed_<s>/` with the model (safetensors), the item embeddings (.npy, the
 collaborative embeddings the semantic-ID stage uses for catalogues without text), metrics and a
 training log; and at the top `metrics.json` with mean ± std over seeds, the resolved config,
-the command line, the machine and wall times. An interrupted run resumes from `seed_<s>/checkpoint`.
+the command line, the machine and wall times. An interrupted run resumes from `seed_<s>/checkpoint_<phase>/`.
+A finished run made without refit, rerun with it, trains only the refit and names the run it
+extended under `refit_added_to`.
 """
 
 from __future__ import annotations
@@ -254,7 +256,9 @@ def train_baseline(
         summary_path = out_dir / "metrics.json"
         if summary_path.exists():
             earlier_run = json.loads(summary_path.read_text())
-            if "refit" in free:
+            # Read from the summary, not config.json: an extension cut short has already
+            # written its config, and its rerun must still name the run it extends.
+            if cfg.refit and not earlier_run.get("config", {}).get("refit", True):
                 keys = ("command", "git_commit", "machine", "started", "wall_time_s")
                 extended = {k: earlier_run.get(k) for k in keys}
             else:  # a later command in the same folder (seeds merged in) keeps the note

@@ -155,3 +155,14 @@ def test_a_run_without_refit_gains_it_without_retraining_selection(tmp_path: Pat
     # Turning it off again would drop scores the folder holds: refused like any other change.
     with pytest.raises(ConfigError, match="another config"):
         train_baseline(_cfg(max_epochs=4, refit=False), out, dataset=_cyclic())
+
+
+def test_an_interrupted_refit_extension_still_names_the_run_it_extends(tmp_path: Path) -> None:
+    out = train_baseline(_cfg(max_epochs=2, refit=False), tmp_path / "run", dataset=_cyclic())
+    before = json.loads((out / "metrics.json").read_text())
+    # An extension cut short has written its config (refit on) but no new summary.
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(config | {"refit": True}))
+    train_baseline(_cfg(max_epochs=2, refit=True), out, dataset=_cyclic())
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["refit_added_to"]["command"] == before["command"] and "test_refit" in after
