@@ -5,9 +5,9 @@
 Writes, per seed, `seed_<s>/` with the model (safetensors), the item embeddings (.npy, the
 collaborative embeddings the semantic-ID stage uses for catalogues without text), metrics and a
 training log; and at the top `metrics.json` with mean ± std over seeds, the resolved config,
-the command line, the machine and wall times. An interrupted run resumes from `seed_<s>/checkpoint_<phase>/`.
-A finished run made without refit, rerun with it, trains only the refit and names the run it
-extended under `refit_added_to`.
+the command line, the machine and wall times. An interrupted run resumes from
+`seed_<s>/checkpoint_<phase>/`. A finished run made without refit, rerun with it, trains only
+the refit and names the run it extended under `refit_added_to`.
 """
 
 from __future__ import annotations
