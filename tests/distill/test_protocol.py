@@ -113,6 +113,37 @@ def test_evaluate_oracle_and_topk() -> None:
         evaluate(lambda h: np.zeros((len(h), 3), dtype=np.int64), split, "test", max_len=3)
 
 
+def test_excluding_history_ranks_without_the_users_past_items() -> None:
+    ds = _toy()
+    split = leave_one_out(ds)
+    index = ds.item_index()
+    # d > c > b > e (the target of both test users) > everything else
+    fixed = np.zeros(ds.num_items)
+    for item, score in zip("dcbe", (4.0, 3.0, 2.0, 1.0), strict=True):
+        fixed[index[item]] = score
+
+    def scores(hist: np.ndarray) -> np.ndarray:
+        return np.tile(fixed, (len(hist), 1))
+
+    plain = evaluate(scores, split, "test", max_len=3, ks=(5,))
+    assert plain["ndcg@5"] == pytest.approx(1 / np.log2(5))  # rank 4 for both users
+    # u1's window b, c, d all drop out (rank 1); u2's window c, d does, b stays (rank 2).
+    excluded = evaluate(scores, split, "test", max_len=3, ks=(5,), exclude_history=True)
+    assert excluded["ndcg@5"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
+    # A target the user had before is excluded with the rest: a miss.
+    rep = build_dataset("repeat", ["u"], [["x", "a", "y", "a"]], default_history_len=3)
+    repeat = leave_one_out(rep)
+    only_a = np.zeros(rep.num_items)
+    only_a[rep.item_index()["a"]] = 1.0
+    best_a = lambda h: np.tile(only_a, (len(h), 1))  # noqa: E731
+    assert evaluate(best_a, repeat, "test", max_len=3, ks=(1,))["recall@1"] == 1.0
+    hit = evaluate(best_a, repeat, "test", max_len=3, ks=(1,), exclude_history=True)
+    assert hit["recall@1"] == 0.0
+    with pytest.raises(ValueError, match="scores"):
+        lists = lambda h: np.tile(np.arange(ds.num_items), (len(h), 1))  # noqa: E731
+        evaluate(lists, split, "test", max_len=3, exclude_history=True)
+
+
 @pytest.mark.data
 def test_no_target_leaks_into_training(data_root: Path) -> None:
     for name in ("beauty", "ml-1m"):
