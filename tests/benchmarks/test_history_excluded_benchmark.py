@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,18 +12,11 @@ import pytest
 
 from pocketrec.distill.baseline import train_baseline
 from pocketrec.distill.sasrec import SASRecConfig
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.scripts import load_script
 
 
 def _main():
-    path = ROOT / "benchmarks/history_excluded.py"
-    spec = importlib.util.spec_from_file_location("history_excluded", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["history_excluded"] = module
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("history_excluded").main
 
 
 def _catalogue(folder: Path) -> Path:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.scripts import load_script
 
 
 def _module():
-    path = ROOT / "benchmarks/federated_noise_control.py"
-    spec = importlib.util.spec_from_file_location("federated_noise_control", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["federated_noise_control"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("federated_noise_control")
 
 
 def _record(**config: float) -> dict:

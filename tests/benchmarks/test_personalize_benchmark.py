@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,18 +11,14 @@ import pytest
 
 from pocketrec import FitSettings, Recommender
 from pocketrec._personalize import fit_personal
+from tests.benchmarks.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("personalize", ROOT / "benchmarks/personalize.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["personalize"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("personalize")
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +141,7 @@ def test_keeping_the_first_levels_equals_fitting_them_alone() -> None:
 def test_probe_windows_cover_every_pair_once(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script
-    path = ROOT / "benchmarks/personalize_finetune_probe.py"
-    spec = importlib.util.spec_from_file_location("personalize_finetune_probe", path)
-    assert spec is not None and spec.loader is not None
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("personalize_finetune_probe")
     for length in (7, 5, 2):
         seq = np.arange(10, 10 + length)
         rows = probe.windows_of(seq, 3)  # (N, 4), PAD-left
