@@ -238,7 +238,7 @@ def evaluate(
         else:
             if exclude_history:
                 rows, cols = np.nonzero(batch_hist != PAD)
-                out = out.astype(np.float32, copy=True)
+                out = out.copy()  # same dtype: a cast could create ties
                 out[rows, batch_hist[rows, cols]] = -np.inf
             ranks.append(ranks_from_scores(out, batch_targets))
     metrics = metrics_from_ranks(np.concatenate(ranks), ks)
