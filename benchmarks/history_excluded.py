@@ -88,7 +88,7 @@ def main() -> int:
             "dataset": dataset.name,
             "runs": [str(r) for r in args.runs],
             "seeds": [r["seed"] for r in per_seed],
-            "config": configs[0],
+            "config": shared[0],  # seeds and threads differ per folder
             **{k: summarize_seeds([r[k] for r in per_seed]) for k in keys},
             "per_seed": per_seed,
             **provenance(started, t0),

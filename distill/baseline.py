@@ -305,12 +305,10 @@ def train_baseline(
             *previous,
             {
                 "seeds": sorted(s for s in reused if s in cfg.seeds),
-                **{k: earlier.get(k) for k in ("command", "git_commit", "machine", "started")},
-                **(
-                    {"refit_added_to": earlier["refit_added_to"]}
-                    if "refit_added_to" in earlier
-                    else {}
-                ),
+                **{
+                    k: earlier.get(k)
+                    for k in ("command", "git_commit", "machine", "started", "refit_added_to")
+                },
             },
         ]
     write_json(out_dir / "metrics.json", summary)
