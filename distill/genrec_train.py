@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from pocketrec._errors import ConfigError
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import beam_search
+from pocketrec._search import beam_search, extra_beams
 from pocketrec.distill import dist
 from pocketrec.distill.genrec import GenRec, code_loss
 from pocketrec.distill.kd import valid_children
@@ -82,12 +82,18 @@ def make_predictor(
     beam_width: int,
     top_k: int = 20,
     device: torch.device | None = None,
+    exclude_history: bool = False,
 ):
     """(B, L) histories -> (B, top_k) item ids by constrained beam search over the model.
 
     An item-level model (the MiniLM teacher, `item_level = True`) is ranked exactly instead:
     the top items of its full-catalogue scores, which beam search over its code marginals
     approximates.
+
+    With `exclude_history`, no item of the history window is returned, as the SDK's
+    `recommend` does by default: the search bans them at the last level and keeps one extra
+    beam per banned item before it (`extra_beams`), so that prefixes leading only to banned
+    items cannot crowd the others out.
     """
     device = device or next(model.parameters()).device
     if getattr(model, "item_level", False):
@@ -95,6 +101,9 @@ def make_predictor(
         def exact(hist: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 scores = model.score_items(torch.from_numpy(hist).to(device))
+                if exclude_history:
+                    rows, cols = np.nonzero(hist >= 0)
+                    scores[torch.from_numpy(rows), torch.from_numpy(hist[rows, cols])] = -torch.inf
             return scores.topk(top_k, dim=-1).indices.cpu().numpy()
 
         return exact
@@ -113,7 +122,20 @@ def make_predictor(
     def predict(hist: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             memory = model.encode(torch.from_numpy(hist).to(device)).float().cpu().numpy()
-        result = beam_search((memory, hist >= 0), step, index, beam_width=beam_width, top_k=top_k)
+        exclude, extra = None, None
+        if exclude_history:
+            exclude = hist.astype(np.int64)
+            distinct = max((len(np.unique(row[row >= 0])) for row in hist), default=0)
+            extra = extra_beams(distinct, beam_width, hist.shape[1])
+        result = beam_search(
+            (memory, hist >= 0),
+            step,
+            index,
+            beam_width=beam_width,
+            top_k=top_k,
+            exclude=exclude,
+            extra_width=extra,
+        )
         return result.items
 
     return predict
@@ -127,10 +149,15 @@ def evaluate_genrec(
     *,
     beam_width: int,
     limit: int | None = None,
+    exclude_history: bool = False,
 ) -> dict[str, float]:
-    """Recall/NDCG@5/10/20 by beam search, plus the valid-item rate of the returned lists."""
+    """Recall/NDCG@5/10/20 by beam search, plus the valid-item rate of the returned lists.
+
+    `exclude_history` ranks without the items of each user's history window (see
+    `protocol.evaluate`); not this project's protocol, which ranks every item.
+    """
     model.eval()
-    predict = make_predictor(model, index, beam_width=beam_width)
+    predict = make_predictor(model, index, beam_width=beam_width, exclude_history=exclude_history)
     returned = {"valid": 0, "total": 0}
 
     def counting(hist: np.ndarray) -> np.ndarray:
@@ -139,7 +166,14 @@ def evaluate_genrec(
         returned["total"] += items.size
         return items
 
-    metrics = evaluate(counting, split, stage, max_len=model.cfg.max_len, limit=limit)
+    metrics = evaluate(
+        counting,
+        split,
+        stage,
+        max_len=model.cfg.max_len,
+        limit=limit,
+        exclude_history=exclude_history,
+    )
     metrics["valid_item_rate"] = returned["valid"] / max(1, returned["total"])
     return metrics
 

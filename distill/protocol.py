@@ -210,7 +210,9 @@ def evaluate(
         exclude_history: rank without the items in each user's history window (their scores
             become -inf; a target that is in it counts as a miss). Not this project's protocol,
             which ranks every item: HSTU's published MovieLens numbers are computed this way,
-            and this makes them comparable. Needs score outputs.
+            and this makes them comparable. Top-K outputs must leave those items out
+            themselves (a constrained beam search does it as it searches: removing them
+            afterwards would leave short lists); a list that holds one is refused.
 
     Returns:
         recall@K / ndcg@K for each K, plus "num_users".
@@ -231,7 +233,7 @@ def evaluate(
         batch_targets = targets[s : s + batch_size]
         if np.issubdtype(out.dtype, np.integer):
             if exclude_history:
-                raise ValueError("exclude_history needs a predict that returns scores")
+                _check_lists_exclude(out, batch_hist)
             if out.shape[1] < max(ks):
                 raise ValueError(f"top-K lists have {out.shape[1]} items; need >= {max(ks)}")
             ranks.append(ranks_from_topk(out, batch_targets))
@@ -244,3 +246,15 @@ def evaluate(
     metrics = metrics_from_ranks(np.concatenate(ranks), ks)
     metrics["num_users"] = float(len(targets))
     return metrics
+
+
+def _check_lists_exclude(topk: np.ndarray, hist: np.ndarray) -> None:
+    """Refuse top-K lists that hold an item of their user's history window."""
+    returned = topk[:, :, None] == np.where(hist >= 0, hist, -2)[:, None, :]  # (B, K, L)
+    if returned.any():
+        row = int(np.nonzero(returned.any(axis=(1, 2)))[0][0])
+        raise ValueError(
+            f"exclude_history: the ranked list of batch row {row} holds an item of that user's "
+            "history window; the predict must leave them out (beam_search(exclude=...)) or "
+            "return scores"
+        )

@@ -10,7 +10,13 @@ from pocketrec._errors import ConfigError
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import build_dataset
 from pocketrec.distill.genrec import GenRec, GenRecConfig, code_loss
-from pocketrec.distill.genrec_train import TrainConfig, _kd_loss, evaluate_genrec, train_genrec
+from pocketrec.distill.genrec_train import (
+    TrainConfig,
+    _kd_loss,
+    evaluate_genrec,
+    make_predictor,
+    train_genrec,
+)
 from pocketrec.distill.kd import valid_children
 from pocketrec.distill.protocol import leave_one_out
 from pocketrec.distill.sids.vocab import disambiguate
@@ -161,6 +167,26 @@ def test_learns_a_deterministic_next_item(tmp_path) -> None:
     assert metrics["test"]["valid_item_rate"] == 1.0
     again = evaluate_genrec(model, split, index, "test", beam_width=20)
     assert again["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"])
+    # No walk revisits an item, so leaving the history out can only lift the target.
+    excluded = evaluate_genrec(model, split, index, "test", beam_width=20, exclude_history=True)
+    assert excluded["ndcg@10"] >= again["ndcg@10"] and excluded["valid_item_rate"] == 1.0
+
+
+def test_excluding_history_is_the_full_ranking_without_it() -> None:
+    """With a beam as wide as the catalogue the search is exact: the history-excluded list is
+    the plain ranking with the history's items taken out, and still full."""
+    model = _model(num_items=40)
+    index = PrefixIndex(_sids(), K)
+    hist = np.array([[-1, -1, 3, 7, 1, 9], [5, 6, 7, 8, 9, 5], [-1] * 6])
+    plain = make_predictor(model, index, beam_width=40, top_k=40)(hist)
+    excluded = make_predictor(model, index, beam_width=40, top_k=20, exclude_history=True)(hist)
+    for row, ranked, kept in zip(hist, plain, excluded, strict=True):
+        expected = [i for i in ranked if i not in set(row)][:20]
+        assert kept.tolist() == expected
+    # A narrow beam still returns full lists: one extra beam per history item.
+    narrow = make_predictor(model, index, beam_width=20, top_k=20, exclude_history=True)(hist)
+    assert (narrow >= 0).all()
+    assert not any(set(r.tolist()) & set(h.tolist()) for r, h in zip(narrow, hist, strict=True))
 
 
 def test_code_loss_is_item_nll() -> None:

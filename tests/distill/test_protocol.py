@@ -139,9 +139,19 @@ def test_excluding_history_ranks_without_the_users_past_items() -> None:
     assert evaluate(best_a, repeat, "test", max_len=3, ks=(1,))["recall@1"] == 1.0
     hit = evaluate(best_a, repeat, "test", max_len=3, ks=(1,), exclude_history=True)
     assert hit["recall@1"] == 0.0
-    with pytest.raises(ValueError, match="scores"):
-        lists = lambda h: np.tile(np.arange(ds.num_items), (len(h), 1))  # noqa: E731
+    # Ranked lists must leave the history out themselves; those that do are scored as they are.
+    lists = lambda h: np.tile(np.arange(ds.num_items), (len(h), 1))  # noqa: E731
+    with pytest.raises(ValueError, match="history window"):
         evaluate(lists, split, "test", max_len=3, exclude_history=True)
+
+    def ranked_without(hist: np.ndarray) -> np.ndarray:
+        order = np.argsort(-fixed, kind="stable")
+        kept = [[i for i in order if i not in set(h)] for h in hist]
+        return np.stack([np.pad(k, (0, 20 - len(k)), constant_values=-1) for k in kept])
+
+    assert evaluate(ranked_without, split, "test", max_len=3, ks=(5,), exclude_history=True) == (
+        excluded
+    )
 
 
 @pytest.mark.data
