@@ -1,14 +1,23 @@
-"""Score finished SASRec baseline runs under HSTU's evaluation as well as this project's.
+"""Score finished runs under HSTU's evaluation as well as this project's.
 
     python benchmarks/history_excluded.py runs/ml1m_s0 runs/ml1m_s1 runs/ml1m_s2 \
         --json benchmarks/results/baseline_sasrec_ml1m_history_excluded.json
+    python benchmarks/history_excluded.py runs/ml1m_quick \
+        --json benchmarks/results/distill_ml-1m_quick_history_excluded.json
 
 HSTU's published MovieLens-1M numbers rank every item except the ones in the user's history
 window (its evaluation passes the history as invalid ids); this project's protocol ranks every
-item. This loads each seed's saved models from `pocketrec baseline` run folders (the chosen
-model and, where present, the refit) and scores the test targets both ways with the same
-`evaluate`, so the published row can be compared with a like-for-like number. The plain scores
-must equal the ones the run recorded; the script stops if they do not.
+item. This loads the saved models of finished runs and scores the test targets both ways, so
+the published rows can be compared with like-for-like numbers:
+
+- `pocketrec baseline` run folders (one or more, one seed each or several): each seed's chosen
+  SASRec and, where present, its refit, through the same `evaluate`;
+- one `pocketrec distill` run folder: the teacher (ranked exactly, history items removed from
+  its scores) and every seed of the student and of the student trained without the teacher
+  (constrained beam search that bans history items as it searches, as the SDK's `recommend`
+  does by default).
+
+The plain scores must equal the ones the run recorded; the script stops if they do not.
 """
 
 from __future__ import annotations
@@ -23,24 +32,38 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.baseline import _predictor
 from pocketrec.distill.data import load_dataset
+from pocketrec.distill.genrec import GenRecConfig
+from pocketrec.distill.genrec_train import evaluate_genrec
 from pocketrec.distill.metrics import summarize_seeds
 from pocketrec.distill.protocol import evaluate, leave_one_out
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
 from pocketrec.distill.sasrec import SASRec, SASRecConfig
+from pocketrec.distill.teacher import TeacherEnsemble, build_minilm_teacher
+from pocketrec.export.bundle import Student
 
 MODELS = {"test": "model.safetensors", "test_refit": "refit.safetensors"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="pocketrec baseline run folders")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="pocketrec baseline run folders, or one distill run"
+    )
     parser.add_argument("--json", type=Path, required=True, help="record to write")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started, t0 = utc_now(), time.perf_counter()
+    if any(_is_distill_run(run) for run in args.runs):
+        if len(args.runs) != 1:
+            raise SystemExit("give one distill run folder (it holds every seed), on its own")
+        record = _score_distill_run(args.runs[0])
+        write_json(args.json, {**record, **provenance(started, t0)})
+        print(f"-> {args.json}")
+        return 0
 
     configs = [json.loads((run / "config.json").read_text()) for run in args.runs]
     shared = [{k: v for k, v in c.items() if k not in ("seeds", "threads")} for c in configs]
@@ -62,11 +85,7 @@ def main() -> int:
             model.eval()
             predict = _predictor(model, torch.device("cpu"))
             plain = evaluate(predict, split, "test", max_len=cfg.max_len)
-            if abs(plain["ndcg@10"] - recorded[key]["ndcg@10"]) > 1e-6:
-                raise SystemExit(
-                    f"{seed_dir / weights}: NDCG@10 {plain['ndcg@10']:.6f} here, "
-                    f"{recorded[key]['ndcg@10']:.6f} recorded; not the model that was scored"
-                )
+            _check_reproduced(seed_dir / weights, plain, recorded[key])
             row[key] = plain
             row[f"{key}_history_excluded"] = evaluate(
                 predict, split, "test", max_len=cfg.max_len, exclude_history=True
@@ -85,6 +104,7 @@ def main() -> int:
             "what": f"SASRec baseline on {dataset.name}, test scored with and without the "
             "user's history window in the ranking",
             "kind": "history_excluded",
+            "runs_of": "baseline",
             "dataset": dataset.name,
             "runs": [str(r) for r in args.runs],
             "seeds": [r["seed"] for r in per_seed],
@@ -96,6 +116,98 @@ def main() -> int:
     )
     print(f"-> {args.json}")
     return 0
+
+
+def _check_reproduced(what: Path, plain: dict[str, float], recorded: dict[str, float]) -> None:
+    if abs(plain["ndcg@10"] - recorded["ndcg@10"]) > 1e-6:
+        raise SystemExit(
+            f"{what}: NDCG@10 {plain['ndcg@10']:.6f} here, {recorded['ndcg@10']:.6f} recorded; "
+            "not the model that was scored"
+        )
+
+
+def _is_distill_run(run: Path) -> bool:
+    path = run / "config.json"
+    return path.exists() and "student" in json.loads(path.read_text()).get("config", {})
+
+
+def _both_ways(score) -> dict[str, dict[str, float]]:
+    """{"test": plain, "test_history_excluded": ...} from score(exclude_history)."""
+    return {"test": score(False), "test_history_excluded": score(True)}
+
+
+def _score_distill_run(run: Path) -> dict[str, Any]:
+    """The teacher and every student seed of one finished distill run, scored both ways."""
+    if not (run / "metrics.json").exists():
+        raise SystemExit(f"{run}: the distill run has not finished (no metrics.json)")
+    summary = json.loads((run / "metrics.json").read_text())
+    cfg = summary["config"]
+    beam = cfg["student_train"]["beam_width"]
+    out: dict[str, Any] = {
+        "what": f"pocketrec distill on {cfg['dataset']} ({cfg['preset']}), test scored with and "
+        "without the user's history window in the ranking",
+        "kind": "history_excluded",
+        "runs_of": "distill",
+        "dataset": summary["dataset"],
+        "preset": cfg["preset"],
+        "runs": [str(run)],
+        "config": cfg,
+        "beam_width": beam,
+    }
+    for kind in ("student", "student_nokd"):
+        per_seed = []
+        for seed in summary[kind]["seeds"] if summary.get(kind) else []:
+            student = Student.load(run, seed=seed, kind=kind)
+            index = PrefixIndex(student.sids, student.model.cfg.codebook_size)
+            row = _both_ways(
+                lambda ex, s=student, i=index: evaluate_genrec(
+                    s.model, s.split, i, "test", beam_width=beam, exclude_history=ex
+                )
+            )
+            recorded = json.loads((run / kind / f"seed_{seed}" / "metrics.json").read_text())
+            _check_reproduced(run / kind / f"seed_{seed}", row["test"], recorded["test"])
+            print(
+                f"{kind} seed {seed}: NDCG@10 {row['test']['ndcg@10']:.4f}, history excluded "
+                f"{row['test_history_excluded']['ndcg@10']:.4f}",
+                file=sys.stderr,
+            )
+            per_seed.append({"seed": seed, **row})
+        if per_seed:
+            out[kind] = {
+                key: summarize_seeds([r[key] for r in per_seed])
+                for key in ("test", "test_history_excluded")
+            } | {"seeds": [r["seed"] for r in per_seed], "per_seed": per_seed}
+    if cfg["teacher"] == "minilm":
+        teacher, split, sids = _load_minilm_teacher(run, cfg)
+        index = PrefixIndex(sids, cfg["student"]["codebook_size"])
+        out["teacher"] = _both_ways(
+            lambda ex: evaluate_genrec(
+                teacher, split, index, "test", beam_width=beam, exclude_history=ex
+            )
+        )
+        recorded = json.loads((run / "teacher" / "metrics.json").read_text())
+        _check_reproduced(run / "teacher", out["teacher"]["test"], recorded["test"])
+    return out
+
+
+def _load_minilm_teacher(run: Path, cfg: dict[str, Any]):
+    """The run's MiniLM teacher (one model, or the mean of its members), split and IDs."""
+    student = Student.load(run)  # the dataset, split and semantic IDs the run used
+    shape = GenRecConfig(**cfg["teacher_model"])
+    members = []
+    for i in range(cfg["teacher_members"]):
+        folder = run / "teacher" if cfg["teacher_members"] == 1 else run / "teacher" / f"member_{i}"
+        model, _ = build_minilm_teacher(
+            shape,
+            student.dataset,
+            student.sids,
+            seed=cfg["seeds"][0] + i,
+            code_embeddings=cfg["teacher_codes"],
+        )
+        model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        members.append(model.eval())
+    teacher = members[0] if len(members) == 1 else TeacherEnsemble(members).eval()
+    return teacher, student.split, student.sids
 
 
 if __name__ == "__main__":

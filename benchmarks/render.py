@@ -53,7 +53,7 @@ def baseline_table(records: list[dict[str, Any]]) -> str:
     ours = [r for r in records if r.get("model") == "sasrec"]
     ours.sort(key=_dataset_rank)
     # The same models scored the way HSTU's evaluation does (benchmarks/history_excluded.py).
-    excluded = {r["dataset"]: r for r in records if r.get("kind") == "history_excluded"}
+    excluded = {r["dataset"]: r for r in _history_excluded(records, "baseline")}
     for record in ours:
         variants = [
             (record, "test_refit", "refit on train + valid"),
@@ -84,6 +84,11 @@ def baseline_table(records: list[dict[str, Any]]) -> str:
                 f"| {record['dataset']} | {name} (published) | {cells} | – | – | {source} |"
             )
     return "\n".join(rows)
+
+
+def _history_excluded(records: list[dict[str, Any]], runs_of: str) -> list[dict[str, Any]]:
+    """Records of benchmarks/history_excluded.py for baseline or distill runs."""
+    return [r for r in records if r.get("kind") == "history_excluded" and r["runs_of"] == runs_of]
 
 
 def _dataset_rank(record: dict[str, Any]) -> int:
@@ -155,17 +160,35 @@ def distill_table(records: list[dict[str, Any]]) -> str:
     ]
     ours = [r for r in records if r.get("model") == "pocketrec-distill"]
     ours.sort(key=lambda r: (_dataset_rank(r), r["preset"]))
+    # The same models scored the way HSTU's evaluation does (benchmarks/history_excluded.py).
+    excluded = {(r["dataset"], r["preset"]): r for r in _history_excluded(records, "distill")}
     for r in ours:
         link = f"[{r['_file']}](results/{r['_file']})"
         nokd = r.get("student_nokd") or {}
         members = r["config"].get("teacher_members", 1)
         teacher = r["teacher"]["kind"] + (f", mean of {members}" if members > 1 else "")
         models = [
-            (f"teacher ({teacher})", r["teacher"], r["teacher"]["test"], "–"),
-            ("**student, distilled**", r["student"], r["student"]["test"], None),
-            ("student, no teacher", nokd, nokd.get("test"), None),
+            (f"teacher ({teacher})", r["teacher"], r["teacher"]["test"], "–", link),
+            ("**student, distilled**", r["student"], r["student"]["test"], None, link),
+            ("student, no teacher", nokd, nokd.get("test"), None, link),
         ]
-        for name, block, test, seeds in models:
+        also = excluded.get((r["dataset"], r["preset"]))
+        if also:
+            how = "history window excluded from the ranking, as HSTU evaluates"
+            models += [
+                (
+                    f"{name}; {how}",
+                    block,
+                    also[kind]["test_history_excluded"],
+                    seeds,
+                    f"[{also['_file']}](results/{also['_file']})",
+                )
+                for (name, block, _, seeds, _), kind in zip(
+                    models, ("teacher", "student", "student_nokd"), strict=True
+                )
+                if kind in also
+            ]
+        for name, block, test, seeds, source in models:
             if not block:
                 continue
             rate = _cell(test, "valid_item_rate")
@@ -173,7 +196,8 @@ def distill_table(records: list[dict[str, Any]]) -> str:
             rows.append(
                 f"| {r['dataset']} | {r['preset']} | {name} | {block['parameters']:,} | "
                 f"{_cell(test, 'recall@10')} | {_cell(test, 'ndcg@10')} | "
-                f"{_cell(test, 'recall@5')} | {_cell(test, 'ndcg@5')} | {rate} | {seeds} | {link} |"
+                f"{_cell(test, 'recall@5')} | {_cell(test, 'ndcg@5')} | {rate} | {seeds} | "
+                f"{source} |"
             )
         retention = r.get("retention_vs_teacher")
         rows.append(

@@ -79,34 +79,44 @@ class ExportError(PocketrecError):
     """The export failed a check; the previous bundle (if any) is untouched."""
 
 
-def load_student(run_dir: Path, seed: int | None = None) -> tuple[GenRec, int, dict[str, Any]]:
+def load_student(
+    run_dir: Path, seed: int | None = None, *, kind: str = "student"
+) -> tuple[GenRec, int, dict[str, Any]]:
     """The student of a `pocketrec distill` run: by default the seed best on validation.
+
+    Args:
+        run_dir: the run folder.
+        seed: which seed; None picks the best on validation.
+        kind: "student" (distilled, the one bundles ship) or "student_nokd" (the ablation
+            trained without the teacher).
 
     Returns:
         The model (eval mode), its seed, and the run's config.json.
     """
+    if kind not in ("student", "student_nokd"):
+        raise ValueError(f"kind must be 'student' or 'student_nokd', got {kind!r}")
     config_path = run_dir / "config.json"
     if not config_path.exists():
         raise ExportError(f"{run_dir} is not a `pocketrec distill` run folder (no config.json)")
     run = json.loads(config_path.read_text())
     seeds = sorted(
         int(p.name.split("_")[1])
-        for p in (run_dir / "student").glob("seed_*")
+        for p in (run_dir / kind).glob("seed_*")
         if (p / "model.safetensors").exists()
     )
     if not seeds:
-        raise ExportError(f"{run_dir} has no trained student yet; finish `pocketrec distill`")
+        raise ExportError(f"{run_dir} has no trained {kind} yet; finish `pocketrec distill`")
     if seed is None:
         scores = {
-            s: json.loads((run_dir / "student" / f"seed_{s}" / "metrics.json").read_text())[
-                "valid"
-            ]["ndcg@10"]
+            s: json.loads((run_dir / kind / f"seed_{s}" / "metrics.json").read_text())["valid"][
+                "ndcg@10"
+            ]
             for s in seeds
         }
         seed = max(seeds, key=lambda s: (scores[s], -s))
     elif seed not in seeds:
-        raise ExportError(f"{run_dir} has no student for seed {seed}; it has seeds {seeds}")
-    folder = run_dir / "student" / f"seed_{seed}"
+        raise ExportError(f"{run_dir} has no {kind} for seed {seed}; it has seeds {seeds}")
+    folder = run_dir / kind / f"seed_{seed}"
     shape = json.loads((folder / "config.json").read_text())["model"]
     unknown = sorted(set(shape) - {f.name for f in dataclasses.fields(GenRecConfig)})
     if unknown:
@@ -233,14 +243,21 @@ class Student:
 
     @classmethod
     def load(
-        cls, run_dir: Path, *, seed: int | None = None, data_root: Path | None = None
+        cls,
+        run_dir: Path,
+        *,
+        seed: int | None = None,
+        data_root: Path | None = None,
+        kind: str = "student",
     ) -> Student:
         """The student of a distill run (best seed on validation by default) and its dataset.
+
+        `kind="student_nokd"` loads the ablation trained without the teacher instead.
 
         Raises:
             ExportError: no student, or semantic IDs of another dataset.
         """
-        model, seed, run = load_student(run_dir, seed)
+        model, seed, run = load_student(run_dir, seed, kind=kind)
         dataset = load_dataset(run["config"]["dataset"], root=data_root)
         sids, item_ids, sid_config = load_semantic_ids(run_dir / "sids")
         if item_ids != [str(i) for i in dataset.item_ids]:

@@ -68,3 +68,54 @@ def test_scores_the_saved_models_both_ways(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(sys, "argv", [*argv[:2], str(other), "--json", str(out)])
     with pytest.raises(SystemExit, match="different configs"):
         _main()()
+
+
+def test_scores_a_distill_run_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pocketrec.distill.pipeline import distill
+    from tests.distill.test_pipeline import _shop, _tiny_cfg
+
+    shop = _shop(tmp_path / "shop")
+    cfg = dataclasses.replace(_tiny_cfg(shop), teacher_members=2, seeds=[0, 1])
+    run = tmp_path / "run"
+    out = tmp_path / "record.json"
+    argv = ["history_excluded.py", str(run), "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    (run / "student").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"config": {"student": {}}}))
+    with pytest.raises(SystemExit, match="has not finished"):
+        _main()()
+    distill(cfg, run, force=True)
+    assert _main()() == 0
+    record = json.loads(out.read_text())
+    made = json.loads((run / "metrics.json").read_text())
+    assert record["runs_of"] == "distill" and record["preset"] == "smoke"
+    for kind in ("student", "student_nokd"):
+        assert record[kind]["seeds"] == [0, 1]
+        assert record[kind]["test"]["ndcg@10"] == made[kind]["test"]["ndcg@10"]
+        assert record[kind]["test_history_excluded"]["valid_item_rate"]["mean"] == 1.0
+    teacher = record["teacher"]
+    assert teacher["test"]["ndcg@10"] == pytest.approx(made["teacher"]["test"]["ndcg@10"])
+    # Exact ranking and no user revisits an item: leaving the history out only lifts targets.
+    assert teacher["test_history_excluded"]["ndcg@10"] >= teacher["test"]["ndcg@10"]
+    # The benchmark tables show the history-excluded rows under the run's own.
+    table = (
+        load_script("render")
+        .distill_table([{**made, "_file": "distill.json"}, {**record, "_file": "excluded.json"}])
+        .splitlines()
+    )
+    shown = [row for row in table if "history window excluded" in row]
+    assert len(shown) == 3 and all("results/excluded.json" in row for row in shown)
+    ndcg = record["student"]["test_history_excluded"]["ndcg@10"]
+    assert f"{ndcg['mean']:.4f} ± {ndcg['std']:.4f}" in shown[1]
+    # A distill run is scored on its own, not averaged with other folders.
+    monkeypatch.setattr(sys, "argv", [*argv[:2], str(tmp_path / "other"), "--json", str(out)])
+    with pytest.raises(SystemExit, match="on its own"):
+        _main()()
+    # Weights that do not give the recorded score are refused.
+    seed_metrics = run / "student_nokd" / "seed_1" / "metrics.json"
+    tampered = json.loads(seed_metrics.read_text())
+    tampered["test"]["ndcg@10"] += 0.01
+    seed_metrics.write_text(json.dumps(tampered))
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="not the model that was scored"):
+        _main()()
