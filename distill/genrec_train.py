@@ -103,7 +103,9 @@ def make_predictor(
                 scores = model.score_items(torch.from_numpy(hist).to(device))
                 if exclude_history:
                     rows, cols = np.nonzero(hist >= 0)
-                    scores[torch.from_numpy(rows), torch.from_numpy(hist[rows, cols])] = -torch.inf
+                    pairs = np.stack([rows, hist[rows, cols]]).astype(np.int64)  # (2, N)
+                    banned = torch.from_numpy(pairs).to(scores.device)
+                    scores[banned[0], banned[1]] = -torch.inf
             return scores.topk(top_k, dim=-1).indices.cpu().numpy()
 
         return exact
