@@ -25,7 +25,7 @@ from pocketrec.distill.data import load_dataset
 from pocketrec.distill.genrec import GenRec, GenRecConfig
 from pocketrec.distill.genrec_train import TrainConfig, train_genrec
 from pocketrec.distill.protocol import leave_one_out
-from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
+from pocketrec.distill.runinfo import provenance, utc_now, write_json
 from pocketrec.distill.sids.stage import load_semantic_ids
 
 STUDENT = {"hidden": 64, "num_layers": 2, "num_heads": 2, "dropout": 0.3}
@@ -83,11 +83,7 @@ def main() -> int:
             "train": dataclasses.asdict(TrainConfig(**TRAIN)),
             "runs": rows,
             "chosen_on_validation": chosen["method"],
-            "command": command_line(),
-            "git_commit": git_commit(),
-            "machine": machine_info(),
-            "started": started,
-            "wall_time_s": round(time.perf_counter() - t0, 1),
+            **provenance(started, t0),
         },
     )
     for r in rows:
