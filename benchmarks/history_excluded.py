@@ -151,6 +151,9 @@ def _score_distill_run(run: Path) -> dict[str, Any]:
         "dataset": summary["dataset"],
         "preset": cfg["preset"],
         "runs": [str(run)],
+        # how the scored run itself was made (this record's own command is below)
+        "run_command": summary["command"],
+        "run_git_commit": summary["git_commit"],
         "config": cfg,
         "beam_width": beam,
     }

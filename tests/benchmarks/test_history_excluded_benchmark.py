@@ -89,6 +89,7 @@ def test_scores_a_distill_run_both_ways(tmp_path: Path, monkeypatch: pytest.Monk
     record = json.loads(out.read_text())
     made = json.loads((run / "metrics.json").read_text())
     assert record["runs_of"] == "distill" and record["preset"] == "smoke"
+    assert record["run_command"] == made["command"]
     for kind in ("student", "student_nokd"):
         assert record[kind]["seeds"] == [0, 1]
         assert record[kind]["test"]["ndcg@10"] == made[kind]["test"]["ndcg@10"]
