@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.add_argument("--beam-width", type=int, default=None, help="default: the bundle's")
     ev.add_argument("--batch-size", type=int, default=256, help="users per call")
     ev.add_argument("--limit", type=int, default=None, help="score only N users (evenly spaced)")
+    ev.add_argument(
+        "--exclude-history",
+        action="store_true",
+        help="leave each user's history window out of the ranking, as recommend does (not the "
+        "project's protocol; HSTU's published MovieLens numbers are scored this way)",
+    )
     ev.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     ev.add_argument("--providers", default=None, help="comma-separated execution providers")
     ev.add_argument("--data-root", type=Path, default=None, help="default: $POCKETREC_DATA")
@@ -150,6 +156,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         progress=sys.stderr.isatty(),
+        exclude_history=args.exclude_history,
     )
     elapsed = time.perf_counter() - t0
     record = {
@@ -157,6 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "precision": rec.manifest.precision,
         "dataset": dataset.name,
         "stage": args.stage,
+        "history_excluded": args.exclude_history,
         "metrics": metrics,
         "providers": list(rec.providers),
         "wall_time_s": round(elapsed, 1),
@@ -168,7 +176,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         _emit(record, args.json)
     else:
         print(
-            f"{rec.manifest.name} on {dataset.name} {args.stage}: NDCG@10 "
+            f"{rec.manifest.name} on {dataset.name} {args.stage}"
+            f"{' (history window excluded)' if args.exclude_history else ''}: NDCG@10 "
             f"{metrics['ndcg@10']:.4f}, Recall@10 {metrics['recall@10']:.4f} "
             f"({int(metrics['num_users'])} users, {elapsed:.0f} s)"
         )

@@ -24,12 +24,15 @@ def evaluate_recommender(
     batch_size: int = 256,
     limit: int | None = None,
     progress: bool = False,
+    exclude_history: bool = False,
 ) -> dict[str, float]:
     """Recall/NDCG@5/10/20 of `rec` on a dataset's leave-one-out targets.
 
     Items are matched by id, so the bundle's catalogue order does not matter; dataset items the
     bundle lacks count as misses. No history filtering (the protocol), beam search as in
-    `recommend`.
+    `recommend`. With `exclude_history`, the items of each user's history window are left out
+    as `recommend_batch(..., exclude_history=True)` leaves them out: the ranking an app shows
+    (and the way HSTU's published MovieLens numbers are computed).
     """
     from pocketrec.distill.protocol import evaluate, leave_one_out
 
@@ -41,7 +44,8 @@ def evaluate_recommender(
 
     def predict(hist: np.ndarray) -> np.ndarray:
         rows = to_bundle[hist]  # PAD (-1) indexes the trailing -1
-        found = rec.rank(rows, k=20, beam_width=beam_width)
+        exclude = _distinct(rows) if exclude_history else None
+        found = rec.rank(rows, k=20, beam_width=beam_width, exclude=exclude)
         return to_dataset[found.items]  # -1 indexes the trailing -1
 
     return evaluate(
@@ -52,4 +56,14 @@ def evaluate_recommender(
         batch_size=batch_size,
         limit=limit,
         progress=progress,
+        exclude_history=exclude_history,
     )
+
+
+def _distinct(rows: np.ndarray) -> np.ndarray:
+    """(B, E) each row's distinct catalogue rows, -1 padded; E is the largest count."""
+    unique = [np.unique(r[r >= 0]) for r in rows]
+    out = np.full((len(rows), max((len(u) for u in unique), default=0)), -1, np.int64)
+    for b, u in enumerate(unique):
+        out[b, : len(u)] = u
+    return out

@@ -76,6 +76,34 @@ def test_sdk_scores_match_the_recorded_quality(exported: dict[str, Path], tiny_r
     )
 
 
+def test_sdk_scores_without_the_history_as_apps_are_served(
+    exported: dict[str, Path], tiny_run: Path, tmp_path: Path
+) -> None:
+    """`exclude_history` scores the lists `recommend_batch` returns by default."""
+    from pocketrec._evaluate import evaluate_recommender
+    from pocketrec.distill.protocol import evaluate
+
+    rec = Recommender.from_bundle(exported["fp32"], providers=[CPU])
+    config = json.loads((tiny_run / "config.json").read_text())
+    dataset = load_dataset(config["config"]["dataset"])
+    index = {item: i for i, item in enumerate(map(str, dataset.item_ids))}
+
+    def served(hist: np.ndarray) -> np.ndarray:
+        histories = [[str(dataset.item_ids[i]) for i in row if i >= 0] for row in hist]
+        lists = rec.recommend_batch(histories, k=20)  # history left out by default
+        return np.array([[index[r.item_id] for r in recs] for recs in lists])
+
+    split = leave_one_out(dataset)
+    expected = evaluate(served, split, "test", max_len=rec.window, exclude_history=True)
+    assert evaluate_recommender(rec, dataset, exclude_history=True) == expected
+    # The same through the command line, whose record says how it scored.
+    out = tmp_path / "eval.json"
+    bundle, name = str(exported["fp32"]), config["config"]["dataset"]
+    assert main(["evaluate", bundle, name, "--exclude-history", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["history_excluded"] is True and record["metrics"] == expected
+
+
 def test_int8_and_int4_are_quantized_for_cpu_and_cuda(exported: dict[str, Path]) -> None:
     for precision, op in (("int8", "MatMulInteger"), ("int4", "MatMulNBits")):
         folder = exported[precision]
