@@ -127,8 +127,9 @@ def make_predictor(
         exclude, extra = None, None
         if exclude_history:
             exclude = hist.astype(np.int64)
-            distinct = max((len(np.unique(row[row >= 0])) for row in hist), default=0)
-            extra = extra_beams(distinct, beam_width, hist.shape[1])
+            extra = np.array(  # each user's own, as the SDK's recommend_batch
+                [extra_beams(len(np.unique(r[r >= 0])), beam_width, hist.shape[1]) for r in hist]
+            )
         result = beam_search(
             (memory, hist >= 0),
             step,

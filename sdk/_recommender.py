@@ -399,9 +399,11 @@ class Recommender:
         has = (histories >= 0).any(axis=1)
         if has.any():
             excluded = None if exclude is None else exclude[has]
-            extra = (
-                None if excluded is None else extra_beams(excluded.shape[1], width, self._window)
-            )
+            extra = None
+            if excluded is not None:  # each user's own, so a batch changes nobody's items
+                extra = np.array(
+                    [extra_beams(len(np.unique(r[r >= 0])), width, self._window) for r in excluded]
+                )
             found = beam_search(
                 self.encode(histories[has]),
                 self.step,

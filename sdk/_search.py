@@ -92,7 +92,7 @@ def beam_search(
     beam_width: int,
     top_k: int,
     exclude: NDArray[np.int64] | None = None,
-    extra_width: int | None = None,
+    extra_width: int | NDArray[np.integer] | None = None,
 ) -> SearchResult:
     """Find the `top_k` most likely existing items for each user.
 
@@ -106,8 +106,11 @@ def beam_search(
         exclude: optional (B, E) item ids (-1 padded) that must not be returned: at the last
             level their candidates score -inf.
         extra_width: beams added at every level but the last, so that prefixes leading only
-            to excluded items do not crowd out the others (default: E, which guarantees
-            `top_k` results whenever the catalogue has them).
+            to excluded items do not crowd out the others: one number for every user or (B,)
+            one per user (default: each user's number of distinct excluded items, which
+            guarantees `top_k` results whenever the catalogue has them). Each user's beams
+            depend only on that user's own settings, so a user gets the same items alone as
+            in any batch.
 
     Returns:
         The items, their log-probabilities and semantic IDs.
@@ -117,14 +120,22 @@ def beam_search(
     parts = states if isinstance(states, tuple) else (states,)
     num_users = parts[0].shape[0]
     k_codes, levels = index.codebook_size, index.num_levels
-    if extra_width is None:
-        extra_width = 0 if exclude is None else exclude.shape[1]
     if num_users == 1:
-        return _search_one(states, step, index, beam_width, top_k, exclude, extra_width)
+        if extra_width is None:
+            extra_width = 0 if exclude is None else len(np.unique(exclude[exclude >= 0]))
+        extra_one = int(np.max(extra_width))  # an int, or a (1,) array
+        return _search_one(states, step, index, beam_width, top_k, exclude, extra_one)
     banned_keys = None
     if exclude is not None:  # (user, item) pairs that must not be returned, as one int64 key
         user_of, item_of = np.nonzero(exclude >= 0)
         banned_keys = np.unique(user_of * (index.num_items + 1) + exclude[user_of, item_of])
+    if extra_width is None:  # each user's number of distinct excluded items
+        extra_width = (
+            0
+            if banned_keys is None
+            else np.bincount(banned_keys // (index.num_items + 1), minlength=num_users)
+        )
+    extra = np.broadcast_to(np.asarray(extra_width, dtype=np.int64), (num_users,))  # (B,)
     # One beam per user before the first level; beams are (B, W) after it. Only valid
     # continuations are ever materialised (a few per beam after the first level).
     codes = np.zeros((num_users, 1, 0), dtype=np.int64)  # (B, W, level)
@@ -147,15 +158,16 @@ def beam_search(
             cand = np.where(
                 np.isin(user * (index.num_items + 1) + cand_items, banned_keys), -np.inf, cand
             )
-        keep = beam_width + (0 if last else extra_width)
+        keep = beam_width + (np.zeros_like(extra) if last else extra)  # (B,) beams per user
         # Rank within each user: higher score first, then lower flat index (rows are in beam
         # order and codes ascend within a beam, so position order is flat-index order).
         order = np.lexsort((np.arange(len(cand)), -cand, user))
         group_start = np.searchsorted(user[order], user[order], side="left")
         rank = np.arange(len(order)) - group_start
-        picked = order[rank < keep]
-        width_next = int(min(keep, max(1, np.bincount(user, minlength=num_users).max())))
-        slot = rank[rank < keep]
+        kept = rank < keep[user[order]]
+        picked = order[kept]
+        width_next = int(min(keep.max(), max(1, np.bincount(user, minlength=num_users).max())))
+        slot = rank[kept]
         new_codes = np.zeros((num_users, width_next, level + 1), dtype=np.int64)
         new_scores = np.full((num_users, width_next), -np.inf)
         beam = rows[picked] % width

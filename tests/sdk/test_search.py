@@ -111,6 +111,26 @@ def test_exclusion_removes_items_and_keeps_k() -> None:
         assert result.items[u].tolist() == full.items[u, 2:5].tolist()
 
 
+def test_a_users_items_do_not_depend_on_the_batch() -> None:
+    """Extra beams are each user's own: a user with few excluded items gets the same items
+    alone as beside a user with many (the batch's widest would give it wider beams)."""
+    index = PrefixIndex(SIDS, 4)
+    step = _fake_model(13, num_users=3, levels=3, k=4)
+    states = np.arange(3, dtype=np.float32)[:, None]
+    exclude = np.array([[-1, -1, -1, 2], [0, 1, 3, 4], [5, 5, -1, -1]])
+    together = beam_search(states, step, index, beam_width=1, top_k=1, exclude=exclude)
+    for u in range(3):
+        mine = exclude[u : u + 1]
+        alone = beam_search(states[u : u + 1], step, index, beam_width=1, top_k=1, exclude=mine)
+        assert together.items[u].tolist() == alone.items[0].tolist()
+        assert together.log_probs[u].tolist() == alone.log_probs[0].tolist()
+    # User 0 with the widest user's 4 extra beams finds another item, so the check can fail.
+    wider = beam_search(
+        states[:1], step, index, beam_width=1, top_k=1, exclude=exclude[:1], extra_width=4
+    )
+    assert wider.items[0].tolist() != together.items[0].tolist()
+
+
 def test_ties_break_by_lower_flat_index() -> None:
     index = PrefixIndex(SIDS, 4)
 
