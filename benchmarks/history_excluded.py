@@ -12,8 +12,9 @@ the published rows can be compared with like-for-like numbers:
 
 - `pocketrec baseline` run folders (one or more, one seed each or several): each seed's chosen
   SASRec and, where present, its refit, through the same `evaluate`;
-- one `pocketrec distill` run folder: the teacher (ranked exactly, history items removed from
-  its scores) and every seed of the student and of the student trained without the teacher
+- one `pocketrec distill` run folder: the MiniLM teacher (ranked exactly, history items
+  removed from its scores; an `hf:` teacher is not reloaded, and the record says so) and every
+  seed of the student and of the student trained without the teacher
   (constrained beam search that bans history items as it searches, as the SDK's `recommend`
   does by default).
 
@@ -190,6 +191,9 @@ def _score_distill_run(run: Path) -> dict[str, Any]:
         )
         recorded = json.loads((run / "teacher" / "metrics.json").read_text())
         _check_reproduced(run / "teacher", out["teacher"]["test"], recorded["test"])
+    else:  # reloading an LM teacher needs its base model; its own metrics.json has its scores
+        out["teacher_not_scored"] = f"{cfg['teacher']}: only MiniLM teachers are reloaded here"
+        print(f"teacher not scored: {out['teacher_not_scored']}", file=sys.stderr)
     return out
 
 

@@ -152,6 +152,12 @@ def _cell(summary: dict[str, Any] | None, key: str) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def _plain(record: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A distill record's plain test metrics of one model, as a seed summary or numbers."""
+    test = record[kind]["test"]
+    return {k: v["mean"] if isinstance(v, dict) else v for k, v in test.items()}
+
+
 def distill_table(records: list[dict[str, Any]]) -> str:
     rows = [
         "| dataset | preset | model | parameters | Recall@10 | NDCG@10 | Recall@5 | NDCG@5 | "
@@ -173,6 +179,14 @@ def distill_table(records: list[dict[str, Any]]) -> str:
             ("student, no teacher", nokd, nokd.get("test"), None, link),
         ]
         also = excluded.get((r["dataset"], r["preset"]))
+        if also and any(
+            kind in also and abs(_plain(also, kind)["ndcg@10"] - _plain(r, kind)["ndcg@10"]) > 1e-6
+            for kind in ("teacher", "student", "student_nokd")
+        ):
+            raise SystemExit(
+                f"{also['_file']} scored models whose plain test scores differ from "
+                f"{r['_file']}'s: rescore the run this record describes"
+            )
         if also:
             how = "history window excluded from the ranking, as HSTU evaluates"
             models += [
@@ -180,7 +194,7 @@ def distill_table(records: list[dict[str, Any]]) -> str:
                     f"{name}; {how}",
                     block,
                     also[kind]["test_history_excluded"],
-                    seeds,
+                    seeds if kind == "teacher" else str(len(also[kind]["seeds"])),
                     f"[{also['_file']}](results/{also['_file']})",
                 )
                 for (name, block, _, seeds, _), kind in zip(

@@ -233,7 +233,7 @@ def evaluate(
         batch_targets = targets[s : s + batch_size]
         if np.issubdtype(out.dtype, np.integer):
             if exclude_history:
-                _check_lists_exclude(out, batch_hist)
+                _check_lists_exclude(out, batch_hist, first_user=s)
             if out.shape[1] < max(ks):
                 raise ValueError(f"top-K lists have {out.shape[1]} items; need >= {max(ks)}")
             ranks.append(ranks_from_topk(out, batch_targets))
@@ -248,13 +248,13 @@ def evaluate(
     return metrics
 
 
-def _check_lists_exclude(topk: np.ndarray, hist: np.ndarray) -> None:
+def _check_lists_exclude(topk: np.ndarray, hist: np.ndarray, *, first_user: int) -> None:
     """Refuse top-K lists that hold an item of their user's history window."""
     returned = topk[:, :, None] == np.where(hist >= 0, hist, -2)[:, None, :]  # (B, K, L)
     if returned.any():
-        row = int(np.nonzero(returned.any(axis=(1, 2)))[0][0])
+        row, rank, _ = (int(i[0]) for i in np.nonzero(returned))
         raise ValueError(
-            f"exclude_history: the ranked list of batch row {row} holds an item of that user's "
-            "history window; the predict must leave them out (beam_search(exclude=...)) or "
-            "return scores"
+            f"exclude_history: the ranked list of evaluated user {first_user + row} holds item "
+            f"{int(topk[row, rank])} of that user's history window at rank {rank + 1}; the "
+            "predict must leave them out (beam_search(exclude=...)) or return scores"
         )

@@ -108,6 +108,13 @@ def test_scores_a_distill_run_both_ways(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(shown) == 3 and all("results/excluded.json" in row for row in shown)
     ndcg = record["student"]["test_history_excluded"]["ndcg@10"]
     assert f"{ndcg['mean']:.4f} ± {ndcg['std']:.4f}" in shown[1]
+    # Rows are shown only beside the run whose models were scored.
+    other = json.loads(json.dumps(made))
+    other["student"]["test"]["ndcg@10"]["mean"] += 0.01
+    with pytest.raises(SystemExit, match="rescore the run"):
+        load_script("render").distill_table(
+            [{**other, "_file": "distill.json"}, {**record, "_file": "excluded.json"}]
+        )
     # A distill run is scored on its own, not averaged with other folders.
     monkeypatch.setattr(sys, "argv", [*argv[:2], str(tmp_path / "other"), "--json", str(out)])
     with pytest.raises(SystemExit, match="on its own"):
