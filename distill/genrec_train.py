@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from pocketrec._errors import ConfigError
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import beam_search, extra_beams
+from pocketrec._search import beam_search, extra_beams_per_user
 from pocketrec.distill import dist
 from pocketrec.distill.genrec import GenRec, code_loss
 from pocketrec.distill.kd import valid_children
@@ -127,9 +127,7 @@ def make_predictor(
         exclude, extra = None, None
         if exclude_history:
             exclude = hist.astype(np.int64)
-            extra = np.array(  # each user's own, as the SDK's recommend_batch
-                [extra_beams(len(np.unique(r[r >= 0])), beam_width, hist.shape[1]) for r in hist]
-            )
+            extra = extra_beams_per_user(exclude, beam_width, hist.shape[1])
         result = beam_search(
             (memory, hist >= 0),
             step,

@@ -18,7 +18,13 @@ from pocketrec._errors import InvalidRequestError, UnknownItemError
 from pocketrec._manifest import Manifest
 from pocketrec._personalize import federated_update, fit_personal
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import SearchResult, beam_search, extra_beams, one_user_result
+from pocketrec._search import (
+    SearchResult,
+    beam_search,
+    extra_beams,
+    extra_beams_per_user,
+    one_user_result,
+)
 
 __all__ = ["Recommendation", "Recommender", "UnknownItemWarning"]
 
@@ -399,11 +405,9 @@ class Recommender:
         has = (histories >= 0).any(axis=1)
         if has.any():
             excluded = None if exclude is None else exclude[has]
-            extra = None
-            if excluded is not None:  # each user's own, so a batch changes nobody's items
-                extra = np.array(
-                    [extra_beams(len(np.unique(r[r >= 0])), width, self._window) for r in excluded]
-                )
+            extra = (
+                None if excluded is None else extra_beams_per_user(excluded, width, self._window)
+            )
             found = beam_search(
                 self.encode(histories[has]),
                 self.step,

@@ -27,6 +27,7 @@ __all__ = [
     "StepFn",
     "beam_search",
     "extra_beams",
+    "extra_beams_per_user",
     "masked_log_softmax",
     "one_user_result",
 ]
@@ -290,6 +291,17 @@ def extra_beams(excluded: int, beam_width: int, window: int) -> int:
     items.) One rule for the numpy search, the search graph and the export's check of it.
     """
     return min(excluded, max(beam_width, window))
+
+
+def extra_beams_per_user(
+    exclude: NDArray[np.int64], beam_width: int, window: int
+) -> NDArray[np.int64]:
+    """(B,) `extra_beams` of each user of a (B, E) -1-padded exclusion batch, from its own
+    distinct items, so that no user's beams depend on the others in its batch."""
+    return np.array(
+        [extra_beams(len(np.unique(row[row >= 0])), beam_width, window) for row in exclude],
+        dtype=np.int64,
+    )
 
 
 def one_user_result(
