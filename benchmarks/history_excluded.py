@@ -43,7 +43,7 @@ from pocketrec.distill.protocol import evaluate, leave_one_out
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
 from pocketrec.distill.sasrec import SASRec, SASRecConfig
 from pocketrec.distill.teacher import TeacherEnsemble, build_minilm_teacher
-from pocketrec.export.bundle import Student
+from pocketrec.export.bundle import Student, load_student
 
 MODELS = {"test": "model.safetensors", "test_refit": "refit.safetensors"}
 
@@ -158,14 +158,15 @@ def _score_distill_run(run: Path) -> dict[str, Any]:
         "config": cfg,
         "beam_width": beam,
     }
+    base = Student.load(run)  # the dataset, split and semantic IDs the run used, read once
+    split, index = base.split, PrefixIndex(base.sids, cfg["student"]["codebook_size"])
     for kind in ("student", "student_nokd"):
         per_seed = []
         for seed in summary[kind]["seeds"] if summary.get(kind) else []:
-            student = Student.load(run, seed=seed, kind=kind)
-            index = PrefixIndex(student.sids, student.model.cfg.codebook_size)
+            model, _, _ = load_student(run, seed, kind=kind)
             row = _both_ways(
-                lambda ex, s=student, i=index: evaluate_genrec(
-                    s.model, s.split, i, "test", beam_width=beam, exclude_history=ex
+                lambda ex, m=model: evaluate_genrec(
+                    m, split, index, "test", beam_width=beam, exclude_history=ex
                 )
             )
             recorded = json.loads((run / kind / f"seed_{seed}" / "metrics.json").read_text())
@@ -182,8 +183,7 @@ def _score_distill_run(run: Path) -> dict[str, Any]:
                 for key in ("test", "test_history_excluded")
             } | {"seeds": [r["seed"] for r in per_seed], "per_seed": per_seed}
     if cfg["teacher"] == "minilm":
-        teacher, split, sids = _load_minilm_teacher(run, cfg)
-        index = PrefixIndex(sids, cfg["student"]["codebook_size"])
+        teacher = _load_minilm_teacher(run, cfg, base)
         out["teacher"] = _both_ways(
             lambda ex: evaluate_genrec(
                 teacher, split, index, "test", beam_width=beam, exclude_history=ex
@@ -197,24 +197,22 @@ def _score_distill_run(run: Path) -> dict[str, Any]:
     return out
 
 
-def _load_minilm_teacher(run: Path, cfg: dict[str, Any]):
-    """The run's MiniLM teacher (one model, or the mean of its members), split and IDs."""
-    student = Student.load(run)  # the dataset, split and semantic IDs the run used
+def _load_minilm_teacher(run: Path, cfg: dict[str, Any], base: Student):
+    """The run's MiniLM teacher: one model, or the mean of its members."""
     shape = GenRecConfig(**cfg["teacher_model"])
     members = []
     for i in range(cfg["teacher_members"]):
         folder = run / "teacher" if cfg["teacher_members"] == 1 else run / "teacher" / f"member_{i}"
         model, _ = build_minilm_teacher(
             shape,
-            student.dataset,
-            student.sids,
+            base.dataset,
+            base.sids,
             seed=cfg["seeds"][0] + i,
             code_embeddings=cfg["teacher_codes"],
         )
         model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
         members.append(model.eval())
-    teacher = members[0] if len(members) == 1 else TeacherEnsemble(members).eval()
-    return teacher, student.split, student.sids
+    return members[0] if len(members) == 1 else TeacherEnsemble(members).eval()
 
 
 if __name__ == "__main__":
