@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 from pocketrec import Recommender  # noqa: E402
 from pocketrec._adapter import FitSettings  # noqa: E402
-from pocketrec._personalize import fit_personal  # noqa: E402
+from pocketrec._personalize import fit_personal, min_rows  # noqa: E402
 from pocketrec._search import beam_search  # noqa: E402
 from pocketrec.distill.data import load_dataset  # noqa: E402
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk  # noqa: E402
@@ -152,13 +152,10 @@ def verdict(interval: dict[str, float]) -> str:
 def adapts(num_events: int, settings: FitSettings) -> bool:
     """Whether `fit_personal` fits anything for a history of `num_events` rows.
 
-    The SDK returns a zero adapter below `max(2, min_events)` rows, and `fit_bias` returns its
-    start below `min_events` next-item targets (one fewer than rows, at most `max_events`). A
-    test pins this to the SDK's behaviour, so the validation sweep can gate fitted adapters
-    without refitting them.
+    The SDK returns a zero adapter below `min_rows(settings)` rows. A test pins this to the
+    SDK's behaviour, so the validation sweep can gate fitted adapters without refitting them.
     """
-    targets = min(num_events - 1, settings.max_events)
-    return num_events >= max(2, settings.min_events) and targets >= settings.min_events
+    return num_events >= min_rows(settings)
 
 
 SELECTION_RULE = (
@@ -189,7 +186,7 @@ def choose_settings(
         if start >= len(groups):
             continue
         # Group `start` begins just above edges[start - 1] events; gate below that.
-        min_events = base.min_events if start == 0 else edges[start - 1]
+        min_events = base.min_events if start == 0 else edges[start - 1] + 1
         gain = sum(
             weights[g] * groups[g]["ndcg@10"]["diff"]
             for g in range(start, len(groups))

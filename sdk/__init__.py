@@ -19,6 +19,7 @@ from pocketrec._errors import (
     PocketrecError,
     ProviderUnavailableError,
     RecommenderError,
+    StoreError,
     UnknownItemError,
 )
 from pocketrec._manifest import SCHEMA_VERSION, Manifest
@@ -42,6 +43,7 @@ __all__ = [
     "Recommender",
     "RecommenderError",
     "SCHEMA_VERSION",
+    "StoreError",
     "UnknownItemError",
     "UnknownItemWarning",
     "__version__",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,15 @@ from numpy.typing import NDArray
 
 from pocketrec._errors import BundleError, InvalidRequestError
 
-__all__ = ["ADAPTER_FORMAT", "UPDATE_FORMAT", "Adapter", "FitSettings", "fit_bias", "make_update"]
+__all__ = [
+    "ADAPTER_FORMAT",
+    "UPDATE_FORMAT",
+    "Adapter",
+    "FitSettings",
+    "check_privacy",
+    "fit_bias",
+    "make_update",
+]
 
 ADAPTER_FORMAT = "pocketrec-adapter/1"
 UPDATE_FORMAT = "pocketrec-update/1"
@@ -46,7 +55,7 @@ def _decode(obj: Any, where: str) -> NDArray[np.float32]:
         raise InvalidRequestError(f"{where}: expected a float32 array object")
     try:
         raw = base64.b64decode(obj["b64"], validate=True)
-        shape = tuple(int(n) for n in obj["shape"])
+        shape = tuple(int(n) for n in obj.get("shape"))
         return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
     except (ValueError, TypeError) as e:
         raise InvalidRequestError(f"{where}: array data does not match its shape ({e})") from e
@@ -80,19 +89,32 @@ class Adapter:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Adapter:
-        if obj.get("format") != ADAPTER_FORMAT:
-            raise BundleError(f"not a pocketrec adapter (format {obj.get('format')!r})")
-        bias = _decode(obj.get("bias"), "adapter bias")
+    def from_json(cls, obj: Any) -> Adapter:
+        """An adapter from `to_json`'s data; anything else raises `BundleError`."""
+        fix = "delete the file and fit the adapter again (or fetch the shared one again)"
+        if not isinstance(obj, dict) or obj.get("format") != ADAPTER_FORMAT:
+            found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+            raise BundleError(f"not a pocketrec adapter (format {found!r}); {fix}")
+        try:
+            bias = _decode(obj.get("bias"), "adapter bias")
+        except InvalidRequestError as e:
+            raise BundleError(f"{e}; {fix}") from e
+        problems = []
         if bias.ndim != 2 or not np.isfinite(bias).all():
-            raise BundleError("adapter bias must be a finite (num_levels, codebook_size) array")
-        return cls(
-            bundle=str(obj["bundle"]),
-            bias=bias,
-            kind=str(obj.get("kind", "personal")),
-            version=int(obj.get("version", 0)),
-            info=dict(obj.get("info", {})),
-        )
+            problems.append("bias must be a finite (num_levels, codebook_size) array")
+        bundle, kind = obj.get("bundle"), obj.get("kind", "personal")
+        version, info = obj.get("version", 0), obj.get("info", {})
+        if not isinstance(bundle, str) or not bundle:
+            problems.append(f"bundle must name the bundle, got {bundle!r}")
+        if kind not in ("personal", "shared"):
+            problems.append(f"kind must be personal or shared, got {kind!r}")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            problems.append(f"version must be an integer >= 0, got {version!r}")
+        if not isinstance(info, dict):
+            problems.append(f"info must be an object, got {type(info).__name__}")
+        if problems:
+            raise BundleError(f"invalid adapter: {'; '.join(problems)}; {fix}")
+        return cls(bundle=bundle, bias=bias, kind=kind, version=version, info=dict(info))
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename), e.g. next to the event store."""
@@ -105,9 +127,12 @@ class Adapter:
     @classmethod
     def load(cls, path: str | Path) -> Adapter:
         try:
-            return cls.from_json(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise BundleError(f"cannot read adapter {path}: {e}") from e
+            obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BundleError(
+                f"cannot read adapter {path}: {e}; delete the file and fit the adapter again"
+            ) from e
+        return cls.from_json(obj)
 
 
 @dataclass(frozen=True)
@@ -122,7 +147,9 @@ class FitSettings:
     l2: float = 8.0  # pull towards the starting bias; larger = more conservative
     steps: int = 200
     lr: float = 0.1
-    min_events: int = 2  # fewer events: the adapter stays at its start
+    # Histories with fewer known items are not fitted: `fit_adapter` returns a zero adapter
+    # and `federated_update` refuses (a history of n items gives n - 1 next-item targets).
+    min_events: int = 2
     # Only the most recent this-many next-item targets are fitted, each read with its full
     # window of earlier events: time and memory grow with it, not with the history (Beauty
     # bundle, one x86 core: 0.17 s and 35 MB at 100; 10,000 targets took 27 s and 2.6 GB).
@@ -164,8 +191,8 @@ def fit_bias(
     Returns:
         (L, K) float32 bias.
     """
-    if len(targets) < settings.min_events:
-        return start.astype(np.float32)
+    if len(targets) == 0:
+        raise InvalidRequestError("fit_bias needs at least one next-item target")
     bias = start.astype(np.float64).copy()
     m = np.zeros_like(bias)
     v = np.zeros_like(bias)
@@ -183,6 +210,25 @@ def fit_bias(
         v = 0.999 * v + 0.001 * grad**2
         bias -= settings.lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
     return bias.astype(np.float32)
+
+
+def check_privacy(clip_norm: object, noise_multiplier: object) -> None:
+    """Refuse privacy settings that would leak or break an update, before any work is done.
+
+    An infinite clip norm would upload the unclipped change; NaN would upload NaN.
+    """
+    problems = []
+    for name, value, positive in (
+        ("clip_norm", clip_norm, True),
+        ("noise_multiplier", noise_multiplier, False),
+    ):
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        x = float(value) if real else math.nan  # type: ignore[arg-type]
+        if not math.isfinite(x) or x < 0 or (positive and x == 0):
+            bound = "> 0" if positive else ">= 0"
+            problems.append(f"{name} must be a finite number {bound}, got {value!r}")
+    if problems:
+        raise InvalidRequestError("federated update: " + "; ".join(problems))
 
 
 def make_update(
@@ -208,8 +254,7 @@ def make_update(
             used as a weight by the server, which would leak it; reported for monitoring only).
         rng: randomness for the noise (a fresh OS-seeded Generator in production).
     """
-    if clip_norm <= 0 or noise_multiplier < 0:
-        raise InvalidRequestError("clip_norm must be > 0 and noise_multiplier >= 0")
+    check_privacy(clip_norm, noise_multiplier)
     norm = float(np.linalg.norm(delta))
     clipped = delta * min(1.0, clip_norm / norm) if norm > 0 else delta
     noised = clipped + rng.normal(0.0, noise_multiplier * clip_norm, size=delta.shape)
@@ -222,4 +267,4 @@ def make_update(
         "num_events": int(num_events),
         "delta": _encode(noised.astype(np.float32)),
     }
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()

@@ -10,6 +10,7 @@ class. Messages say what was wrong, what was expected and how to fix it.
     │   │   └── IncompatibleRuntimeError   onnxruntime older than the bundle needs
     │   ├── ProviderUnavailableError       an execution provider this machine lacks
     │   ├── InvalidRequestError     bad arguments: k, history types, beam width
+    │   ├── StoreError              the event store's file cannot be opened or is not a store
     │   └── UnknownItemError        history items not in the bundle's catalogue
     └── DataError                   (pocketrec.distill.errors) datasets: missing, malformed,
                                     failed checksum
@@ -25,6 +26,7 @@ __all__ = [
     "PocketrecError",
     "ProviderUnavailableError",
     "RecommenderError",
+    "StoreError",
     "UnknownItemError",
 ]
 
@@ -60,6 +62,10 @@ class ProviderUnavailableError(RecommenderError):
 
 class InvalidRequestError(RecommenderError, ValueError):
     """An argument of a request is out of range or of the wrong type."""
+
+
+class StoreError(RecommenderError):
+    """The event store's SQLite file cannot be opened, is not an event store, or is newer."""
 
 
 class UnknownItemError(RecommenderError, KeyError):

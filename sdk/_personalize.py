@@ -14,7 +14,12 @@ from pocketrec._errors import InvalidRequestError
 if TYPE_CHECKING:
     from pocketrec._recommender import Recommender
 
-__all__ = ["federated_update", "fit_personal", "teacher_forced"]
+__all__ = ["federated_update", "fit_personal", "min_rows", "teacher_forced"]
+
+
+def min_rows(settings: FitSettings) -> int:
+    """The fewest known history items a fit uses (two give the first next-item target)."""
+    return max(2, settings.min_events)
 
 
 def teacher_forced(
@@ -59,7 +64,7 @@ def teacher_forced(
 def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -> Adapter:
     """A personal adapter, on top of the adapters `rec` already applies, from a history."""
     current = rec.total_bias
-    if len(rows) < max(2, settings.min_events):
+    if len(rows) < min_rows(settings):
         return Adapter(
             bundle=rec.manifest.name,
             bias=np.zeros_like(current),
@@ -93,8 +98,13 @@ def federated_update(
     rng: np.random.Generator,
 ) -> bytes:
     """The clipped, noised change this user's data makes to the shared adapter."""
-    if len(rows) < 2:
-        raise InvalidRequestError("a federated update needs at least 2 known history items")
+    need = min_rows(settings)
+    if len(rows) < need:
+        raise InvalidRequestError(
+            f"a federated update needs at least {need} known history items (FitSettings."
+            f"min_events), this history has {len(rows)}; upload nothing for this user until "
+            "it has more"
+        )
     shared = [a for a in rec.adapters if a.kind == "shared"]
     start = shared[0].bias if shared else np.zeros_like(rec.total_bias)
     version = shared[0].version if shared else 0

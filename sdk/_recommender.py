@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from pocketrec._adapter import Adapter, FitSettings
+from pocketrec._adapter import Adapter, FitSettings, check_privacy
 from pocketrec._bundle import Bundle, open_bundle
 from pocketrec._errors import InvalidRequestError, UnknownItemError
 from pocketrec._manifest import Manifest
@@ -230,14 +230,25 @@ class Recommender:
         """A Recommender on the same bundle and sessions that also applies `adapters`.
 
         Raises:
-            InvalidRequestError: an adapter belongs to another bundle or has the wrong shape.
+            InvalidRequestError: an adapter belongs to another bundle, has the wrong shape, or
+                holds NaN or infinite values.
         """
         shape = self._bias.shape
         for a in adapters:
-            if a.bundle != self.manifest.name or a.bias.shape != shape:
+            if not isinstance(a, Adapter):
                 raise InvalidRequestError(
-                    f"adapter for bundle {a.bundle!r} with shape {a.bias.shape} does not fit "
+                    f"with_adapters takes pocketrec.Adapter objects, got {type(a).__name__}"
+                )
+            bias = np.asarray(a.bias)
+            if a.bundle != self.manifest.name or bias.shape != shape:
+                raise InvalidRequestError(
+                    f"adapter for bundle {a.bundle!r} with shape {bias.shape} does not fit "
                     f"bundle {self.manifest.name!r} ({shape}); fit it on this bundle"
+                )
+            if not np.issubdtype(bias.dtype, np.number) or not np.isfinite(bias).all():
+                raise InvalidRequestError(
+                    f"{a.kind} adapter for bundle {a.bundle!r} holds NaN, infinite or "
+                    "non-numeric values, which would remove every item; refit it"
                 )
         return self._with(self._adapters + tuple(adapters))
 
@@ -305,7 +316,12 @@ class Recommender:
         Returns:
             A `pocketrec-update/1` JSON payload (a few KB), versioned by bundle name and the
             shared adapter's version.
+
+        Raises:
+            InvalidRequestError: clip_norm or noise_multiplier is not finite and in range, or
+                the history has fewer than `max(2, settings.min_events)` known items.
         """
+        check_privacy(clip_norm, noise_multiplier)
         rows = self._rows(history, "drop", 3)
         return federated_update(
             self,

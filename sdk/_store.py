@@ -2,13 +2,21 @@
 
 Standard-library `sqlite3`, in WAL mode with `synchronous=FULL`, so an event is on disk when
 `add` returns and a killed process loses nothing it committed. Every write is one transaction.
-Retention limits (age and count per user) are applied on every write. `forget` removes a
-user's rows and then rewrites the database file (`secure_delete`, checkpoint, VACUUM), so the
-deleted events are not left in free pages or the write-ahead log.
+Retention limits (age and count per user) are applied when the store opens and on every write,
+and reads never return an event older than the age limit. `forget` removes a user's rows and
+then rewrites the database file (`secure_delete`, checkpoint, VACUUM), so the deleted events are
+not left in free pages or the write-ahead log.
+
+Events are checked before anything is written: item, user and kind are non-empty strings and
+`ts` is finite Unix seconds no more than a day ahead of the clock, because the count limit keeps
+the newest events: one event stamped in milliseconds would otherwise sort as the newest forever
+and push real events out.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import sqlite3
 import threading
 import time
@@ -18,11 +26,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pocketrec._errors import InvalidRequestError
+from pocketrec._errors import InvalidRequestError, StoreError
 
 __all__ = ["Event", "EventStore"]
 
 _SCHEMA = 1
+_MAX_AHEAD_S = 86_400.0  # clock skew an event's time may have
+_COLUMNS = ["id", "user", "item", "ts", "kind"]
 
 
 @dataclass(frozen=True)
@@ -52,15 +62,47 @@ class EventStore:
         retention_days: float | None = 365.0,
         max_events_per_user: int | None = 10_000,
     ) -> None:
-        if retention_days is not None and retention_days <= 0:
-            raise InvalidRequestError("retention_days must be positive (or None to keep all)")
-        if max_events_per_user is not None and max_events_per_user <= 0:
-            raise InvalidRequestError("max_events_per_user must be positive (or None)")
+        if retention_days is not None and not (
+            _is_real(retention_days) and math.isfinite(retention_days) and retention_days > 0
+        ):
+            raise InvalidRequestError(
+                f"retention_days must be a positive number of days (or None to keep all), "
+                f"got {retention_days!r}"
+            )
+        if max_events_per_user is not None and not (
+            _is_int(max_events_per_user) and max_events_per_user > 0
+        ):
+            raise InvalidRequestError(
+                f"max_events_per_user must be a positive integer (or None), "
+                f"got {max_events_per_user!r}"
+            )
         self.path = Path(path)
-        self.retention_days = retention_days
-        self.max_events_per_user = max_events_per_user
+        self.retention_days = None if retention_days is None else float(retention_days)
+        self.max_events_per_user = None if max_events_per_user is None else int(max_events_per_user)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        if not self.path.parent.is_dir():
+            raise StoreError(
+                f"cannot create the event store {self.path}: folder {self.path.parent} does "
+                "not exist; create it first or pass a path in an existing folder"
+            )
+        try:
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None
+            )
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the event store {self.path}: {e}") from e
+        try:
+            self._open()
+        except (sqlite3.DatabaseError, StoreError) as e:
+            self._db.close()
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(
+                f"{self.path} is not a pocketrec event store, or is damaged ({e}); move it "
+                "aside (its events cannot be read) or pass another path"
+            ) from e
+
+    def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA secure_delete=ON")
@@ -70,8 +112,23 @@ class EventStore:
                 "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "user TEXT NOT NULL, item TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL)"
             )
-            db.execute("CREATE INDEX IF NOT EXISTS events_user_ts ON events (user, ts, id)")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
+            columns = [r[1] for r in db.execute("PRAGMA table_info(events)")]
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            schema = row[0] if row else None
+            if columns != _COLUMNS or schema is None or not str(schema).isdigit():
+                raise StoreError(
+                    f"{self.path} holds an SQLite database that is not a pocketrec event store "
+                    f"(events columns {columns}, schema {schema!r}); pass another path"
+                )
+            if int(schema) > _SCHEMA:
+                raise StoreError(
+                    f"{self.path} was written by a newer pocketrec (store schema {schema}, this "
+                    f"version reads {_SCHEMA}); upgrade pocketrec to read it"
+                )
+            db.execute("CREATE INDEX IF NOT EXISTS events_user_ts ON events (user, ts, id)")
+            for (user,) in db.execute("SELECT DISTINCT user FROM events").fetchall():
+                self._apply_retention(db, user)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -86,28 +143,56 @@ class EventStore:
 
     def add(
         self, item: str, *, user: str = "me", kind: str = "view", ts: float | None = None
-    ) -> None:
-        """Record one event (committed to disk before returning)."""
-        self.add_many(
-            [Event(item=item, ts=time.time() if ts is None else ts, kind=kind)], user=user
+    ) -> bool:
+        """Record one event (committed to disk before returning).
+
+        Returns False when the event is already past the retention limits (so not kept).
+        """
+        return (
+            self.add_many(
+                [Event(item=item, ts=time.time() if ts is None else ts, kind=kind)], user=user
+            )
+            == 1
         )
 
     def add_many(self, events: Iterable[Event], *, user: str = "me") -> int:
-        """Record events in one transaction; all or none are stored. Returns how many."""
+        """Record events in one transaction; all or none are written.
+
+        Every event is checked first (see the module docstring); one bad event raises
+        `InvalidRequestError` and nothing is written. Returns how many of the events are kept:
+        ones already older than `retention_days`, or older than the user's newest
+        `max_events_per_user`, are dropped at once.
+        """
+        _check_text("user", user)
+        now = time.time()
         rows = []
-        for e in events:
-            if not isinstance(e.item, str) or not e.item:
-                raise InvalidRequestError(f"event item must be a non-empty string, got {e.item!r}")
-            rows.append((user, e.item, float(e.ts), e.kind))
+        for n, e in enumerate(events):
+            if not isinstance(e, Event):
+                raise InvalidRequestError(
+                    f"event {n} is a {type(e).__name__}; pass pocketrec.Event(item, ts, kind)"
+                )
+            _check_text(f"event {n}: item", e.item)
+            _check_text(f"event {n}: kind", e.kind)
+            rows.append((user, e.item, _check_ts(n, e.ts, now), e.kind))
         with self._transaction() as db:
+            (last_id,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
             db.executemany("INSERT INTO events (user, item, ts, kind) VALUES (?, ?, ?, ?)", rows)
             self._apply_retention(db, user)
-        return len(rows)
+            # AUTOINCREMENT ids only grow, so the new rows are the ones above the old maximum
+            (kept,) = db.execute(
+                "SELECT COUNT(*) FROM events WHERE user = ? AND id > ?", (user, last_id)
+            ).fetchone()
+        return int(kept)
+
+    def _cutoff(self) -> float:
+        """Events older than this (Unix seconds) are past the age limit."""
+        if self.retention_days is None:
+            return -math.inf
+        return time.time() - self.retention_days * 86_400
 
     def _apply_retention(self, db: sqlite3.Connection, user: str) -> None:
         if self.retention_days is not None:
-            cutoff = time.time() - self.retention_days * 86_400
-            db.execute("DELETE FROM events WHERE user = ? AND ts < ?", (user, cutoff))
+            db.execute("DELETE FROM events WHERE user = ? AND ts < ?", (user, self._cutoff()))
         if self.max_events_per_user is not None:
             db.execute(
                 "DELETE FROM events WHERE user = ? AND id NOT IN (SELECT id FROM events WHERE "
@@ -116,17 +201,23 @@ class EventStore:
             )
 
     def events(self, user: str = "me") -> list[Event]:
-        """All of a user's events, oldest first."""
+        """All of a user's events within the age limit, oldest first."""
+        _check_text("user", user)
         with self._lock:
             rows = self._db.execute(
-                "SELECT item, ts, kind FROM events WHERE user = ? ORDER BY ts, id", (user,)
+                "SELECT item, ts, kind FROM events WHERE user = ? AND ts >= ? ORDER BY ts, id",
+                (user, self._cutoff()),
             ).fetchall()
         return [Event(item=r[0], ts=r[1], kind=r[2]) for r in rows]
 
     def history(self, user: str = "me", *, limit: int | None = None) -> list[str]:
         """The user's item ids, oldest first (the most recent `limit` when given)."""
+        if limit is not None and not (_is_int(limit) and limit >= 0):
+            raise InvalidRequestError(
+                f"limit must be a non-negative integer or None, got {limit!r}"
+            )
         items = [e.item for e in self.events(user)]
-        return items[-limit:] if limit else items
+        return items if limit is None else items[len(items) - min(int(limit), len(items)) :]
 
     def users(self) -> list[str]:
         with self._lock:
@@ -145,6 +236,7 @@ class EventStore:
 
     def forget(self, user: str = "me") -> int:
         """Delete all of a user's events and scrub them from the file; returns how many."""
+        _check_text("user", user)
         with self._transaction() as db:
             count = db.execute("DELETE FROM events WHERE user = ?", (user,)).rowcount
         with self._lock:  # outside a transaction: rewrite the file and empty the WAL
@@ -162,3 +254,36 @@ class EventStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _check_text(what: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(f"{what} must be a non-empty string, got {value!r}")
+
+
+def _check_ts(n: int, ts: object, now: float) -> float:
+    """`ts` as float seconds, or a clear error (nothing is written)."""
+    if not _is_real(ts) or not math.isfinite(float(ts)):  # type: ignore[arg-type]
+        raise InvalidRequestError(
+            f"event {n}: ts must be a finite number of Unix seconds, got {ts!r}"
+        )
+    t = float(ts)  # type: ignore[arg-type]
+    if t > now + _MAX_AHEAD_S:
+        hint = (
+            f"; {t:.0f} looks like milliseconds: divide by 1000"
+            if now * 100 < t < now * 10_000
+            else "; check the device clock"
+        )
+        raise InvalidRequestError(
+            f"event {n}: ts {t:.0f} is more than a day after now ({now:.0f}); ts is Unix "
+            f"seconds{hint}"
+        )
+    return t

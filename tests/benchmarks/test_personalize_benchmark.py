@@ -80,7 +80,7 @@ def test_settings_rule_gates_off_hurt_short_histories(bench: ModuleType) -> None
     mild = _entry(8.0, [(0.001, -0.01, 0.01), (0.004, -0.01, 0.02), (0.005, -0.01, 0.02)])
     chosen, why = bench.choose_settings([hurt_short, mild], edges, base)
     # l2=2 gated below 6 events gains (0.02 + 0.03) / 3 > l2=8's (0.001 + 0.004 + 0.005) / 3.
-    assert chosen.l2 == 2.0 and chosen.min_events == 5 and "gated" in why
+    assert chosen.l2 == 2.0 and chosen.min_events == 6 and "gated" in why
     assert not bench.adapts(5, chosen) and bench.adapts(6, chosen)
     chosen, _ = bench.choose_settings([mild], edges, base)
     assert chosen.l2 == 8.0 and chosen.min_events == 2

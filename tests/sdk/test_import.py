@@ -37,6 +37,7 @@ def test_public_surface_is_sorted_and_pinned() -> None:
         "Recommender",
         "RecommenderError",
         "SCHEMA_VERSION",
+        "StoreError",
         "UnknownItemError",
         "UnknownItemWarning",
         "__version__",
@@ -54,6 +55,7 @@ def test_every_error_derives_from_the_root() -> None:
         "BundleError",
         "ProviderUnavailableError",
         "InvalidRequestError",
+        "StoreError",
         "UnknownItemError",
         "IncompatibleRuntimeError",
     ):

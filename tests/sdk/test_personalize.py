@@ -22,10 +22,36 @@ def test_fit_bias_moves_towards_the_targets_and_respects_l2() -> None:
     strong = fit_bias(logits, targets, allowed, start=zero, settings=FitSettings(l2=100.0))
     assert weak[0, 2] > strong[0, 2] > 0 and weak[1, 4] > 0
     assert np.abs(strong).max() < np.abs(weak).max()
-    few = fit_bias(
-        logits[:1], targets[:1], allowed[:1], start=zero, settings=FitSettings(min_events=2)
-    )
-    assert not few.any()  # too little data: stays at the start
+    with pytest.raises(InvalidRequestError, match="at least one next-item target"):
+        fit_bias(logits[:0], targets[:0], allowed[:0], start=zero, settings=FitSettings())
+
+
+@pytest.mark.parametrize("min_events", [0, 2, 3])
+def test_min_events_counts_history_items_for_fits_and_updates(
+    tiny_bundle: Path, min_events: int
+) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    settings = FitSettings(min_events=min_events, steps=20)
+    need = max(2, min_events)
+    for length in range(1, 6):
+        history = list(rec.item_ids[3 : 3 + length])
+        adapter = rec.fit_adapter(history, settings=settings)
+        assert adapter.bias.any() == (length >= need), length
+        if length < need:
+            with pytest.raises(InvalidRequestError, match=f"at least {need} known history items"):
+                rec.federated_update(history, settings=settings, seed=0)
+        else:  # every update that leaves the device carries a fitted change, not noise alone
+            update = json.loads(
+                rec.federated_update(history, settings=settings, noise_multiplier=0.0, seed=0)
+            )
+            assert update["num_events"] == length - 1
+            from pocketrec._adapter import _decode
+
+            assert np.linalg.norm(_decode(update["delta"], "delta")) > 0
+    # min_events above max_events still fits the most recent max_events targets
+    long = list(rec.item_ids[:12])
+    fitted = rec.fit_adapter(long, settings=FitSettings(min_events=10, max_events=3, steps=20))
+    assert fitted.bias.any() and fitted.info["fitted"] == 3
 
 
 def test_personal_adapter_shifts_towards_the_users_codes(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -111,21 +137,86 @@ def test_adapter_for_another_bundle_is_refused(tiny_bundle: Path) -> None:
         rec.with_adapters(Adapter(bundle=rec.manifest.name, bias=np.zeros((2, 2), np.float32)))
 
 
-def test_corrupt_adapter_file(tmp_path: Path) -> None:
-    (tmp_path / "a.json").write_text(
-        json.dumps(
-            {
-                "format": "pocketrec-adapter/1",
-                "bundle": "b",
-                "bias": {"dtype": "float32", "shape": [2, 3], "b64": "AAAA"},
-            }
-        )
-    )
-    with pytest.raises((BundleError, InvalidRequestError)):
-        Adapter.load(tmp_path / "a.json")
-    (tmp_path / "b.json").write_text("nope")
-    with pytest.raises(BundleError, match="cannot read adapter"):
-        Adapter.load(tmp_path / "b.json")
+def _adapter_json(**changes: object) -> dict[str, object]:
+    good = Adapter(bundle="b", bias=np.zeros((2, 3), np.float32), kind="shared", version=2)
+    return {**good.to_json(), **changes}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (
+            json.dumps(_adapter_json(bias={"dtype": "float32", "shape": [2, 3], "b64": "AAAA"})),
+            "does not match its shape",
+        ),
+        (
+            json.dumps(_adapter_json(bias={"dtype": "float32", "b64": "AAAA"})),
+            "does not match its shape",
+        ),
+        (json.dumps([1, 2]), "not a pocketrec adapter .*'list'"),
+        (
+            json.dumps({k: v for k, v in _adapter_json().items() if k != "bundle"}),
+            "bundle must name the bundle",
+        ),
+        (json.dumps(_adapter_json(version="v1")), "version must be an integer"),
+        (json.dumps(_adapter_json(info=[1])), "info must be an object"),
+        (json.dumps(_adapter_json(kind="mine")), "kind must be personal or shared"),
+        ("nope", "cannot read adapter"),
+        (b"\xff\xfe\x00garbage", "cannot read adapter"),
+    ],
+)
+def test_corrupt_adapter_files_are_refused_with_a_fix(
+    tmp_path: Path, content: str | bytes, match: str
+) -> None:
+    path = tmp_path / "a.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(BundleError, match=match) as err:
+        Adapter.load(path)
+    assert "fit the adapter again" in str(err.value)
+    good = tmp_path / "good.json"
+    Adapter.from_json(_adapter_json()).save(good)
+    assert Adapter.load(good).version == 2  # the checks pass what to_json writes
+
+
+def test_adapters_that_would_remove_every_item_are_refused(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    history = list(rec.item_ids[:4])
+    for bad in (np.nan, np.inf, -np.inf):
+        bias = np.zeros_like(rec.total_bias)
+        bias[0, 1] = bad
+        with pytest.raises(InvalidRequestError, match="NaN, infinite"):
+            rec.with_adapters(Adapter(bundle=rec.manifest.name, bias=bias))
+    with pytest.raises(InvalidRequestError, match="pocketrec.Adapter"):
+        rec.with_adapters(np.zeros_like(rec.total_bias))  # type: ignore[arg-type]
+    assert len(rec.recommend(history, k=5)) == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"clip_norm": float("nan")}, "clip_norm must be a finite number > 0"),
+        ({"clip_norm": float("inf"), "noise_multiplier": 0.0}, "clip_norm must be a finite"),
+        ({"clip_norm": 0.0}, "clip_norm must be a finite number > 0"),
+        ({"clip_norm": "1"}, "clip_norm must be a finite number > 0"),
+        ({"noise_multiplier": -1.0}, "noise_multiplier must be a finite number >= 0"),
+        ({"noise_multiplier": float("nan")}, "noise_multiplier must be a finite number >= 0"),
+    ],
+)
+def test_privacy_settings_are_checked_before_the_fit(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, object], match: str
+) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    import pocketrec._recommender as module
+
+    def no_fit(*args: object, **kw: object) -> bytes:
+        raise AssertionError("the fit ran before the settings were checked")
+
+    monkeypatch.setattr(module, "federated_update", no_fit)
+    with pytest.raises(InvalidRequestError, match=match):
+        rec.federated_update(list(rec.item_ids[:6]), **kwargs)  # type: ignore[arg-type]
 
 
 def test_federated_update_is_clipped_noised_small_and_versioned(tiny_bundle: Path) -> None:

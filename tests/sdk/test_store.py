@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pocketrec import EventStore, InvalidRequestError
+from pocketrec import EventStore, InvalidRequestError, StoreError
 from pocketrec._store import Event
 
 WRITER = r"""
@@ -93,3 +93,92 @@ def test_forget_removes_every_trace(tmp_path: Path) -> None:
     assert secret.encode() not in raw  # not in the file, free pages, or the WAL
     rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM events WHERE user='me'").fetchone()
     assert rows == (0,)
+
+
+def test_bad_events_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.db", max_events_per_user=3)
+    now = time.time()
+    store.add_many([Event(f"s{k}", now - 10 + k) for k in range(3)])
+    # milliseconds would sort as the newest event forever and push real ones out
+    with pytest.raises(InvalidRequestError, match="looks like milliseconds: divide by 1000"):
+        store.add("ms", ts=now * 1000)
+    with pytest.raises(InvalidRequestError, match="check the device clock"):
+        store.add("future", ts=now + 3 * 86_400)
+    for ts in (float("nan"), float("inf"), "yesterday", None, True):
+        with pytest.raises(InvalidRequestError, match="finite number of Unix seconds"):
+            store.add_many([Event("x", ts)])  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="kind must be a non-empty string"):
+        store.add_many([Event("x", now, None)])  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="user must be a non-empty string"):
+        store.add("x", user=None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="pocketrec.Event"):
+        store.add_many([("x", now)])  # type: ignore[list-item]
+    assert store.history() == ["s0", "s1", "s2"]  # nothing lost, nothing half-written
+
+
+def test_add_reports_what_retention_keeps(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.db", retention_days=30, max_events_per_user=2)
+    now = time.time()
+    assert store.add("expired", ts=now - 40 * 86_400) is False
+    assert store.add("a", ts=now - 5) is True
+    assert store.add_many([Event("b", now - 4), Event("c", now - 3), Event("d", now - 9)]) == 2
+    assert store.history() == ["b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"retention_days": float("nan")}, "retention_days must be a positive number"),
+        ({"retention_days": "30"}, "retention_days must be a positive number"),
+        ({"max_events_per_user": 2.5}, "max_events_per_user must be a positive integer"),
+        ({"max_events_per_user": True}, "max_events_per_user must be a positive integer"),
+    ],
+)
+def test_settings_are_checked(tmp_path: Path, kwargs: dict, match: str) -> None:
+    with pytest.raises(InvalidRequestError, match=match):
+        EventStore(tmp_path / "e.db", **kwargs)
+
+
+def test_reads_honour_the_age_limit_without_a_write(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    now = time.time()
+    with EventStore(path, retention_days=None) as store:
+        store.add_many([Event("old", now - 40 * 86_400), Event("new", now - 1)])
+        store.add("elsewhere-old", user="other", ts=now - 50 * 86_400)
+    with EventStore(path, retention_days=30) as store:  # opening applies the limits
+        assert store.history() == ["new"] and store.users() == ["me"]
+    store = EventStore(path, retention_days=None)
+    store.add("aging", ts=now - 29 * 86_400)
+    store.retention_days = 28.0  # a long-running process: time passes the limit
+    assert store.history() == ["new"]
+    assert [e["item"] for e in store.export()["events"]] == ["new"]
+    assert store.history(limit=0) == [] and store.history(limit=5) == ["new"]
+    with pytest.raises(InvalidRequestError, match="non-negative integer"):
+        store.history(limit=-1)
+
+
+def test_files_that_are_not_stores_are_refused_untouched(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a pocketrec event store, or is damaged"):
+        EventStore(junk)
+    assert junk.read_bytes() == b"not a database at all" * 100
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE events (when_ TEXT, what TEXT)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="not a pocketrec event store"):
+        EventStore(other)
+    tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("events",)]  # the refused file was not changed
+    newer = tmp_path / "newer.db"
+    EventStore(newer).close()
+    con = sqlite3.connect(newer)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer pocketrec .*upgrade"):
+        EventStore(newer)
+    with pytest.raises(StoreError, match="does not exist"):
+        EventStore(tmp_path / "missing" / "e.db")
