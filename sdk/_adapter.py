@@ -55,9 +55,9 @@ def _decode(obj: Any, where: str) -> NDArray[np.float32]:
         raise InvalidRequestError(f"{where}: expected a float32 array object")
     try:
         raw = base64.b64decode(obj["b64"], validate=True)
-        shape = tuple(int(n) for n in obj.get("shape"))
+        shape = tuple(int(n) for n in obj["shape"])
         return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, KeyError) as e:
         raise InvalidRequestError(f"{where}: array data does not match its shape ({e})") from e
 
 
@@ -102,7 +102,8 @@ class Adapter:
         problems = []
         if bias.ndim != 2 or not np.isfinite(bias).all():
             problems.append("bias must be a finite (num_levels, codebook_size) array")
-        bundle, kind = obj.get("bundle"), obj.get("kind", "personal")
+        bundle: Any = obj.get("bundle")
+        kind: Any = obj.get("kind", "personal")
         version, info = obj.get("version", 0), obj.get("info", {})
         if not isinstance(bundle, str) or not bundle:
             problems.append(f"bundle must name the bundle, got {bundle!r}")

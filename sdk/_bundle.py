@@ -174,6 +174,62 @@ class Bundle:
     search: ort.InferenceSession | None = None  # the one-user search graph, when it has one
 
 
+def _check_tables(
+    manifest: Manifest, table: Any, catalog: Any
+) -> tuple[list[dict[str, Any]], NDArray[np.float64]]:
+    """The catalogue's items and popularity, after checking them and the semantic-ID table.
+
+    A sha256 in the manifest only shows a file is the one exported with it; these checks catch
+    an exporter bug or an edited bundle before it can give wrong results instead of errors.
+    """
+    layout = manifest.semantic_ids
+    fix = "re-export the bundle with `pocketrec export RUN_DIR --out BUNDLE_DIR`"
+    items = catalog.get("items", []) if isinstance(catalog, dict) else []
+    if not isinstance(items, list):
+        items = []
+    if table.shape != (manifest.num_items, layout.num_levels) or len(items) != (manifest.num_items):
+        raise BundleError(
+            f"bundle tables disagree with the manifest: {table.shape} semantic IDs and "
+            f"{len(items)} catalogue items for {manifest.num_items} items of "
+            f"{layout.num_levels} levels; {fix}"
+        )
+    problems = []
+    if not np.issubdtype(table.dtype, np.integer):
+        problems.append(f"the semantic-ID table holds {table.dtype}, not integers")
+    elif table.size and (table.min() < 0 or table.max() >= layout.codebook_size):
+        problems.append(
+            f"semantic-ID codes span {table.min()}..{table.max()}, outside "
+            f"0..{layout.codebook_size - 1}"
+        )
+    elif len(np.unique(table, axis=0)) != len(table):
+        problems.append("two items share a semantic ID (the last level must separate them)")
+    bad = [n for n, it in enumerate(items) if not isinstance(it, dict) or not _is_id(it.get("id"))]
+    if bad:
+        problems.append(f"catalogue items {bad[:5]} have no string id")
+    else:
+        ids = [it["id"] for it in items]
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            problems.append(f"catalogue id {dup!r} appears more than once")
+    raw = catalog.get("popularity") if isinstance(catalog, dict) else None
+    popularity = np.ones(len(items))
+    if raw is not None:
+        try:
+            popularity = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            popularity = np.full(1, np.nan)
+        if popularity.shape != (len(items),) or not np.isfinite(popularity).all():
+            problems.append(f"popularity must be {len(items)} finite numbers")
+    if problems:
+        raise BundleError(f"bundle tables are invalid: {'; '.join(problems)}; {fix}")
+    return items, popularity
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
 def open_bundle(
     folder: Path | str,
     *,
@@ -199,15 +255,7 @@ def open_bundle(
         catalog = json.loads((folder / manifest.catalog).read_text())
     except (OSError, ValueError) as e:
         raise BundleError(f"cannot read the bundle's tables: {e}") from e
-    items = catalog.get("items", []) if isinstance(catalog, dict) else []
-    if table.shape != (manifest.num_items, manifest.semantic_ids.num_levels) or len(items) != (
-        manifest.num_items
-    ):
-        raise BundleError(
-            f"bundle tables disagree with the manifest: {table.shape} semantic IDs and "
-            f"{len(items)} catalogue items for {manifest.num_items} items of "
-            f"{manifest.semantic_ids.num_levels} levels"
-        )
+    items, popularity = _check_tables(manifest, table, catalog)
     try:
         encoder = _session(folder, manifest.encoder, _session_options(threads), chosen, manifest)
         decoder = _session(folder, manifest.decoder, _session_options(threads), chosen, manifest)
@@ -231,9 +279,9 @@ def open_bundle(
         folder=folder,
         manifest=manifest,
         semantic_ids=table.astype(np.int64),
-        item_ids=tuple(str(item["id"]) for item in items),
+        item_ids=tuple(item["id"] for item in items),
         metadata=tuple({k: v for k, v in item.items() if k != "id"} for item in items),
-        popularity=np.asarray(catalog.get("popularity", np.ones(len(items))), dtype=np.float64),
+        popularity=popularity,
         encoder=encoder,
         decoder=decoder,
         providers=tuple(encoder.get_providers()),

@@ -159,6 +159,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         exclude_history=args.exclude_history,
     )
     elapsed = time.perf_counter() - t0
+    missing = len({str(i) for i in dataset.item_ids} - set(rec.item_ids))
     record = {
         "bundle": rec.manifest.name,
         "precision": rec.manifest.precision,
@@ -168,9 +169,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "metrics": metrics,
         "providers": list(rec.providers),
         "wall_time_s": round(elapsed, 1),
-        "dataset_items_missing_from_bundle": len(
-            {str(i) for i in dataset.item_ids} - set(rec.item_ids)
-        ),
+        "dataset_items_missing_from_bundle": missing,
     }
     if args.json is not None:
         _emit(record, args.json)
@@ -179,7 +178,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{rec.manifest.name} on {dataset.name} {args.stage}"
             f"{' (history window excluded)' if args.exclude_history else ''}: NDCG@10 "
             f"{metrics['ndcg@10']:.4f}, Recall@10 {metrics['recall@10']:.4f} "
-            f"({int(metrics['num_users'])} users, {elapsed:.0f} s)"
+            f"({int(metrics['num_users'])} users, {elapsed:.0f} s"
+            f"{f'; {missing} dataset items not in the bundle count as misses' if missing else ''})"
         )
     return 0
 

@@ -6,10 +6,12 @@ this works on the base install; it is imported when called, not with the SDK.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
 
+from pocketrec._errors import InvalidRequestError
 from pocketrec._recommender import Recommender
 
 __all__ = ["evaluate_recommender"]
@@ -40,6 +42,7 @@ def evaluate_recommender(
     to_bundle = np.array([lookup.get(str(i), -1) for i in dataset.item_ids] + [-1], np.int64)
     to_dataset = np.full(len(rec.item_ids) + 1, -1, np.int64)
     known = to_bundle[:-1] >= 0
+    _check_overlap(int(known.sum()), len(known), getattr(dataset, "name", "the dataset"))
     to_dataset[to_bundle[:-1][known]] = np.flatnonzero(known)
 
     def predict(hist: np.ndarray) -> np.ndarray:
@@ -58,6 +61,26 @@ def evaluate_recommender(
         progress=progress,
         exclude_history=exclude_history,
     )
+
+
+def _check_overlap(known: int, total: int, name: str) -> None:
+    """Refuse a dataset that shares no item with the bundle; warn when most items are missing.
+
+    Missing items count as misses, so scoring a bundle on another catalogue would print a
+    near-zero NDCG instead of an error.
+    """
+    if known == 0:
+        raise InvalidRequestError(
+            f"none of {name}'s {total} items is in this bundle's catalogue; evaluate the "
+            "bundle on the dataset it was exported from"
+        )
+    if known < total / 2:
+        warnings.warn(
+            f"only {known} of {name}'s {total} items are in this bundle's catalogue; the rest "
+            "count as misses, so the scores are not the model's quality",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _distinct(rows: np.ndarray) -> np.ndarray:

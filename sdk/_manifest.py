@@ -8,6 +8,7 @@ so what is written is always what the SDK can read.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,16 @@ SCHEMA_VERSION = 2
 PRECISIONS = ("fp32", "int8", "int4", "npu")
 
 
+_FIX = "export the bundle again with `pocketrec export RUN_DIR --out BUNDLE_DIR`"
+
+
 def _need(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise BundleError(f"manifest: {where} should be an object, got {type(obj).__name__}")
     if key not in obj:
         raise BundleError(f"manifest: {where} has no {key!r}")
     value = obj[key]
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise BundleError(f"manifest: {where}.{key} should be {kind}, got {type(value).__name__}")
     return value
 
@@ -148,6 +154,29 @@ class Manifest:
     quality: dict[str, Any] = field(default_factory=dict)  # measured metrics of this bundle
 
     def __post_init__(self) -> None:
+        problems = []
+        if not re.fullmatch(r"\d+(\.\d+){0,2}", self.min_onnxruntime):
+            problems.append(
+                f"min_onnxruntime must be a version such as 1.20.1, got {self.min_onnxruntime!r}"
+            )
+        for key, value in self.search.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"search.{key} must be an integer >= 1, got {value!r}")
+        if self.static_batch is not None and (
+            isinstance(self.static_batch, bool)
+            or not isinstance(self.static_batch, int)
+            or self.static_batch < 1
+        ):
+            problems.append(f"static_batch must be an integer >= 1, got {self.static_batch!r}")
+        if self.adapter is not None and not isinstance(self.adapter, str):
+            problems.append(f"adapter must name a file, got {self.adapter!r}")
+        if len(self.encoder.inputs) < 1 or len(self.decoder.inputs) < 3:
+            problems.append(
+                f"the encoder needs 1 input and the decoder 3 (state, mask, prefix), got "
+                f"{len(self.encoder.inputs)} and {len(self.decoder.inputs)}"
+            )
+        if problems:
+            raise BundleError(f"manifest: {'; '.join(problems)}; {_FIX}")
         if self.precision not in PRECISIONS:
             raise BundleError(f"manifest: precision {self.precision!r} is not one of {PRECISIONS}")
         if self.max_len <= 0 or self.num_items <= 0:
@@ -190,6 +219,15 @@ class Manifest:
                 "(each history once, beams as a grid); export it again with "
                 "`pocketrec export RUN_DIR --out BUNDLE_DIR`"
             )
+        try:
+            return cls._parse(obj, version)
+        except BundleError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError) as e:
+            raise BundleError(f"manifest: malformed ({type(e).__name__}: {e}); {_FIX}") from e
+
+    @classmethod
+    def _parse(cls, obj: dict[str, Any], version: int) -> Manifest:
         sid = _need(obj, "semantic_ids", dict, "manifest")
         files = _need(obj, "files", dict, "manifest")
         return cls(

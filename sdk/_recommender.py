@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -479,13 +480,14 @@ class Recommender:
         return rows
 
     def _check(self, k: object, unknown: str, beam_width: object) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.item_ids):
+        # numbers.Integral: numpy integers (a k read from an array) are integers too
+        if not _is_int(k) or not 1 <= k <= len(self.item_ids):  # type: ignore[operator]
             raise InvalidRequestError(
                 f"k must be an integer in [1, {len(self.item_ids)}] (the catalogue size), got {k!r}"
             )
         if unknown not in ("drop", "raise"):
             raise InvalidRequestError(f"unknown must be 'drop' or 'raise', got {unknown!r}")
-        if beam_width is not None and (not isinstance(beam_width, int) or beam_width < 1):
+        if beam_width is not None and (not _is_int(beam_width) or beam_width < 1):  # type: ignore[operator]
             raise InvalidRequestError(f"beam_width must be a positive integer, got {beam_width!r}")
 
     def recommend_batch(
@@ -592,3 +594,7 @@ class Recommender:
             extra_width=extra,
         )
         return self._recommendations(found)[0]
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)

@@ -114,11 +114,20 @@ def test_integer_ids_are_looked_up_as_strings(bundle_copy: Path) -> None:
         rec.recommend([3], k=2)  # this catalogue's ids are strings like "item3"
 
 
-@pytest.mark.parametrize("k", [0, -1, 41, 2.0, True])
+@pytest.mark.parametrize("k", [0, -1, 41, 2.0, True, np.int64(41)])
 def test_k_out_of_range(tiny_bundle: Path, k: object) -> None:
     rec = Recommender.from_bundle(tiny_bundle)
     with pytest.raises(InvalidRequestError, match=r"k must be an integer in \[1, 40\]"):
         rec.recommend(["item3"], k=k)  # type: ignore[arg-type]
+
+
+def test_numpy_integers_are_integers(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    assert rec.recommend(["item3"], k=np.int64(5), beam_width=np.int32(8)) == rec.recommend(
+        ["item3"], k=5, beam_width=8
+    )
+    with pytest.raises(InvalidRequestError, match="beam_width must be a positive integer"):
+        rec.recommend(["item3"], k=5, beam_width=True)
 
 
 def test_k_equal_to_the_catalogue(tiny_bundle: Path) -> None:
@@ -213,6 +222,111 @@ def test_old_onnxruntime_is_refused_with_the_version(bundle_copy: Path) -> None:
         Recommender.from_bundle(bundle_copy)
 
 
+def _edit_manifest(bundle: Path, **changes: object) -> None:
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"min_onnxruntime": "latest"}, "min_onnxruntime must be a version"),
+        ({"search": {"beam_width": "20", "top_k": 10}}, "search.beam_width must be an integer"),
+        ({"provider_options": ["QNN"]}, "malformed"),
+        ({"files": {"catalog.json": 5}}, "catalog.json should be an object"),
+        ({"schema_version": True}, "schema_version should be"),
+        ({"static_batch": 0}, "static_batch must be an integer >= 1"),
+    ],
+)
+def test_malformed_manifest_values_are_bundle_errors(
+    bundle_copy: Path, changes: dict[str, object], match: str
+) -> None:
+    """Each of these used to load, or fail later with a raw TypeError or a passed check."""
+    _edit_manifest(bundle_copy, **changes)
+    with pytest.raises(BundleError, match=match):
+        Recommender.from_bundle(bundle_copy)
+
+
+def _rewrite(bundle: Path, name: str, content: bytes) -> None:
+    """Replace a bundle file and its manifest entry, as an exporter bug or an edit would."""
+    from pocketrec._bundle import sha256_file
+
+    (bundle / name).write_bytes(content)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"][name] = {
+        "sha256": sha256_file(bundle / name),
+        "bytes": (bundle / name).stat().st_size,
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _catalog_edit(edit: str) -> object:
+    def apply(catalog: dict) -> None:
+        items, pop = catalog["items"], catalog.setdefault("popularity", [1] * len(catalog["items"]))
+        if edit == "no id":
+            del items[3]["id"]
+        elif edit == "not a dict":
+            items[3] = "item3"
+        elif edit == "duplicate id":
+            items[4]["id"] = items[3]["id"]
+        elif edit == "short popularity":
+            del pop[-1]
+        elif edit == "NaN popularity":
+            pop[2] = None
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ("no id", r"catalogue items \[3\] have no string id"),
+        ("not a dict", r"catalogue items \[3\] have no string id"),
+        ("duplicate id", "catalogue id 'item[0-9]+' appears more than once"),
+        ("short popularity", "popularity must be 40 finite numbers"),
+        ("NaN popularity", "popularity must be 40 finite numbers"),
+    ],
+)
+def test_invalid_catalogue_is_a_bundle_error(bundle_copy: Path, edit: str, match: str) -> None:
+    catalog = json.loads((bundle_copy / "catalog.json").read_text())
+    _catalog_edit(edit)(catalog)  # type: ignore[operator]
+    _rewrite(bundle_copy, "catalog.json", json.dumps(catalog).encode())
+    with pytest.raises(BundleError, match=f"{match}.*re-export"):
+        Recommender.from_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ("out of range", "outside 0..7"),
+        ("negative", "outside 0..7"),
+        ("duplicate", "two items share a semantic ID"),
+        ("float", "holds float32, not integers"),
+    ],
+)
+def test_invalid_semantic_id_table_is_a_bundle_error(
+    bundle_copy: Path, edit: str, match: str
+) -> None:
+    import io
+
+    table = np.load(bundle_copy / "semantic_ids.npy")
+    if edit == "out of range":
+        table[5, 0] = 8
+    elif edit == "negative":
+        table[5, 1] = -1
+    elif edit == "duplicate":
+        table[5] = table[6]
+    elif edit == "float":
+        table = table.astype(np.float32) + 0.5
+    buffer = io.BytesIO()
+    np.save(buffer, table)
+    _rewrite(bundle_copy, "semantic_ids.npy", buffer.getvalue())
+    with pytest.raises(BundleError, match=match):
+        Recommender.from_bundle(bundle_copy)
+
+
 def test_unavailable_provider_lists_the_available_ones(tiny_bundle: Path) -> None:
     with pytest.raises(ProviderUnavailableError, match="available: .*CPUExecutionProvider"):
         Recommender.from_bundle(tiny_bundle, providers=["TensorrtExecutionProvider"])
@@ -232,3 +346,37 @@ if __name__ == "__main__":  # regenerate the golden file after an intended chang
     bundle = make_tiny_bundle(Path(tempfile.mkdtemp()))
     GOLDEN.write_text(json.dumps(_snapshot(Recommender.from_bundle(bundle)), indent=1) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+def _dataset(item_ids: list[str]) -> object:
+    """Three users who each saw four of `item_ids`, in the project's Dataset type."""
+    from pocketrec.distill.data import Dataset
+
+    rng = np.random.default_rng(0)
+    items = np.concatenate([rng.permutation(len(item_ids))[:4] for _ in range(3)]).astype(np.int32)
+    return Dataset(
+        name="shop",
+        item_ids=np.array(item_ids),
+        user_ids=np.array(["u0", "u1", "u2"]),
+        offsets=np.array([0, 4, 8, 12]),
+        items=items,
+        timestamps=None,
+        item_text=None,
+        default_history_len=20,
+    )
+
+
+def test_evaluating_on_another_catalogue_is_refused_or_warned(tiny_bundle: Path) -> None:
+    pytest.importorskip("pocketrec.distill.protocol")
+    from pocketrec._evaluate import evaluate_recommender
+
+    rec = Recommender.from_bundle(tiny_bundle)
+    with pytest.raises(InvalidRequestError, match="none of shop's 10 items is in this bundle"):
+        evaluate_recommender(rec, _dataset([f"other{i}" for i in range(10)]))
+    mostly_other = [f"item{i}" for i in range(3)] + [f"other{i}" for i in range(7)]
+    with pytest.warns(UserWarning, match="only 3 of shop's 10 items"):
+        metrics = evaluate_recommender(rec, _dataset(mostly_other))
+    assert metrics["num_users"] == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the bundle's own catalogue: no warning
+        evaluate_recommender(rec, _dataset([f"item{i}" for i in range(10)]))
