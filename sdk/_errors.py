@@ -71,11 +71,13 @@ class StoreError(RecommenderError):
 class UnknownItemError(RecommenderError, KeyError):
     """History items are not in the bundle's catalogue (with `unknown="raise"`)."""
 
-    def __init__(self, items: list[str]) -> None:
+    def __init__(self, items: list[str], *, where: str = "") -> None:
         self.items = items
+        self.where = where
         shown = ", ".join(repr(i) for i in items[:10]) + (" ..." if len(items) > 10 else "")
         super().__init__(
-            f"{len(items)} history items are not in the catalogue: {shown}. Pass "
+            f"{where + ': ' if where else ''}{len(items)} history items are not in the "
+            f"catalogue: {shown}. Pass "
             "unknown='drop' to skip them, or export a bundle that includes them."
         )
 

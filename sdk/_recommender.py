@@ -505,7 +505,14 @@ class Recommender:
         See `recommend` for the arguments; `histories` holds one history per user.
         """
         self._check(k, unknown, beam_width)
-        rows = [self._rows(h, unknown, _stacklevel) for h in histories]
+        rows = []
+        for b, h in enumerate(histories):
+            try:
+                rows.append(self._rows(h, unknown, _stacklevel))
+            except UnknownItemError as e:  # name the user of the batch
+                raise UnknownItemError(e.items, where=f"histories[{b}]") from None
+            except InvalidRequestError as e:
+                raise InvalidRequestError(f"histories[{b}]: {e}") from None
         batch = np.full((len(rows), self._window), -1, dtype=np.int64)
         for b, r in enumerate(rows):
             recent = r[-self._window :]  # longer histories: the most recent items
@@ -579,7 +586,7 @@ class Recommender:
         history_rows[0, self._window - len(recent) :] = recent
         extra = extra_beams(len(set(rows)), width, self._window) if exclude_history else 0
         if self._search is not None:
-            excluded = rows if exclude_history else []
+            excluded = sorted(set(rows)) if exclude_history else []  # each banned item once
             return self._recommendations(
                 self._search_graph(history_rows, excluded, width, extra, k)
             )[0]

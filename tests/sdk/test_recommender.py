@@ -108,6 +108,14 @@ def test_non_id_history_entries_are_refused(tiny_bundle: Path, history, match: s
         rec.recommend(history, k=3)
 
 
+def test_batch_errors_name_the_user(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    with pytest.raises(UnknownItemError, match=r"histories\[2\]: 1 history items .*'nope'"):
+        rec.recommend_batch([["item3"], [], ["item4", "nope"]], k=3, unknown="raise")
+    with pytest.raises(InvalidRequestError, match=r"histories\[1\]: history\[0\] is None"):
+        rec.recommend_batch([["item3"], [None]], k=3)
+
+
 def test_integer_ids_are_looked_up_as_strings(bundle_copy: Path) -> None:
     rec = Recommender.from_bundle(bundle_copy)
     with pytest.warns(UnknownItemWarning):
