@@ -103,6 +103,7 @@ class EventStore:
             ) from e
 
     def _open(self) -> None:
+        self._check_existing()  # before any write: a refused file is left exactly as it was
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA secure_delete=ON")
@@ -113,22 +114,36 @@ class EventStore:
                 "user TEXT NOT NULL, item TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL)"
             )
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
-            columns = [r[1] for r in db.execute("PRAGMA table_info(events)")]
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            schema = row[0] if row else None
-            if columns != _COLUMNS or schema is None or not str(schema).isdigit():
-                raise StoreError(
-                    f"{self.path} holds an SQLite database that is not a pocketrec event store "
-                    f"(events columns {columns}, schema {schema!r}); pass another path"
-                )
-            if int(schema) > _SCHEMA:
-                raise StoreError(
-                    f"{self.path} was written by a newer pocketrec (store schema {schema}, this "
-                    f"version reads {_SCHEMA}); upgrade pocketrec to read it"
-                )
             db.execute("CREATE INDEX IF NOT EXISTS events_user_ts ON events (user, ts, id)")
             for (user,) in db.execute("SELECT DISTINCT user FROM events").fetchall():
                 self._apply_retention(db, user)
+
+    def _check_existing(self) -> None:
+        """Refuse a database that is not an event store, or one from a newer schema (reads)."""
+        db = self._db
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return  # a new (or empty) file
+        columns = [r[1] for r in db.execute("PRAGMA table_info(events)")]
+        schema = None
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            schema = row[0] if row else None
+        if (
+            not tables <= {"events", "meta", "sqlite_sequence"}
+            or columns != _COLUMNS
+            or not str(schema).isdigit()
+        ):
+            raise StoreError(
+                f"{self.path} holds an SQLite database that is not a pocketrec event store "
+                f"(tables {sorted(tables)}, events columns {columns}, schema {schema!r}); pass "
+                "another path"
+            )
+        if int(str(schema)) > _SCHEMA:
+            raise StoreError(
+                f"{self.path} was written by a newer pocketrec (store schema {schema}, this "
+                f"version reads {_SCHEMA}); upgrade pocketrec to read it"
+            )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
