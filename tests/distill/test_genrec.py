@@ -38,8 +38,7 @@ def _model(**overrides) -> GenRec:
         hidden=16,
         num_layers=1,
         num_heads=2,
-        dropout=0.0,
-        **overrides,
+        **{"dropout": 0.0, **overrides},
     )
     torch.manual_seed(0)
     return GenRec(cfg, torch.from_numpy(_sids())).eval()
@@ -193,3 +192,44 @@ def test_code_loss_is_item_nll() -> None:
     logits = torch.zeros(2, 3, K)
     targets = torch.zeros(2, 3, dtype=torch.long)
     assert code_loss(logits, targets).item() == pytest.approx(3 * np.log(K), rel=1e-5)
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, monkeypatch) -> None:
+    """Ctrl-C after the third epoch, then the same call again: the same weights and scores."""
+    from safetensors.torch import load_file
+
+    from pocketrec.distill import training
+
+    n = 40
+    rng = np.random.default_rng(1)
+    seqs = [[f"i{(s + 3 * t) % n}" for t in range(7)] for s in rng.integers(0, n, 60)]
+    ds = build_dataset("walk", [f"u{u}" for u in range(60)], seqs, default_history_len=6)
+    split, index = leave_one_out(ds), PrefixIndex(_sids(n), K)
+    train = TrainConfig(lr=1e-2, batch_size=16, max_epochs=6, eval_every=2, patience=5)
+
+    def run(out, *, interrupt: bool) -> dict:
+        model = _model(dropout=0.2)  # dropout: the torch RNG must resume too
+        if not interrupt:
+            return train_genrec(model, split, index, train, out)
+        calls = {"n": 0}
+
+        def stop_after_three(self: training.EarlyStopping) -> bool:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return False
+
+        with monkeypatch.context() as m:
+            m.setattr(training.EarlyStopping, "should_stop", property(stop_after_three))
+            with pytest.raises(KeyboardInterrupt):
+                train_genrec(model, split, index, train, out)
+        assert (out / "checkpoint").exists()
+        return train_genrec(_model(dropout=0.2), split, index, train, out)
+
+    full = run(tmp_path / "full", interrupt=False)
+    resumed = run(tmp_path / "resumed", interrupt=True)
+    assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "resumed" / "checkpoint").exists()
