@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,11 +208,9 @@ def _check_tables(
     if bad:
         problems.append(f"catalogue items {bad[:5]} have no string id")
     else:
-        ids = [it["id"] for it in items]
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            problems.append(f"catalogue id {dup!r} appears more than once")
+        repeated = [i for i, n in Counter(it["id"] for it in items).items() if n > 1]
+        if repeated:
+            problems.append(f"catalogue id {repeated[0]!r} appears more than once")
     raw = catalog.get("popularity") if isinstance(catalog, dict) else None
     popularity = np.ones(len(items))
     if raw is not None:
