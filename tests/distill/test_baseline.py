@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pocketrec.distill.baseline as baseline
 from pocketrec._errors import ConfigError
 from pocketrec.distill.baseline import train_baseline
 from pocketrec.distill.data import build_dataset
@@ -71,22 +70,12 @@ def test_a_run_made_before_a_setting_existed_still_resumes(tmp_path: Path) -> No
     train_baseline(_cfg(max_epochs=2), out, dataset=_cyclic())  # no ConfigError
 
 
-def test_resume_gives_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_gives_the_same_model(tmp_path: Path, interrupt_training) -> None:
     full = train_baseline(_cfg(max_epochs=6), tmp_path / "full", dataset=_cyclic())
 
     # Interrupt the same run after its third epoch, as Ctrl-C would, then rerun it.
-    calls = {"n": 0}
-
-    def interrupt_after_three(self: baseline.EarlyStopping) -> bool:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return False
-
-    with monkeypatch.context() as m:
-        m.setattr(baseline.EarlyStopping, "should_stop", property(interrupt_after_three))
-        with pytest.raises(KeyboardInterrupt):
-            train_baseline(_cfg(max_epochs=6), tmp_path / "resumed", dataset=_cyclic())
+    with interrupt_training(3):
+        train_baseline(_cfg(max_epochs=6), tmp_path / "resumed", dataset=_cyclic())
     assert (tmp_path / "resumed" / "seed_0" / "checkpoint_model").exists()
     resumed = train_baseline(_cfg(max_epochs=6), tmp_path / "resumed", dataset=_cyclic())
     a = json.loads((full / "seed_0" / "metrics.json").read_text())

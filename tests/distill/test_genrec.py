@@ -194,11 +194,9 @@ def test_code_loss_is_item_nll() -> None:
     assert code_loss(logits, targets).item() == pytest.approx(3 * np.log(K), rel=1e-5)
 
 
-def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, monkeypatch) -> None:
+def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, interrupt_training) -> None:
     """Ctrl-C after the third epoch, then the same call again: the same weights and scores."""
     from safetensors.torch import load_file
-
-    from pocketrec.distill import training
 
     n = 40
     rng = np.random.default_rng(1)
@@ -211,18 +209,8 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, monkeypatch) -> 
         model = _model(dropout=0.2)  # dropout: the torch RNG must resume too
         if not interrupt:
             return train_genrec(model, split, index, train, out)
-        calls = {"n": 0}
-
-        def stop_after_three(self: training.EarlyStopping) -> bool:
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt
-            return False
-
-        with monkeypatch.context() as m:
-            m.setattr(training.EarlyStopping, "should_stop", property(stop_after_three))
-            with pytest.raises(KeyboardInterrupt):
-                train_genrec(model, split, index, train, out)
+        with interrupt_training(3):
+            train_genrec(model, split, index, train, out)
         assert (out / "checkpoint").exists()
         return train_genrec(_model(dropout=0.2), split, index, train, out)
 
