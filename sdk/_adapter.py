@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pocketrec._checks import is_int, is_real
 from pocketrec._errors import BundleError, InvalidRequestError
 
 __all__ = [
@@ -78,6 +78,28 @@ class Adapter:
     version: int = 0
     info: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Every adapter is usable: a NaN or infinite bias would remove every item."""
+        problems = []
+        bias = np.asarray(self.bias)
+        if bias.ndim != 2 or not np.issubdtype(bias.dtype, np.number):
+            problems.append(f"bias must be a (num_levels, codebook_size) array, got {bias.shape}")
+        elif not np.isfinite(bias).all():
+            problems.append(
+                "bias holds NaN, infinite or non-numeric values, which would remove every item; "
+                "refit it"
+            )
+        if not isinstance(self.bundle, str) or not self.bundle:
+            problems.append(f"bundle must name the bundle, got {self.bundle!r}")
+        if self.kind not in ("personal", "shared"):
+            problems.append(f"kind must be personal or shared, got {self.kind!r}")
+        if not is_int(self.version) or self.version < 0:
+            problems.append(f"version must be an integer >= 0, got {self.version!r}")
+        if not isinstance(self.info, dict):
+            problems.append(f"info must be an object, got {type(self.info).__name__}")
+        if problems:
+            raise InvalidRequestError(f"Adapter: {'; '.join(problems)}")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": ADAPTER_FORMAT,
@@ -99,23 +121,16 @@ class Adapter:
             bias = _decode(obj.get("bias"), "adapter bias")
         except InvalidRequestError as e:
             raise BundleError(f"{e}; {fix}") from e
-        problems = []
-        if bias.ndim != 2 or not np.isfinite(bias).all():
-            problems.append("bias must be a finite (num_levels, codebook_size) array")
-        bundle: Any = obj.get("bundle")
-        kind: Any = obj.get("kind", "personal")
-        version, info = obj.get("version", 0), obj.get("info", {})
-        if not isinstance(bundle, str) or not bundle:
-            problems.append(f"bundle must name the bundle, got {bundle!r}")
-        if kind not in ("personal", "shared"):
-            problems.append(f"kind must be personal or shared, got {kind!r}")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            problems.append(f"version must be an integer >= 0, got {version!r}")
-        if not isinstance(info, dict):
-            problems.append(f"info must be an object, got {type(info).__name__}")
-        if problems:
-            raise BundleError(f"invalid adapter: {'; '.join(problems)}; {fix}")
-        return cls(bundle=bundle, bias=bias, kind=kind, version=version, info=dict(info))
+        try:
+            return cls(
+                bundle=obj.get("bundle"),  # type: ignore[arg-type]
+                bias=bias,
+                kind=obj.get("kind", "personal"),
+                version=obj.get("version", 0),
+                info=obj.get("info", {}),
+            )
+        except InvalidRequestError as e:
+            raise BundleError(f"invalid adapter file: {e}; {fix}") from e
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename), e.g. next to the event store."""
@@ -160,12 +175,11 @@ class FitSettings:
         problems = []
         for name, least in (("steps", 1), ("min_events", 0), ("max_events", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not is_int(value) or value < least:
                 problems.append(f"{name} must be an integer >= {least}, got {value!r}")
         for name in ("l2", "lr"):
             value = getattr(self, name)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not number or not math.isfinite(value) or value < 0:
+            if not is_real(value) or not math.isfinite(value) or value < 0:
                 problems.append(f"{name} must be a finite number >= 0, got {value!r}")
         if problems:
             raise InvalidRequestError("FitSettings: " + "; ".join(problems))
@@ -223,8 +237,7 @@ def check_privacy(clip_norm: object, noise_multiplier: object) -> None:
         ("clip_norm", clip_norm, True),
         ("noise_multiplier", noise_multiplier, False),
     ):
-        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        x = float(value) if real else math.nan  # type: ignore[arg-type]
+        x = float(value) if is_real(value) else math.nan  # type: ignore[arg-type]
         if not math.isfinite(x) or x < 0 or (positive and x == 0):
             bound = "> 0" if positive else ">= 0"
             problems.append(f"{name} must be a finite number {bound}, got {value!r}")

@@ -22,7 +22,8 @@ from pocketrec._errors import (
     ProviderUnavailableError,
     RecommenderError,
 )
-from pocketrec._manifest import GraphSpec, Manifest, read_manifest
+from pocketrec._manifest import REEXPORT, GraphSpec, Manifest, read_manifest
+from pocketrec._prefix import PrefixIndex
 
 __all__ = ["QNN", "Bundle", "available_providers", "open_bundle", "sha256_file"]
 
@@ -172,19 +173,20 @@ class Bundle:
     decoder: ort.InferenceSession
     providers: tuple[str, ...]
     adapters: tuple[Adapter, ...]  # the shared adapter, when the bundle has one
+    index: PrefixIndex  # the semantic IDs that exist, for constrained search
     search: ort.InferenceSession | None = None  # the one-user search graph, when it has one
 
 
 def _check_tables(
     manifest: Manifest, table: Any, catalog: Any
-) -> tuple[list[dict[str, Any]], NDArray[np.float64]]:
-    """The catalogue's items and popularity, after checking them and the semantic-ID table.
+) -> tuple[list[dict[str, Any]], NDArray[np.float64], PrefixIndex]:
+    """The catalogue's items and popularity and the prefix index, after checking the tables.
 
     A sha256 in the manifest only shows a file is the one exported with it; these checks catch
     an exporter bug or an edited bundle before it can give wrong results instead of errors.
+    Code ranges and unique semantic IDs are the prefix index's own checks.
     """
     layout = manifest.semantic_ids
-    fix = "re-export the bundle with `pocketrec export RUN_DIR --out BUNDLE_DIR`"
     items = catalog.get("items", []) if isinstance(catalog, dict) else []
     if not isinstance(items, list):
         items = []
@@ -192,18 +194,17 @@ def _check_tables(
         raise BundleError(
             f"bundle tables disagree with the manifest: {table.shape} semantic IDs and "
             f"{len(items)} catalogue items for {manifest.num_items} items of "
-            f"{layout.num_levels} levels; {fix}"
+            f"{layout.num_levels} levels; {REEXPORT}"
         )
     problems = []
+    index = None
     if not np.issubdtype(table.dtype, np.integer):
         problems.append(f"the semantic-ID table holds {table.dtype}, not integers")
-    elif table.size and (table.min() < 0 or table.max() >= layout.codebook_size):
-        problems.append(
-            f"semantic-ID codes span {table.min()}..{table.max()}, outside "
-            f"0..{layout.codebook_size - 1}"
-        )
-    elif len(np.unique(table, axis=0)) != len(table):
-        problems.append("two items share a semantic ID (the last level must separate them)")
+    else:
+        try:
+            index = PrefixIndex(table, layout.codebook_size)
+        except ValueError as e:
+            problems.append(str(e))
     bad = [n for n, it in enumerate(items) if not isinstance(it, dict) or not _is_id(it.get("id"))]
     if bad:
         problems.append(f"catalogue items {bad[:5]} have no string id")
@@ -220,9 +221,9 @@ def _check_tables(
             popularity = np.full(1, np.nan)
         if popularity.shape != (len(items),) or not np.isfinite(popularity).all():
             problems.append(f"popularity must be {len(items)} finite numbers")
-    if problems:
-        raise BundleError(f"bundle tables are invalid: {'; '.join(problems)}; {fix}")
-    return items, popularity
+    if problems or index is None:
+        raise BundleError(f"bundle tables are invalid: {'; '.join(problems)}; {REEXPORT}")
+    return items, popularity, index
 
 
 def _is_id(value: object) -> bool:
@@ -254,7 +255,7 @@ def open_bundle(
         catalog = json.loads((folder / manifest.catalog).read_text())
     except (OSError, ValueError) as e:
         raise BundleError(f"cannot read the bundle's tables: {e}") from e
-    items, popularity = _check_tables(manifest, table, catalog)
+    items, popularity, index = _check_tables(manifest, table, catalog)
     try:
         encoder = _session(folder, manifest.encoder, _session_options(threads), chosen, manifest)
         decoder = _session(folder, manifest.decoder, _session_options(threads), chosen, manifest)
@@ -277,7 +278,7 @@ def open_bundle(
     return Bundle(
         folder=folder,
         manifest=manifest,
-        semantic_ids=table.astype(np.int64),
+        semantic_ids=index.semantic_ids,
         item_ids=tuple(item["id"] for item in items),
         metadata=tuple({k: v for k, v in item.items() if k != "id"} for item in items),
         popularity=popularity,
@@ -285,5 +286,6 @@ def open_bundle(
         decoder=decoder,
         providers=tuple(encoder.get_providers()),
         adapters=adapters,
+        index=index,
         search=search,
     )

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pocketrec._checks import is_int
 from pocketrec._errors import BundleError
 
 __all__ = [
@@ -32,7 +33,7 @@ SCHEMA_VERSION = 2
 PRECISIONS = ("fp32", "int8", "int4", "npu")
 
 
-_FIX = "export the bundle again with `pocketrec export RUN_DIR --out BUNDLE_DIR`"
+REEXPORT = "re-export the bundle with `pocketrec export RUN_DIR --out BUNDLE_DIR`"
 
 
 def _need(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -41,7 +42,7 @@ def _need(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: s
     if key not in obj:
         raise BundleError(f"manifest: {where} has no {key!r}")
     value = obj[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+    if not isinstance(value, kind) or (kind is int and not is_int(value)):
         raise BundleError(f"manifest: {where}.{key} should be {kind}, got {type(value).__name__}")
     return value
 
@@ -160,12 +161,10 @@ class Manifest:
                 f"min_onnxruntime must be a version such as 1.20.1, got {self.min_onnxruntime!r}"
             )
         for key, value in self.search.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 problems.append(f"search.{key} must be an integer >= 1, got {value!r}")
         if self.static_batch is not None and (
-            isinstance(self.static_batch, bool)
-            or not isinstance(self.static_batch, int)
-            or self.static_batch < 1
+            not is_int(self.static_batch) or self.static_batch < 1
         ):
             problems.append(f"static_batch must be an integer >= 1, got {self.static_batch!r}")
         if self.adapter is not None and not isinstance(self.adapter, str):
@@ -176,12 +175,12 @@ class Manifest:
                 f"{len(self.encoder.inputs)} and {len(self.decoder.inputs)}"
             )
         if problems:
-            raise BundleError(f"manifest: {'; '.join(problems)}; {_FIX}")
+            raise BundleError(f"manifest: {'; '.join(problems)}; {REEXPORT}")
         if self.precision not in PRECISIONS:
             raise BundleError(f"manifest: precision {self.precision!r} is not one of {PRECISIONS}")
         if self.max_len <= 0 or self.num_items <= 0:
             raise BundleError("manifest: max_len and num_items must be positive")
-        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 0:
+        if not is_int(self.version) or self.version < 0:
             raise BundleError(f"manifest: version must be an integer >= 0, got {self.version!r}")
         if self.parent is not None and not isinstance(self.parent, str):
             raise BundleError(f"manifest: parent must be a sha256 string, got {self.parent!r}")
@@ -224,7 +223,7 @@ class Manifest:
         except BundleError:
             raise
         except (TypeError, ValueError, AttributeError, KeyError) as e:
-            raise BundleError(f"manifest: malformed ({type(e).__name__}: {e}); {_FIX}") from e
+            raise BundleError(f"manifest: malformed ({type(e).__name__}: {e}); {REEXPORT}") from e
 
     @classmethod
     def _parse(cls, obj: dict[str, Any], version: int) -> Manifest:

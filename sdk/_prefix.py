@@ -56,7 +56,10 @@ class PrefixIndex:
         if sids.ndim != 2 or sids.shape[0] == 0:
             raise ValueError(f"semantic_ids must be (num_items, num_levels), got {sids.shape}")
         if sids.min() < 0 or sids.max() >= codebook_size:
-            raise ValueError(f"semantic-ID codes must lie in [0, {codebook_size})")
+            raise ValueError(
+                f"semantic-ID codes span {sids.min()}..{sids.max()}, outside "
+                f"0..{codebook_size - 1}: they must lie in [0, {codebook_size})"
+            )
         if codebook_size ** sids.shape[1] >= 2**62:
             raise ValueError("codebook_size ** num_levels does not fit a 64-bit key")
         self.codebook_size = codebook_size

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from numpy.typing import NDArray
 
 from pocketrec._adapter import Adapter, FitSettings, check_privacy
 from pocketrec._bundle import Bundle, open_bundle
+from pocketrec._checks import is_int
 from pocketrec._errors import InvalidRequestError, UnknownItemError
 from pocketrec._manifest import Manifest
 from pocketrec._personalize import federated_update, fit_personal
@@ -158,7 +158,7 @@ class Recommender:
         self._levels = manifest.semantic_ids.num_levels
         self._empty = manifest.semantic_ids.empty_code
         self._window = manifest.max_len
-        self._index = PrefixIndex(bundle.semantic_ids, manifest.semantic_ids.codebook_size)
+        self._index = bundle.index
         self._lookup = {item: row for row, item in enumerate(bundle.item_ids)}
         padding = np.zeros((1, self._levels), dtype=np.int64)
         self._codes = np.concatenate([padding, bundle.semantic_ids])  # row 0 = padding
@@ -231,25 +231,18 @@ class Recommender:
         """A Recommender on the same bundle and sessions that also applies `adapters`.
 
         Raises:
-            InvalidRequestError: an adapter belongs to another bundle, has the wrong shape, or
-                holds NaN or infinite values.
+            InvalidRequestError: an adapter belongs to another bundle or has the wrong shape.
         """
         shape = self._bias.shape
         for a in adapters:
-            if not isinstance(a, Adapter):
+            if not isinstance(a, Adapter):  # an Adapter's bias is finite (Adapter checks it)
                 raise InvalidRequestError(
                     f"with_adapters takes pocketrec.Adapter objects, got {type(a).__name__}"
                 )
-            bias = np.asarray(a.bias)
-            if a.bundle != self.manifest.name or bias.shape != shape:
+            if a.bundle != self.manifest.name or a.bias.shape != shape:
                 raise InvalidRequestError(
-                    f"adapter for bundle {a.bundle!r} with shape {bias.shape} does not fit "
+                    f"adapter for bundle {a.bundle!r} with shape {a.bias.shape} does not fit "
                     f"bundle {self.manifest.name!r} ({shape}); fit it on this bundle"
-                )
-            if not np.issubdtype(bias.dtype, np.number) or not np.isfinite(bias).all():
-                raise InvalidRequestError(
-                    f"{a.kind} adapter for bundle {a.bundle!r} holds NaN, infinite or "
-                    "non-numeric values, which would remove every item; refit it"
                 )
         return self._with(self._adapters + tuple(adapters))
 
@@ -480,14 +473,13 @@ class Recommender:
         return rows
 
     def _check(self, k: object, unknown: str, beam_width: object) -> None:
-        # numbers.Integral: numpy integers (a k read from an array) are integers too
-        if not _is_int(k) or not 1 <= k <= len(self.item_ids):  # type: ignore[operator]
+        if not is_int(k) or not 1 <= k <= len(self.item_ids):  # type: ignore[operator]
             raise InvalidRequestError(
                 f"k must be an integer in [1, {len(self.item_ids)}] (the catalogue size), got {k!r}"
             )
         if unknown not in ("drop", "raise"):
             raise InvalidRequestError(f"unknown must be 'drop' or 'raise', got {unknown!r}")
-        if beam_width is not None and (not _is_int(beam_width) or beam_width < 1):  # type: ignore[operator]
+        if beam_width is not None and (not is_int(beam_width) or beam_width < 1):  # type: ignore[operator]
             raise InvalidRequestError(f"beam_width must be a positive integer, got {beam_width!r}")
 
     def recommend_batch(
@@ -601,7 +593,3 @@ class Recommender:
             extra_width=extra,
         )
         return self._recommendations(found)[0]
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)

@@ -16,7 +16,6 @@ and push real events out.
 from __future__ import annotations
 
 import math
-import numbers
 import sqlite3
 import threading
 import time
@@ -26,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pocketrec._checks import is_int, is_real
 from pocketrec._errors import InvalidRequestError, StoreError
 
 __all__ = ["Event", "EventStore"]
@@ -63,14 +63,14 @@ class EventStore:
         max_events_per_user: int | None = 10_000,
     ) -> None:
         if retention_days is not None and not (
-            _is_real(retention_days) and math.isfinite(retention_days) and retention_days > 0
+            is_real(retention_days) and math.isfinite(retention_days) and retention_days > 0
         ):
             raise InvalidRequestError(
                 f"retention_days must be a positive number of days (or None to keep all), "
                 f"got {retention_days!r}"
             )
         if max_events_per_user is not None and not (
-            _is_int(max_events_per_user) and max_events_per_user > 0
+            is_int(max_events_per_user) and max_events_per_user > 0
         ):
             raise InvalidRequestError(
                 f"max_events_per_user must be a positive integer (or None), "
@@ -227,7 +227,7 @@ class EventStore:
 
     def history(self, user: str = "me", *, limit: int | None = None) -> list[str]:
         """The user's item ids, oldest first (the most recent `limit` when given)."""
-        if limit is not None and not (_is_int(limit) and limit >= 0):
+        if limit is not None and not (is_int(limit) and limit >= 0):
             raise InvalidRequestError(
                 f"limit must be a non-negative integer or None, got {limit!r}"
             )
@@ -271,14 +271,6 @@ class EventStore:
         self.close()
 
 
-def _is_real(x: object) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
 def _check_text(what: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise InvalidRequestError(f"{what} must be a non-empty string, got {value!r}")
@@ -286,7 +278,7 @@ def _check_text(what: str, value: object) -> None:
 
 def _check_ts(n: int, ts: object, now: float) -> float:
     """`ts` as float seconds, or a clear error (nothing is written)."""
-    if not _is_real(ts) or not math.isfinite(float(ts)):  # type: ignore[arg-type]
+    if not is_real(ts) or not math.isfinite(float(ts)):  # type: ignore[arg-type]
         raise InvalidRequestError(
             f"event {n}: ts must be a finite number of Unix seconds, got {ts!r}"
         )
