@@ -22,6 +22,7 @@ import pytest
 
 from pocketrec._bundle import Bundle, open_bundle
 from pocketrec._errors import RecommenderError
+from pocketrec._prefix import PrefixIndex
 from pocketrec._recommender import Recommender, UnknownItemWarning
 from pocketrec._trace import FORMAT, decode_array
 from tests.android.fixtures import RESOURCES, tiny_cases
@@ -86,6 +87,7 @@ def _bundle_from_trace(trace: dict[str, Any]) -> Bundle:
         template,
         manifest=manifest,
         semantic_ids=sids,
+        index=PrefixIndex(sids, manifest.semantic_ids.codebook_size),
         item_ids=tuple(trace["item_ids"]),
         metadata=tuple({} for _ in trace["item_ids"]),
         popularity=decode_array(trace["popularity"]).astype(np.float64),
