@@ -214,11 +214,20 @@ def distill_table(records: list[dict[str, Any]]) -> str:
                 f"{source} |"
             )
         retention = r.get("retention_vs_teacher")
+        if r.get("resumed"):
+            # A resumed run's wall time is its last invocation's; its models' training time
+            # is the whole run's cost.
+            cost = (
+                f"{r['train_time_total_s'] / 60:.1f} min training, over "
+                f"{len(r['resumed']) + 1} invocations"
+            )
+        else:
+            cost = f"{r['wall_time_s'] / 60:.1f} min end to end"
         rows.append(
             f"| {r['dataset']} | {r['preset']} | student / teacher | "
             f"1 / {r['size_ratio_teacher_over_student']:.1f} | | "
             f"{'–' if retention is None else f'{retention:.1%}'} NDCG@10 kept | | | | | "
-            f"{r['wall_time_s'] / 60:.1f} min end to end |"
+            f"{cost} |"
         )
         for name, values, source in PUBLISHED.get(r["dataset"], []):
             keys = ("recall@10", "ndcg@10", "recall@5", "ndcg@5")

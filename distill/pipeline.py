@@ -239,6 +239,18 @@ def _run_record(cfg: DistillConfig) -> dict[str, Any]:
     }
 
 
+def _record_invocation(cfg: DistillConfig, run_dir: Path) -> None:
+    """`config.json` keeps the command, commit and machine that started the run; every later
+    invocation that resumes it is appended under `resumed`, so the record names them all."""
+    path = run_dir / "config.json"
+    record = _run_record(cfg)
+    if path.exists():
+        resume = {k: record[k] for k in ("command", "git_commit", "machine", "created")}
+        record = json.loads(path.read_text())
+        record.setdefault("resumed", []).append(resume)
+    write_json(path, record)
+
+
 def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
     """Refuse to mix two configs in one run folder (unless --force starts it over)."""
     path = run_dir / "config.json"
@@ -413,7 +425,7 @@ def distill(
     run_dir.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     if dist.rank() == 0:
-        write_json(run_dir / "config.json", _run_record(cfg))
+        _record_invocation(cfg, run_dir)
     t_start = time.perf_counter()
     split = training_split(
         dataset, device_holdout=cfg.device_holdout, device_users=cfg.device_users
@@ -505,6 +517,11 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _write_summary(cfg, run_dir, dataset, split, teacher, students, ablations, wall) -> None:
     student, teacher_n = _summary(students), teacher["test"]["ndcg@10"]
     started = json.loads((run_dir / "config.json").read_text())
+    # Training time of every model, whichever invocation trained it: the whole run's cost
+    # even when it was resumed (wall_time_s counts the last invocation only).
+    train_time = (teacher.get("train_time_s") or 0.0) + sum(
+        r["train_time_s"] for r in [*students, *ablations]
+    )
     record: dict[str, Any] = {
         "what": f"distilled generative semantic-ID student on {dataset.name} ({cfg.preset})",
         "model": "pocketrec-distill",
@@ -527,11 +544,14 @@ def _write_summary(cfg, run_dir, dataset, split, teacher, students, ablations, w
         else None,
         "size_ratio_teacher_over_student": teacher["parameters"] / student["parameters"],
         "wall_time_s": round(wall, 1),
+        "train_time_total_s": round(train_time, 1),
         "config": asdict(cfg),
         "command": command_line(),
         # the code that started the run (a resumed run may finish under a later commit)
         "git_commit": started.get("git_commit"),
         "git_commit_finished": git_commit(),
+        "started": started.get("created"),
+        "resumed": started.get("resumed", []),
         "machine": machine_info(),
         "finished": utc_now(),
     }

@@ -101,6 +101,15 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
     logs = {p: p.read_text() for p in run.rglob("log.jsonl")}
     distill(cfg, run)
     assert {p: p.read_text() for p in run.rglob("log.jsonl")} == logs
+    # The record still names what started the run, and lists the invocation that resumed it.
+    again = json.loads((run / "config.json").read_text())
+    assert again["created"] == started["created"] and again["command"] == started["command"]
+    assert [r["git_commit"] for r in again["resumed"]] == [started["git_commit"]]
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["started"] == started["created"] and len(m["resumed"]) == 1
+    models = [m["student"], m["student_nokd"]]
+    total = m["teacher"]["train_time_s"] + sum(b["train_time_s"]["mean"] for b in models)
+    assert m["train_time_total_s"] == pytest.approx(total, abs=0.2)
     # The same folder with another config is refused; --force starts over.
     import dataclasses
 
@@ -111,6 +120,7 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
         distill(other, run)
     distill(other, run, force=True)
     assert json.loads((run / "teacher_cache" / "meta.json").read_text())["top_k"] == 4
+    assert "resumed" not in json.loads((run / "config.json").read_text())  # a new run
 
 
 def test_a_teacher_ensemble_trains_each_member_and_is_scored_as_one(
