@@ -1,0 +1,121 @@
+"""Which learning rate should the `full` preset's student train with? A short, fixed probe.
+
+    python benchmarks/student_lr_probe.py ml-1m --lrs 0.001,0.003 --epochs 6 --threads 2 \
+        --json benchmarks/results/student_lr_probe_ml-1m.json
+
+Trains the `full` preset's student shape for this dataset without a teacher (the ablation
+student, which costs no teacher), once per learning rate, from the same seed and the same
+semantic IDs, for a fixed number of epochs (no early stopping), and scores validation NDCG@10
+every two epochs with the same `evaluate_genrec` the pipeline uses. The model of the best
+validation epoch is then also scored on validation with each user's history window left out of
+the ranking (HSTU's evaluation, see `history_excluded.py`). The record keeps validation only:
+the choice it informs must not see the test items.
+
+Semantic IDs are built as `pocketrec distill` builds them (or taken from `--sids`). The models
+stay in `--work` (default `runs/student_lr_probe_<dataset>`); rerunning resumes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from pocketrec._prefix import PrefixIndex
+from pocketrec.distill.data import load_dataset
+from pocketrec.distill.genrec_train import evaluate_genrec, train_genrec
+from pocketrec.distill.pipeline import _prepare_sids, _student, preset
+from pocketrec.distill.protocol import training_split
+from pocketrec.distill.runinfo import provenance, utc_now, write_json
+from pocketrec.distill.sids.stage import load_semantic_ids
+from pocketrec.distill.training import set_threads
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--lrs", default="0.001,0.003", help="comma-separated learning rates")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sids", type=Path, help="an existing semantic-ID folder")
+    parser.add_argument("--work", type=Path, help="model folders (default runs/...)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--json", type=Path, required=True, help="record to write")
+    args = parser.parse_args(argv)
+    started, t0 = utc_now(), time.perf_counter()
+    set_threads(args.threads)
+    lrs = [float(v) for v in args.lrs.split(",")]
+    dataset = load_dataset(args.dataset, root=args.data_root)
+    cfg = preset("full", args.dataset, dataset.default_history_len)
+    source = "text" if dataset.item_text is not None else "cf"  # as `pocketrec distill` picks
+    cfg = dataclasses.replace(
+        cfg, sid=dataclasses.replace(cfg.sid, dataset=args.dataset, source=source)
+    )
+    if args.sids is not None:
+        cfg = dataclasses.replace(cfg, sids=str(args.sids))
+    work = args.work or Path("runs") / f"student_lr_probe_{dataset.name}"
+    split = training_split(dataset)
+    sids, _, _ = load_semantic_ids(_prepare_sids(cfg, dataset, split, work / "sids"))
+    index = PrefixIndex(sids, cfg.student.codebook_size)
+    runs = []
+    for lr in lrs:
+        train = dataclasses.replace(
+            cfg.student_train,
+            lr=lr,
+            kd_weight=0.0,
+            seed=args.seed,
+            max_epochs=args.epochs,
+            patience=args.epochs,  # every epoch runs: the curves are compared, not a stop
+        )
+        model = _student(cfg, dataset, sids, args.seed)
+        out = work / f"lr_{lr:g}"
+        metrics = train_genrec(model, split, index, train, out, desc=f"student lr={lr:g}")
+        log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        runs.append(
+            {
+                "lr": lr,
+                "curve": [
+                    {"epoch": r["epoch"] + 1, "valid_ndcg@10": r["valid_ndcg@10"]}
+                    for r in log
+                    if "valid_ndcg@10" in r
+                ],
+                "valid": metrics["valid"],
+                "valid_history_excluded": evaluate_genrec(
+                    model,
+                    split,
+                    index,
+                    "valid",
+                    beam_width=train.beam_width,
+                    exclude_history=True,
+                ),
+                "best_epoch": metrics["best_epoch"] + 1,
+                "train_time_s": metrics["train_time_s"],
+            }
+        )
+        print(
+            f"lr={lr:g}: valid NDCG@10 {metrics['valid']['ndcg@10']:.4f}, history excluded "
+            f"{runs[-1]['valid_history_excluded']['ndcg@10']:.4f} after {args.epochs} epochs"
+        )
+    write_json(
+        args.json,
+        {
+            "what": f"student learning-rate probe on {dataset.name} (no teacher, validation only)",
+            "model": "pocketrec-student-lr-probe",
+            "dataset": dataset.name,
+            "student": dataclasses.asdict(cfg.student),
+            "student_train": dataclasses.asdict(cfg.student_train),
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "runs": runs,
+            **provenance(started, t0),
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
