@@ -173,6 +173,8 @@ def distill_table(records: list[dict[str, Any]]) -> str:
         nokd = r.get("student_nokd") or {}
         members = r["config"].get("teacher_members", 1)
         teacher = r["teacher"]["kind"] + (f", mean of {members}" if members > 1 else "")
+        if r["teacher"].get("features") == "cooccurrence-svd":  # a catalogue without item text
+            teacher += "; no item text: co-occurrence item features"
         models = [
             (f"teacher ({teacher})", r["teacher"], r["teacher"]["test"], "–", link),
             ("**student, distilled**", r["student"], r["student"]["test"], None, link),
