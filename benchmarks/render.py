@@ -448,11 +448,33 @@ def noise_control_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def lr_probe_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | learning rate | epochs | validation NDCG@10 every 2 epochs | best "
+        "validation NDCG@10 (all users) | the same, history window excluded | training time | "
+        "record |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    probes = [r for r in records if r.get("model") == "pocketrec-student-lr-probe"]
+    probes.sort(key=lambda r: (_dataset_rank(r), r["epochs"]))
+    for r in probes:
+        for run in r["runs"]:
+            curve = " / ".join(f"{c['valid_ndcg@10']:.4f}" for c in run["curve"])
+            rows.append(
+                f"| {r['dataset']} | {run['lr']:g} | {r['epochs']} | {curve} | "
+                f"{run['valid']['ndcg@10']:.4f} (epoch {run['best_epoch']}) | "
+                f"{run['valid_history_excluded']['ndcg@10']:.4f} | "
+                f"{run['train_time_s'] / 60:.1f} min | [{r['_file']}](results/{r['_file']}) |"
+            )
+    return "\n".join(rows)
+
+
 TABLES = {
     "baselines": baseline_table,
     "sids": sids_table,
     "sid_downstream": sid_downstream_table,
     "distill": distill_table,
+    "lr_probe": lr_probe_table,
     "quickstart": quickstart_table,
     "bench": bench_table,
     "personalize": personalize_table,

@@ -6,10 +6,11 @@
 Trains the `full` preset's student shape for this dataset without a teacher (the ablation
 student, which costs no teacher), once per learning rate, from the same seed and the same
 semantic IDs, for a fixed number of epochs (no early stopping), and scores validation NDCG@10
-every two epochs with the same `evaluate_genrec` the pipeline uses. The model of the best
-validation epoch is then also scored on validation with each user's history window left out of
-the ranking (HSTU's evaluation, see `history_excluded.py`). The record keeps validation only:
-the choice it informs must not see the test items.
+as the preset does (every two epochs, on its validation sample) with the same
+`evaluate_genrec` the pipeline uses. The model of the best validation epoch is then scored on
+every user's validation item, plainly and with each user's history window left out of the
+ranking (HSTU's evaluation, see `history_excluded.py`). The record keeps validation only: the
+choice it informs must not see the test items.
 
 Semantic IDs are built as `pocketrec distill` builds them (or taken from `--sids`). The models
 stay in `--work` (default `runs/student_lr_probe_<dataset>`); rerunning resumes them.
