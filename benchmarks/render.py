@@ -450,18 +450,20 @@ def noise_control_table(records: list[dict[str, Any]]) -> str:
 
 def lr_probe_table(records: list[dict[str, Any]]) -> str:
     rows = [
-        "| dataset | learning rate | epochs | validation NDCG@10 every 2 epochs | best "
+        "| dataset | model | learning rate | epochs | validation NDCG@10 every 2 epochs | best "
         "validation NDCG@10 (all users) | the same, history window excluded | training time | "
         "record |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    probes = [r for r in records if r.get("model") == "pocketrec-student-lr-probe"]
-    probes.sort(key=lambda r: (_dataset_rank(r), r["epochs"]))
+    kinds = {"pocketrec-student-lr-probe": "student", "pocketrec-teacher-lr-probe": "teacher"}
+    probes = [r for r in records if r.get("model") in kinds]
+    probes.sort(key=lambda r: (_dataset_rank(r), kinds[r["model"]], r["epochs"]))
     for r in probes:
         for run in r["runs"]:
             curve = " / ".join(f"{c['valid_ndcg@10']:.4f}" for c in run["curve"])
             rows.append(
-                f"| {r['dataset']} | {run['lr']:g} | {r['epochs']} | {curve} | "
+                f"| {r['dataset']} | {kinds[r['model']]} | {run['lr']:g} | {r['epochs']} | "
+                f"{curve} | "
                 f"{run['valid']['ndcg@10']:.4f} (epoch {run['best_epoch']}) | "
                 f"{run['valid_history_excluded']['ndcg@10']:.4f} | "
                 f"{run['train_time_s'] / 60:.1f} min | [{r['_file']}](results/{r['_file']}) |"

@@ -4,9 +4,10 @@
         --json benchmarks/results/student_lr_probe_ml-1m.json
 
 Trains the `full` preset's student shape for this dataset without a teacher (the ablation
-student, which costs no teacher), once per learning rate, from the same seed and the same
-semantic IDs, for a fixed number of epochs (no early stopping), and scores validation NDCG@10
-as the preset does (every two epochs, on its validation sample) with the same
+student, which costs no teacher), or with `--model teacher` one MiniLM teacher member of the
+preset's shape, once per learning rate, from the same seed and the same semantic IDs, for a
+fixed number of epochs (no early stopping), and scores validation NDCG@10 as the preset does
+(students every two epochs on a validation sample, teachers on every user) with the same
 `evaluate_genrec` the pipeline uses. The model of the best validation epoch is then scored on
 every user's validation item, plainly and with each user's history window left out of the
 ranking (HSTU's evaluation, see `history_excluded.py`). The record keeps validation only: the
@@ -32,12 +33,14 @@ from pocketrec.distill.pipeline import _prepare_sids, _student, preset
 from pocketrec.distill.protocol import training_split
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
 from pocketrec.distill.sids.stage import load_semantic_ids
+from pocketrec.distill.teacher import build_minilm_teacher
 from pocketrec.distill.training import set_threads
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
+    parser.add_argument("--model", choices=("student", "teacher"), default="student")
     parser.add_argument("--lrs", default="0.001,0.003", help="comma-separated learning rates")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
@@ -58,23 +61,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.sids is not None:
         cfg = dataclasses.replace(cfg, sids=str(args.sids))
-    work = args.work or Path("runs") / f"student_lr_probe_{dataset.name}"
+    work = args.work or Path("runs") / f"{args.model}_lr_probe_{dataset.name}"
     split = training_split(dataset)
     sids, _, _ = load_semantic_ids(_prepare_sids(cfg, dataset, split, work / "sids"))
     index = PrefixIndex(sids, cfg.student.codebook_size)
+    base = cfg.student_train if args.model == "student" else cfg.teacher_train
     runs = []
     for lr in lrs:
         train = dataclasses.replace(
-            cfg.student_train,
+            base,
             lr=lr,
             kd_weight=0.0,
             seed=args.seed,
             max_epochs=args.epochs,
             patience=args.epochs,  # every epoch runs: the curves are compared, not a stop
         )
-        model = _student(cfg, dataset, sids, args.seed)
+        if args.model == "student":
+            model = _student(cfg, dataset, sids, args.seed)
+        else:
+            model, _ = build_minilm_teacher(
+                cfg.teacher_model, dataset, sids, seed=args.seed, code_embeddings=cfg.teacher_codes
+            )
         out = work / f"lr_{lr:g}"
-        metrics = train_genrec(model, split, index, train, out, desc=f"student lr={lr:g}")
+        metrics = train_genrec(model, split, index, train, out, desc=f"{args.model} lr={lr:g}")
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         runs.append(
             {
@@ -104,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.json,
         {
-            "what": f"student learning-rate probe on {dataset.name} (no teacher, validation only)",
-            "model": "pocketrec-student-lr-probe",
+            "what": f"{args.model} learning-rate probe on {dataset.name} (validation only)",
+            "model": f"pocketrec-{args.model}-lr-probe",
             "dataset": dataset.name,
-            "student": dataclasses.asdict(cfg.student),
-            "student_train": dataclasses.asdict(cfg.student_train),
+            args.model: dataclasses.asdict(
+                cfg.student if args.model == "student" else cfg.teacher_model
+            ),
+            f"{args.model}_train": dataclasses.asdict(base),
             "epochs": args.epochs,
             "seed": args.seed,
             "runs": runs,

@@ -1,4 +1,4 @@
-"""benchmarks/student_lr_probe.py: one student per learning rate, validation only, resumable."""
+"""benchmarks/student_lr_probe.py: one model per learning rate, validation only, resumable."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from tests.benchmarks.scripts import load_script
 from tests.distill.test_pipeline import _shop, _tiny_cfg
 
 
-def test_trains_one_student_per_rate_and_keeps_validation_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("model", ["student", "teacher"])
+def test_trains_one_model_per_rate_and_keeps_validation_only(
+    model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop = _shop(tmp_path / "shop")
     probe = load_script("student_lr_probe")
@@ -20,10 +21,11 @@ def test_trains_one_student_per_rate_and_keeps_validation_only(
     # pipeline tests' tiny one.
     monkeypatch.setattr(probe, "preset", lambda name, dataset, history_len: _tiny_cfg(shop))
     out, work = tmp_path / "probe.json", tmp_path / "work"
-    argv = [str(shop), "--lrs", "0.01,0.001", "--epochs", "2", "--threads", "1"]
+    argv = [str(shop), "--model", model, "--lrs", "0.01,0.001", "--epochs", "2", "--threads", "1"]
     argv += ["--work", str(work), "--json", str(out)]
     assert probe.main(argv) == 0
     record = json.loads(out.read_text())
+    assert record["model"] == f"pocketrec-{model}-lr-probe" and f"{model}_train" in record
     assert [r["lr"] for r in record["runs"]] == [0.01, 0.001]
     for run in record["runs"]:
         # every epoch ran (no early stop); validation is scored as the preset says (here: each)
