@@ -243,3 +243,28 @@ def test_student_shape_must_match_the_semantic_ids(shop: Path, tmp_path: Path) -
     with pytest.raises(ConfigError, match="student expects 4 levels"):
         distill(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_every_distill_record_was_made_with_its_presets_current_settings() -> None:
+    """Rerunning a record's command trains the same models: presets change only where no
+    committed record used them (MovieLens-1M `full` trains at 3e-3; its `quick` record and
+    every Amazon record keep 1e-3)."""
+    import dataclasses
+
+    from pocketrec.distill.pipeline import preset
+
+    records = sorted((Path(__file__).parents[2] / "benchmarks" / "results").glob("distill_*.json"))
+    checked = 0
+    for path in records:
+        record = json.loads(path.read_text())
+        if record.get("model") != "pocketrec-distill":
+            continue
+        made = record["config"]
+        history = 200 if made["dataset"] == "ml-1m" else 20
+        now = dataclasses.asdict(preset(made["preset"], made["dataset"], history))
+        for key in ("student", "teacher_model", "student_train", "teacher_train"):
+            assert now[key] == made[key], f"{path.name}: the preset's {key} changed"
+        assert now["teacher_members"] == made["teacher_members"], path.name
+        checked += 1
+    assert checked >= 4
+    assert preset("full", "ml-1m", 200).student_train.lr == 3e-3
