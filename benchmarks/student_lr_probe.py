@@ -14,7 +14,7 @@ ranking (HSTU's evaluation, see `history_excluded.py`). The record keeps validat
 choice it informs must not see the test items.
 
 Semantic IDs are built as `pocketrec distill` builds them (or taken from `--sids`). The models
-stay in `--work` (default `runs/student_lr_probe_<dataset>`); rerunning resumes them.
+stay in `--work` (default `runs/<model>_lr_probe_<dataset>`); rerunning resumes them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pocketrec.distill.genrec_train import evaluate_genrec, train_genrec
 from pocketrec.distill.pipeline import _prepare_sids, _student, preset
 from pocketrec.distill.protocol import training_split
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
-from pocketrec.distill.sids.stage import load_semantic_ids
+from pocketrec.distill.sids.stage import default_source, load_semantic_ids
 from pocketrec.distill.teacher import build_minilm_teacher
 from pocketrec.distill.training import set_threads
 
@@ -55,10 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     lrs = [float(v) for v in args.lrs.split(",")]
     dataset = load_dataset(args.dataset, root=args.data_root)
     cfg = preset("full", args.dataset, dataset.default_history_len)
-    source = "text" if dataset.item_text is not None else "cf"  # as `pocketrec distill` picks
-    cfg = dataclasses.replace(
-        cfg, sid=dataclasses.replace(cfg.sid, dataset=args.dataset, source=source)
-    )
+    sid = dataclasses.replace(cfg.sid, dataset=args.dataset, source=default_source(dataset))
+    cfg = dataclasses.replace(cfg, sid=sid)
     if args.sids is not None:
         cfg = dataclasses.replace(cfg, sids=str(args.sids))
     work = args.work or Path("runs") / f"{args.model}_lr_probe_{dataset.name}"

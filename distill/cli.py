@@ -350,11 +350,12 @@ def _distill(args: argparse.Namespace) -> int:
 
     from pocketrec.distill.data import load_dataset
     from pocketrec.distill.pipeline import distill, parse_teacher, preset
+    from pocketrec.distill.sids.stage import default_source
 
     parse_teacher(args.teacher)  # a bad --teacher fails before the dataset is even read
     dataset = load_dataset(args.dataset, root=args.data_root)
     cfg = preset(args.preset, args.dataset, dataset.default_history_len)
-    source = args.sid_source or ("text" if dataset.item_text is not None else "cf")
+    source = args.sid_source or default_source(dataset)
     overrides: dict[str, Any] = {
         "teacher": args.teacher,
         "teacher_quant": args.teacher_quant,

@@ -138,10 +138,10 @@ def _jsonable(value: Any) -> Any:
 
 def _distill_config(cfg: QuickstartConfig, dataset: Any) -> Any:
     from pocketrec.distill.pipeline import preset
+    from pocketrec.distill.sids.stage import default_source
 
     distill_cfg = preset(cfg.preset, cfg.dataset, dataset.default_history_len)
-    source = "text" if dataset.item_text is not None else "cf"
-    sid = dataclasses.replace(distill_cfg.sid, dataset=cfg.dataset, source=source)
+    sid = dataclasses.replace(distill_cfg.sid, dataset=cfg.dataset, source=default_source(dataset))
     distill_cfg = dataclasses.replace(distill_cfg, sid=sid, threads=cfg.threads)
     return dataclasses.replace(distill_cfg, **cfg.distill_overrides)
 

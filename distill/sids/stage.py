@@ -41,7 +41,12 @@ from pocketrec.distill.sids.embed import (
 )
 from pocketrec.distill.sids.vocab import code_stats, disambiguate, write_tokenizer
 
-__all__ = ["SIDConfig", "build_semantic_ids", "load_semantic_ids"]
+__all__ = ["SIDConfig", "build_semantic_ids", "default_source", "load_semantic_ids"]
+
+
+def default_source(dataset: Dataset) -> str:
+    """Item text when the catalogue has it, collaborative embeddings otherwise."""
+    return "text" if dataset.item_text is not None else "cf"
 
 
 @dataclass
