@@ -1,4 +1,5 @@
-"""CLI commands of the export side: `export`, `bench`, `bench-report` and `quickstart`."""
+"""CLI commands of the export side: `export`, `bench`, `bench-report`, `quickstart`, and
+`keygen` / `sign` for releasing bundles."""
 
 from __future__ import annotations
 
@@ -194,6 +195,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     q.add_argument("--json", type=Path, metavar="OUT", help="also copy summary.json here")
     q.set_defaults(handler=_quickstart)
 
+    kg = subparsers.add_parser(
+        "keygen",
+        help="make an Ed25519 key pair for signing bundles",
+        description="Write signing_key.pem (private, mode 600: keep it with whoever publishes "
+        "bundles) and signing_key.pub.pem (public: ship it inside the app and pass it as "
+        "trusted_keys / --trusted-key). Never overwrites existing keys. With --encrypt the "
+        "private key is encrypted with the password in $POCKETREC_SIGNING_PASSWORD.",
+    )
+    kg.add_argument("--out", type=Path, required=True, help="folder for the two key files")
+    kg.add_argument("--encrypt", action="store_true", help="encrypt the private key")
+    kg.add_argument("--json", action="store_true", help="print the key id and paths as JSON")
+    kg.set_defaults(handler=_keygen)
+
+    sg = subparsers.add_parser(
+        "sign",
+        help="sign a bundle so apps that pin your public key accept it",
+        description="Check every file of the bundle against its manifest, then write "
+        "signature.json: an Ed25519 signature of manifest.json, which lists every file's "
+        "sha256. Replaces an older signature. An encrypted key is unlocked with "
+        "$POCKETREC_SIGNING_PASSWORD.",
+    )
+    sg.add_argument("bundles", type=Path, nargs="+", metavar="BUNDLE", help="bundle folders")
+    sg.add_argument("--key", type=Path, required=True, help="private key (signing_key.pem)")
+    sg.add_argument("--json", action="store_true", help="print the signature records as JSON")
+    sg.set_defaults(handler=_sign)
+
 
 def _export(args: argparse.Namespace) -> int:
     from pocketrec._cli import require_extra
@@ -317,4 +344,42 @@ def _quickstart(args: argparse.Namespace) -> int:
     print(f"report: {args.out / 'report.md'} ({summary['wall_time_s']:.0f} s)")
     if args.json is not None:
         write_json(args.json, summary)
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    import os
+
+    from pocketrec._cli import require_extra
+    from pocketrec._errors import ConfigError
+
+    require_extra("cryptography", "signing")
+    from pocketrec.export.sign import PASSWORD_ENV, generate_key_pair
+
+    password = os.environ.get(PASSWORD_ENV) if args.encrypt else None
+    if args.encrypt and not password:
+        raise ConfigError(f"--encrypt needs the password in ${PASSWORD_ENV}", where="keygen")
+    private, public, kid = generate_key_pair(args.out, password=password)
+    if args.json:
+        print(json.dumps({"key_id": kid, "private": str(private), "public": str(public)}))
+    else:
+        print(
+            f"key {kid}: private {private} (keep it secret), public {public} (ship it in the app)"
+        )
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from pocketrec._cli import require_extra
+
+    require_extra("cryptography", "signing")
+    from pocketrec.export.sign import sign_bundle
+
+    records = {}
+    for bundle in args.bundles:
+        records[str(bundle)] = record = sign_bundle(bundle, args.key)
+        if not args.json:
+            print(f"{bundle}: signed by key {record['key_id']}")
+    if args.json:
+        print(json.dumps(records, indent=2))
     return 0

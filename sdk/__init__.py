@@ -19,6 +19,7 @@ from pocketrec._errors import (
     PocketrecError,
     ProviderUnavailableError,
     RecommenderError,
+    SignatureError,
     StoreError,
     UnknownItemError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Recommender",
     "RecommenderError",
     "SCHEMA_VERSION",
+    "SignatureError",
     "StoreError",
     "UnknownItemError",
     "UnknownItemWarning",

@@ -24,6 +24,7 @@ from pocketrec._errors import (
 )
 from pocketrec._manifest import REEXPORT, GraphSpec, Manifest, read_manifest
 from pocketrec._prefix import PrefixIndex
+from pocketrec._signing import load_public_keys, verify_signature
 
 __all__ = ["QNN", "Bundle", "available_providers", "open_bundle", "sha256_file"]
 
@@ -175,6 +176,7 @@ class Bundle:
     adapters: tuple[Adapter, ...]  # the shared adapter, when the bundle has one
     index: PrefixIndex  # the semantic IDs that exist, for constrained search
     search: ort.InferenceSession | None = None  # the one-user search graph, when it has one
+    signed_by: str | None = None  # id of the trusted key that signed it, when keys were given
 
 
 def _check_tables(
@@ -236,18 +238,28 @@ def open_bundle(
     providers: Sequence[str] | None = None,
     threads: int | None = None,
     verify: bool = True,
+    trusted_keys: Sequence[str | bytes | Path] | None = None,
 ) -> Bundle:
     """Read and check a bundle, then create its ONNX Runtime sessions.
 
+    With `trusted_keys`, the bundle must carry a signature by one of them over its manifest as
+    it is now, and every file is checked against the manifest whatever `verify` says.
+
     Raises:
         BundleError: missing or altered files, invalid manifest or tables.
+        SignatureError: with `trusted_keys`: unsigned, untrusted signer, or a manifest that
+            changed after signing.
         IncompatibleRuntimeError: onnxruntime is older than the bundle needs.
         ProviderUnavailableError: a requested execution provider is not available.
     """
     folder = Path(folder)
+    signed_by = None
+    if trusted_keys is not None:
+        # Before the manifest is parsed: an untrusted manifest is not worth reading.
+        signed_by = verify_signature(folder, load_public_keys(trusted_keys))
     manifest = read_manifest(folder)
     _check_runtime(manifest)
-    if verify:
+    if verify or signed_by is not None:
         _verify_files(folder, manifest)
     chosen = _providers(providers, manifest)
     try:
@@ -288,4 +300,5 @@ def open_bundle(
         adapters=adapters,
         index=index,
         search=search,
+        signed_by=signed_by,
     )

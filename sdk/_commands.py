@@ -1,4 +1,4 @@
-"""CLI commands that only need the SDK: `recommend`, `evaluate` and `demo`.
+"""CLI commands that only need the SDK: `recommend`, `evaluate`, `demo` and `verify`.
 
 `evaluate` also reads a dataset with `pocketrec.distill.data`, which needs numpy only, so both
 work on the base install.
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rec.add_argument(
         "--providers", default=None, help="comma-separated ONNX Runtime execution providers"
     )
+    _add_trusted_key(rec)
     rec.add_argument("--json", nargs="?", const="-", metavar="FILE", help="print JSON")
     rec.set_defaults(handler=_recommend)
 
@@ -80,7 +81,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument(
         "--providers", default=None, help="comma-separated ONNX Runtime execution providers"
     )
+    _add_trusted_key(demo)
     demo.set_defaults(handler=_demo)
+
+    ver = subparsers.add_parser(
+        "verify",
+        help="check a bundle before shipping it: files, signature, tables, graphs",
+        description="Open a bundle the way an app does: parse the manifest, check every file's "
+        "size and sha256, check the signature against --trusted-key (repeatable; without it a "
+        "signature is reported but not checked), check the tables and load the ONNX graphs. "
+        "Exit code 0 when the bundle is usable, 2 with the reason when it is not.",
+    )
+    ver.add_argument("bundle", type=Path, help="bundle folder (with manifest.json)")
+    _add_trusted_key(ver)
+    ver.add_argument("--json", nargs="?", const="-", metavar="FILE", help="print JSON")
+    ver.set_defaults(handler=_verify)
+
+
+def _add_trusted_key(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trusted-key",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="PUBLIC_PEM",
+        help="accept the bundle only if this Ed25519 public key signed it (repeatable; "
+        "`pocketrec keygen` makes a pair, `pocketrec sign` signs)",
+    )
 
 
 def _emit(obj: Any, target: str) -> None:
@@ -102,7 +129,9 @@ def _providers(value: str | None) -> list[str] | None:
 def _recommend(args: argparse.Namespace) -> int:
     from pocketrec._recommender import Recommender
 
-    rec = Recommender.from_bundle(args.bundle, providers=_providers(args.providers))
+    rec = Recommender.from_bundle(
+        args.bundle, providers=_providers(args.providers), trusted_keys=args.trusted_key
+    )
     history = [h.strip() for h in args.history.split(",") if h.strip()]
     t0 = time.perf_counter()
     found = rec.recommend(
@@ -188,5 +217,43 @@ def _demo(args: argparse.Namespace) -> int:
     from pocketrec._demo import serve
     from pocketrec._recommender import Recommender
 
-    rec = Recommender.from_bundle(args.bundle, providers=_providers(args.providers))
+    rec = Recommender.from_bundle(
+        args.bundle, providers=_providers(args.providers), trusted_keys=args.trusted_key
+    )
     return serve(rec, host=args.host, port=args.port, open_browser=args.open)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pocketrec._bundle import open_bundle
+    from pocketrec._signing import read_signature
+
+    bundle = open_bundle(args.bundle, trusted_keys=args.trusted_key)
+    manifest = bundle.manifest
+    signature = read_signature(args.bundle)
+    num_bytes = sum(f.bytes for f in manifest.files.values())
+    record = {
+        "bundle": manifest.name,
+        "version": manifest.version,
+        "precision": manifest.precision,
+        "num_items": manifest.num_items,
+        "files": len(manifest.files),
+        "bytes": num_bytes,
+        "providers": list(bundle.providers),
+        "signed_by": None if signature is None else signature.key_id,
+        "signature_checked": bundle.signed_by is not None,
+    }
+    if args.json is not None:
+        _emit(record, args.json)
+        return 0
+    if signature is None:
+        signed = "unsigned"
+    elif bundle.signed_by is not None:
+        signed = f"signed by trusted key {bundle.signed_by}"
+    else:
+        signed = f"signed by key {signature.key_id} (not checked: pass --trusted-key)"
+    print(
+        f"{manifest.name} version {manifest.version} ({manifest.precision}): "
+        f"{record['files']} files, {num_bytes / 1e6:.2f} MB, sha256 ok; {signed}; "
+        f"{manifest.num_items} items; graphs load on {', '.join(bundle.providers)}"
+    )
+    return 0

@@ -7,7 +7,8 @@ class. Messages say what was wrong, what was expected and how to fix it.
     ├── ConfigError                 a config or option has a wrong value (training, export)
     ├── RecommenderError            the SDK
     │   ├── BundleError             missing, altered or unreadable bundle files
-    │   │   └── IncompatibleRuntimeError   onnxruntime older than the bundle needs
+    │   │   ├── IncompatibleRuntimeError   onnxruntime older than the bundle needs
+    │   │   └── SignatureError      unsigned, untrusted or forged signature (trusted_keys)
     │   ├── ProviderUnavailableError       an execution provider this machine lacks
     │   ├── InvalidRequestError     bad arguments: k, history types, beam width
     │   ├── StoreError              the event store's file cannot be opened or is not a store
@@ -26,6 +27,7 @@ __all__ = [
     "PocketrecError",
     "ProviderUnavailableError",
     "RecommenderError",
+    "SignatureError",
     "StoreError",
     "UnknownItemError",
 ]
@@ -54,6 +56,10 @@ class BundleError(RecommenderError):
 
 class IncompatibleRuntimeError(BundleError):
     """The installed onnxruntime is older than the version the bundle was built for."""
+
+
+class SignatureError(BundleError):
+    """The bundle is not signed by a key the app trusts, or changed after it was signed."""
 
 
 class ProviderUnavailableError(RecommenderError):

@@ -15,6 +15,7 @@ from typing import Any
 
 from pocketrec._checks import is_int
 from pocketrec._errors import BundleError
+from pocketrec._signing import SIGNATURE_FILE
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -273,7 +274,13 @@ class Manifest:
         return out
 
     def write(self, folder: Path) -> Path:
+        """Write `folder/manifest.json` atomically.
+
+        A signature of an earlier manifest in the folder is removed: it no longer signs what is
+        written, and a bundle is better unsigned than carrying a signature that fails.
+        """
         path = folder / "manifest.json"
+        (folder / SIGNATURE_FILE).unlink(missing_ok=True)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         tmp.replace(path)

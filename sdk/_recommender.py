@@ -177,6 +177,7 @@ class Recommender:
         *,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        trusted_keys: Sequence[str | bytes | Path] | None = None,
     ) -> Recommender:
         """Open a bundle folder, verifying every file's sha256.
 
@@ -185,14 +186,22 @@ class Recommender:
             providers: ONNX Runtime execution providers in order of preference; default: the
                 bundle's intended providers that this machine has, else CPU.
             threads: intra-op threads per session (default: ONNX Runtime's choice).
+            trusted_keys: Ed25519 public keys (PEM text or bytes, or paths to PEM files) of
+                the publishers this app accepts bundles from. When given, the bundle must be
+                signed by one of them (`pocketrec sign`); needs `pip install
+                'pocketrec[signing]'`. Default: no signature check.
 
         Raises:
             BundleError: missing or altered files, or an invalid manifest.
+            SignatureError: with `trusted_keys`: the bundle is unsigned, signed by another
+                key, or was changed after signing.
             IncompatibleRuntimeError: onnxruntime is older than the bundle needs.
             ProviderUnavailableError: a requested provider is not available (the message
                 lists the available ones).
         """
-        return cls(open_bundle(path, providers=providers, threads=threads))
+        return cls(
+            open_bundle(path, providers=providers, threads=threads, trusted_keys=trusted_keys)
+        )
 
     @staticmethod
     def _bias_of(bundle: Bundle, adapters: tuple[Adapter, ...]) -> NDArray[np.float32]:
@@ -221,6 +230,11 @@ class Recommender:
     def providers(self) -> tuple[str, ...]:
         """The execution providers the sessions run on."""
         return self._bundle.providers
+
+    @property
+    def signed_by(self) -> str | None:
+        """Id of the trusted key that signed the bundle (None when opened without keys)."""
+        return self._bundle.signed_by
 
     @property
     def adapters(self) -> tuple[Adapter, ...]:

@@ -56,6 +56,42 @@ def write_tiny(resources: Path = RESOURCES) -> None:
     shutil.copytree(bundle, target)
     rec = Recommender.from_bundle(bundle)
     write_trace(record_trace(rec, tiny_cases()), resources / "tiny_trace.json.gz")
+    sign_tiny(resources)
+
+
+# A fixed, publicly derivable Ed25519 key: the signed tiny bundle must be reproducible, and a
+# key anyone can derive from this line is plainly no secret. Never sign real bundles with it.
+TEST_SIGNING_SEED = b"pocketrec test fixture signing key"
+PUBLIC_KEY_FILE = "tiny_signing_key.pub.pem"
+
+
+def sign_tiny(resources: Path = RESOURCES) -> str:
+    """Sign the committed tiny bundle with the test key; the JVM core checks the signature."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pocketrec.export.sign import sign_bundle
+
+    seed = hashlib.sha256(TEST_SIGNING_SEED).digest()
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    keys = Path(tempfile.mkdtemp())
+    (keys / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (resources / PUBLIC_KEY_FILE).write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    record = sign_bundle(resources / "tiny_bundle", keys / "key.pem")
+    shutil.rmtree(keys)
+    return record["key_id"]
 
 
 def anonymize(trace: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pocketrec._errors import RecommenderError
 from pocketrec._prefix import PrefixIndex
 from pocketrec._recommender import Recommender, UnknownItemWarning
 from pocketrec._trace import FORMAT, decode_array
-from tests.android.fixtures import RESOURCES, tiny_cases
+from tests.android.fixtures import PUBLIC_KEY_FILE, RESOURCES, tiny_cases
 
 TRACES = sorted(RESOURCES.glob("*_trace.json.gz"))
 
@@ -55,6 +55,16 @@ class _Replay:
 def test_traces_are_committed() -> None:
     assert (RESOURCES / "tiny_trace.json.gz") in TRACES
     assert (RESOURCES / "tiny_bundle" / "manifest.json").is_file()
+
+
+def test_the_committed_tiny_bundle_is_signed_by_the_test_key() -> None:
+    """The JVM core checks the same signature (BundleSignatureTest): one format, two readers."""
+    pytest.importorskip("cryptography")
+    bundle = open_bundle(RESOURCES / "tiny_bundle", trusted_keys=[RESOURCES / PUBLIC_KEY_FILE])
+    assert (
+        bundle.signed_by
+        == json.loads((RESOURCES / "tiny_bundle/signature.json").read_text())["key_id"]
+    )
 
 
 def test_tiny_trace_records_the_current_cases() -> None:

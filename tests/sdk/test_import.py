@@ -12,7 +12,7 @@ def test_import_does_not_load_training_stack() -> None:
     code = (
         "import sys, pocketrec\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'onnx', 'safetensors', "
-        "'tqdm', 'pocketrec.distill', 'pocketrec.export') if m in sys.modules)\n"
+        "'tqdm', 'cryptography', 'pocketrec.distill', 'pocketrec.export') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -37,6 +37,7 @@ def test_public_surface_is_sorted_and_pinned() -> None:
         "Recommender",
         "RecommenderError",
         "SCHEMA_VERSION",
+        "SignatureError",
         "StoreError",
         "UnknownItemError",
         "UnknownItemWarning",
@@ -58,6 +59,7 @@ def test_every_error_derives_from_the_root() -> None:
         "StoreError",
         "UnknownItemError",
         "IncompatibleRuntimeError",
+        "SignatureError",
     ):
         assert issubclass(getattr(pocketrec, name), pocketrec.RecommenderError)
 

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -19,18 +20,21 @@ public final class Bundle {
   private final int[][] semanticIds;
   private final Catalog catalog;
   private final CodeBiasAdapter sharedAdapter;
+  private final String signedBy;
 
   private Bundle(
       Path folder,
       Manifest manifest,
       int[][] semanticIds,
       Catalog catalog,
-      CodeBiasAdapter sharedAdapter) {
+      CodeBiasAdapter sharedAdapter,
+      String signedBy) {
     this.folder = folder;
     this.manifest = manifest;
     this.semanticIds = semanticIds;
     this.catalog = catalog;
     this.sharedAdapter = sharedAdapter;
+    this.signedBy = signedBy;
   }
 
   /**
@@ -48,6 +52,22 @@ public final class Bundle {
    * such as one the app unpacked and checked at install time).
    */
   public static Bundle open(Path folder, boolean verify) {
+    return open(folder, verify, null);
+  }
+
+  /**
+   * Opens a bundle only if one of {@code trustedKeys} signed its manifest as it is now ({@code
+   * pocketrec sign}), then verifies every file against the manifest. Bundles that arrive over
+   * the air (a new federated version, an update) should be opened this way.
+   *
+   * @throws BundleSignatureException unsigned, signed by another key, or changed after signing.
+   * @throws BundleException what {@link #open(Path)} throws.
+   */
+  public static Bundle open(Path folder, List<BundleSignature.TrustedKey> trustedKeys) {
+    return open(folder, true, BundleSignature.verify(folder, trustedKeys));
+  }
+
+  private static Bundle open(Path folder, boolean verify, String signedBy) {
     Manifest manifest = Manifest.read(folder);
     if (verify) {
       manifest.verifyIntegrity(folder);
@@ -78,7 +98,8 @@ public final class Bundle {
     } catch (IllegalArgumentException e) {
       throw new BundleException("the semantic-ID table must hold integers: " + e.getMessage(), e);
     }
-    return new Bundle(folder, manifest, codes, catalog, sharedAdapter(folder, manifest));
+    return new Bundle(
+        folder, manifest, codes, catalog, sharedAdapter(folder, manifest), signedBy);
   }
 
   private static CodeBiasAdapter sharedAdapter(Path folder, Manifest manifest) {
@@ -94,6 +115,11 @@ public final class Bundle {
               + "], expected [" + levels + ", " + codes + "]; re-export the bundle");
     }
     return shared;
+  }
+
+  /** Id of the trusted key that signed the bundle, or null when it was opened without keys. */
+  public String signedBy() {
+    return signedBy;
   }
 
   public Path folder() {

@@ -384,8 +384,13 @@ public final class Manifest {
         digest.update(buffer, 0, n);
       }
     }
+    return hex(digest.digest());
+  }
+
+  /** Lower-case hex digits of {@code bytes}. */
+  static String hex(byte[] bytes) {
     StringBuilder hex = new StringBuilder();
-    for (byte b : digest.digest()) {
+    for (byte b : bytes) {
       hex.append(Character.forDigit((b >> 4) & 0xf, 16)).append(Character.forDigit(b & 0xf, 16));
     }
     return hex.toString();
