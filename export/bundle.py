@@ -32,10 +32,15 @@ from safetensors.torch import load_file
 
 from pocketrec._bundle import sha256_file
 from pocketrec._errors import PocketrecError
-from pocketrec._manifest import SCHEMA_VERSION, FileEntry, Manifest, SemanticIdLayout
+from pocketrec._manifest import (
+    SCHEMA_VERSION,
+    SIGNATURE_FILE,
+    FileEntry,
+    Manifest,
+    SemanticIdLayout,
+)
 from pocketrec._prefix import PrefixIndex
 from pocketrec._search import beam_search
-from pocketrec._signing import SIGNATURE_FILE
 from pocketrec._version import __version__
 from pocketrec.distill.data import Dataset, load_dataset
 from pocketrec.distill.genrec import GenRec, GenRecConfig
@@ -276,7 +281,8 @@ def _file_entries(folder: Path) -> dict[str, FileEntry]:
     return {
         p.name: FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size)
         for p in sorted(folder.iterdir())
-        if p.is_file() and p.name not in ("manifest.json", SIGNATURE_FILE)
+        # Not the manifest itself, nor a signature of it (or one a crash left half-written).
+        if p.is_file() and p.name != "manifest.json" and not p.name.startswith(SIGNATURE_FILE)
     }
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from pocketrec._bundle import _verify_files
 from pocketrec._errors import ConfigError
-from pocketrec._manifest import read_manifest
-from pocketrec._signing import ALGORITHM, SIGNATURE_FILE, key_id, require_cryptography
+from pocketrec._manifest import SIGNATURE_FILE, read_manifest, read_manifest_bytes
+from pocketrec._signing import ALGORITHM, key_id, require_cryptography
 
 __all__ = ["PASSWORD_ENV", "generate_key_pair", "sign_bundle"]
 
@@ -95,9 +95,8 @@ def _load_private_key(path: Path) -> Any:
             path.read_bytes(), password=password.encode() if password else None
         )
     except TypeError as e:  # encrypted without a password, or a password for a plain key
-        raise ConfigError(
-            f"{path}: {e}; put the key's password in ${PASSWORD_ENV}", where="signing key"
-        ) from e
+        fix = f"unset ${PASSWORD_ENV}" if password else f"put the key's password in ${PASSWORD_ENV}"
+        raise ConfigError(f"{path}: {e}; {fix}", where="signing key") from e
     except ValueError as e:
         raise ConfigError(
             f"{path} is not a PEM private key, or ${PASSWORD_ENV} is not its password ({e})",
@@ -127,9 +126,9 @@ def sign_bundle(bundle: Path, key: Path) -> dict[str, str]:
     """
     bundle = Path(bundle)
     private = _load_private_key(key)
-    _verify_files(bundle, read_manifest(bundle))
+    manifest = read_manifest_bytes(bundle)  # what is checked is what is signed
+    _verify_files(bundle, read_manifest(bundle, data=manifest))
     serialization = require_cryptography()
-    manifest = (bundle / "manifest.json").read_bytes()
     der = private.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

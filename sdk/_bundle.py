@@ -253,11 +253,11 @@ def open_bundle(
         ProviderUnavailableError: a requested execution provider is not available.
     """
     folder = Path(folder)
-    signed_by = None
+    signed_by, data = None, None
     if trusted_keys is not None:
         # Before the manifest is parsed: an untrusted manifest is not worth reading.
-        signed_by = verify_signature(folder, load_public_keys(trusted_keys))
-    manifest = read_manifest(folder)
+        signed_by, data = verify_signature(folder, load_public_keys(trusted_keys))
+    manifest = read_manifest(folder, data=data)
     _check_runtime(manifest)
     if verify or signed_by is not None:
         _verify_files(folder, manifest)

@@ -57,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     ev.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     ev.add_argument("--providers", default=None, help="comma-separated execution providers")
+    _add_trusted_key(ev)
     ev.add_argument("--data-root", type=Path, default=None, help="default: $POCKETREC_DATA")
     ev.add_argument("--json", nargs="?", const="-", metavar="FILE", help="print JSON")
     ev.set_defaults(handler=_evaluate)
@@ -173,7 +174,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pocketrec.distill.data import load_dataset
 
     rec = Recommender.from_bundle(
-        args.bundle, providers=_providers(args.providers), threads=args.threads
+        args.bundle,
+        providers=_providers(args.providers),
+        threads=args.threads,
+        trusted_keys=args.trusted_key,
     )
     dataset = load_dataset(args.dataset, root=args.data_root)
     t0 = time.perf_counter()

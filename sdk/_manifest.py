@@ -15,7 +15,6 @@ from typing import Any
 
 from pocketrec._checks import is_int
 from pocketrec._errors import BundleError
-from pocketrec._signing import SIGNATURE_FILE
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,6 +34,8 @@ PRECISIONS = ("fp32", "int8", "int4", "npu")
 
 
 REEXPORT = "re-export the bundle with `pocketrec export RUN_DIR --out BUNDLE_DIR`"
+# The publisher's signature of manifest.json, beside it (`pocketrec sign`; see pocketrec._signing).
+SIGNATURE_FILE = "signature.json"
 
 
 def _need(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -192,11 +193,14 @@ class Manifest:
             self.semantic_ids.table,
             self.semantic_ids.tokenizer,
         } | ({self.adapter} if self.adapter else set())
-        referenced |= {self.search_graph.file} if self.search_graph else set()
+        if self.search_graph:
+            referenced |= {self.search_graph.file} | set(self.search_graph.compiled.values())
         referenced |= set(self.encoder.compiled.values()) | set(self.decoder.compiled.values())
         missing = sorted(referenced - set(self.files))
         if missing:
             raise BundleError(f"manifest: files {missing} are used but have no sha256 entry")
+        for name in self.files:
+            _check_file_name(name)
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> Manifest:
@@ -287,20 +291,45 @@ class Manifest:
         return path
 
 
-def read_manifest(folder: Path) -> Manifest:
-    """Parse `folder/manifest.json`.
+def _check_file_name(name: str) -> None:
+    """A manifest's file names stay inside the bundle folder (the JVM core checks the same)."""
+    parts = re.split(r"[/\\]", name)
+    if not name or name.startswith(("/", "\\")) or ":" in name or ".." in parts:
+        raise BundleError(
+            f"manifest: file name {name!r} must be a relative path inside the bundle folder"
+        )
+
+
+def read_manifest_bytes(folder: Path) -> bytes:
+    """The bytes of `folder/manifest.json`.
+
+    Raises:
+        BundleError: the folder has no manifest.json.
+    """
+    path = Path(folder) / "manifest.json"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(
+            f"{folder} is not a pocketrec bundle: it has no manifest.json "
+            "(make one with `pocketrec export RUN_DIR --out BUNDLE_DIR`)"
+        ) from None
+    except OSError as e:
+        raise BundleError(f"cannot read {path}: {e}") from e
+
+
+def read_manifest(folder: Path, *, data: bytes | None = None) -> Manifest:
+    """Parse `folder/manifest.json`, or `data` when given (bytes already read and checked, such
+    as the ones a signature was verified on: reading the file again could see another one).
 
     Raises:
         BundleError: the file is missing, not JSON, or not a valid manifest.
     """
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise BundleError(
-            f"{folder} is not a pocketrec bundle: it has no manifest.json "
-            "(make one with `pocketrec export RUN_DIR --out BUNDLE_DIR`)"
-        )
+    path = Path(folder) / "manifest.json"
+    if data is None:
+        data = read_manifest_bytes(folder)
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(data.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{path} is not valid JSON ({e}); the bundle is corrupt") from e
     if not isinstance(obj, dict):

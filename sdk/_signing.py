@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from pocketrec._errors import RecommenderError, SignatureError
+from pocketrec._manifest import SIGNATURE_FILE, read_manifest_bytes
 
 __all__ = [
-    "SIGNATURE_FILE",
     "PublicKey",
     "Signature",
     "key_id",
@@ -44,7 +44,6 @@ __all__ = [
     "verify_signature",
 ]
 
-SIGNATURE_FILE = "signature.json"
 ALGORITHM = "ed25519"
 SIGN_HINT = "sign it with `pocketrec sign BUNDLE --key PRIVATE_KEY.pem`"
 
@@ -169,13 +168,16 @@ def read_signature(folder: Path) -> Signature | None:
     return Signature(key_id=kid, manifest_sha256=digest, signature=raw)
 
 
-def verify_signature(folder: Path, trusted: Sequence[PublicKey]) -> str:
+def verify_signature(folder: Path, trusted: Sequence[PublicKey]) -> tuple[str, bytes]:
     """Check that one of the `trusted` keys signed the bundle's manifest.json as it is now.
 
     Returns:
-        The id of the key that signed it.
+        The id of the key that signed it, and the manifest bytes the signature was checked on:
+        parse those (`read_manifest(folder, data=...)`), not the file again, which could have
+        been replaced in between.
 
     Raises:
+        BundleError: the folder has no manifest.json.
         SignatureError: the bundle is unsigned, signed by a key that is not trusted, or its
             manifest changed after it was signed.
     """
@@ -183,6 +185,7 @@ def verify_signature(folder: Path, trusted: Sequence[PublicKey]) -> str:
     serialization = require_cryptography()
     from cryptography.exceptions import InvalidSignature
 
+    manifest = read_manifest_bytes(folder)
     sig = read_signature(folder)
     names = ", ".join(k.key_id for k in trusted)
     if sig is None:
@@ -190,21 +193,25 @@ def verify_signature(folder: Path, trusted: Sequence[PublicKey]) -> str:
             f"{folder} is not signed, and this app accepts only bundles signed by {names}; "
             f"{SIGN_HINT}"
         )
-    key = next((k for k in trusted if k.key_id == sig.key_id), None)
-    if key is None:
+    candidates = [k for k in trusted if k.key_id == sig.key_id]
+    if not candidates:
         raise SignatureError(
             f"{folder} is signed by key {sig.key_id}, which is not trusted here (trusted: "
             f"{names}); get the bundle from its publisher, or add that publisher's public key"
         )
-    manifest = (folder / "manifest.json").read_bytes()
-    public = serialization.load_der_public_key(key.der)
-    try:
-        public.verify(sig.signature, manifest)
-    except InvalidSignature:
-        changed = hashlib.sha256(manifest).hexdigest() != sig.manifest_sha256
-        raise SignatureError(
-            f"{folder}/manifest.json does not match its signature by {sig.key_id}: "
-            + ("the manifest was changed after signing" if changed else "the signature is forged")
-            + "; do not use this bundle: re-download it from its publisher"
-        ) from None
-    return sig.key_id
+    for key in candidates:  # ids are 64-bit prefixes: try every trusted key that has this one
+        try:
+            serialization.load_der_public_key(key.der).verify(sig.signature, manifest)
+        except InvalidSignature:
+            continue
+        return sig.key_id, manifest
+    changed = hashlib.sha256(manifest).hexdigest() != sig.manifest_sha256
+    raise SignatureError(
+        f"{folder}/manifest.json does not match its signature by {sig.key_id}: "
+        + (
+            "the manifest was changed after signing"
+            if changed
+            else "the signature does not verify (corrupt or forged)"
+        )
+        + "; do not use this bundle: re-download it from its publisher"
+    )

@@ -18,8 +18,7 @@ from pocketrec import Recommender, RecommenderError, SignatureError
 from pocketrec._bundle import open_bundle, sha256_file
 from pocketrec._cli import main
 from pocketrec._errors import BundleError, ConfigError
-from pocketrec._manifest import read_manifest
-from pocketrec._signing import SIGNATURE_FILE
+from pocketrec._manifest import SIGNATURE_FILE, read_manifest
 from pocketrec.export.sign import PASSWORD_ENV, generate_key_pair, sign_bundle
 
 
@@ -109,17 +108,74 @@ def test_a_rewritten_manifest_passes_sha256_but_not_the_signature(
         open_bundle(signed, trusted_keys=[keys[1]])
 
 
+def test_a_rewritten_manifest_with_its_digest_updated_is_still_refused(
+    signed: Path, keys: tuple[Path, Path, str]
+) -> None:
+    _rewrite_manifest(signed, {"name": "someone-else"})
+    record = json.loads((signed / SIGNATURE_FILE).read_text())
+    record["manifest_sha256"] = sha256_file(signed / "manifest.json")
+    (signed / SIGNATURE_FILE).write_text(json.dumps(record))
+    with pytest.raises(SignatureError, match="does not verify"):
+        open_bundle(signed, trusted_keys=[keys[1]])
+
+
+def test_the_manifest_checked_is_the_manifest_used(
+    signed: Path, keys: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest swapped in right after the signature check is never read."""
+    import pocketrec._bundle as bundle_module
+
+    check = bundle_module.verify_signature
+
+    def check_then_swap(folder: Path, trusted: object) -> object:
+        result = check(folder, trusted)  # type: ignore[arg-type]
+        (signed / "catalog.json").write_text('{"items": []}')
+        _rewrite_manifest(signed, {})
+        return result
+
+    monkeypatch.setattr(bundle_module, "verify_signature", check_then_swap)
+    with pytest.raises(BundleError, match="catalog.json does not match its sha256"):
+        open_bundle(signed, trusted_keys=[keys[1]])
+
+
+def test_a_folder_that_is_not_a_bundle_says_so(
+    keys: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    (tmp_path / SIGNATURE_FILE).write_text("{}")
+    with pytest.raises(BundleError, match="is not a pocketrec bundle: it has no manifest.json"):
+        open_bundle(tmp_path, trusted_keys=[keys[1]])
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd", "C:evil", "a/../../b", ""])
+def test_manifest_file_names_stay_inside_the_bundle(signed: Path, name: str) -> None:
+    obj = json.loads((signed / "manifest.json").read_text())
+    obj["files"][name] = {"sha256": "0" * 64, "bytes": 1}
+    (signed / "manifest.json").write_text(json.dumps(obj))
+    with pytest.raises(BundleError, match="must be a relative path inside the bundle folder"):
+        read_manifest(signed)
+
+
 def test_a_forged_signature_is_refused(signed: Path, keys: tuple[Path, Path, str]) -> None:
     record = json.loads((signed / SIGNATURE_FILE).read_text())
     record["signature"] = base64.b64encode(bytes(64)).decode()
     (signed / SIGNATURE_FILE).write_text(json.dumps(record))
-    with pytest.raises(SignatureError, match="signature is forged"):
+    with pytest.raises(SignatureError, match=r"does not verify \(corrupt or forged\)"):
         open_bundle(signed, trusted_keys=[keys[1]])
 
 
 @pytest.mark.parametrize(
     "content",
-    ["not json", "[]", '{"algorithm": "rsa"}', '{"algorithm": "ed25519", "key_id": "a"}'],
+    [
+        "not json",
+        "[]",
+        '{"algorithm": "rsa"}',
+        '{"algorithm": "ed25519", "key_id": "a"}',
+        '{"algorithm": "ed25519", "key_id": "a", "manifest_sha256": "b", "signature": "AAAA"}',
+        # 64 bytes, unpadded: the JVM core refuses it too
+        '{"algorithm": "ed25519", "key_id": "a", "manifest_sha256": "b", "signature": "'
+        + "A" * 86
+        + '"}',
+    ],
 )
 def test_a_corrupt_signature_file_is_a_clear_error(
     signed: Path, keys: tuple[Path, Path, str], content: str
@@ -192,6 +248,9 @@ def test_an_encrypted_key_needs_its_password(
     monkeypatch.setenv(PASSWORD_ENV, "correct horse")
     assert sign_bundle(bundle, private)["key_id"] == kid
     assert open_bundle(bundle, trusted_keys=[public]).signed_by == kid
+    plain, _, _ = generate_key_pair(tmp_path / "plain")
+    with pytest.raises(ConfigError, match=f"unset \\${PASSWORD_ENV}"):
+        sign_bundle(bundle, plain)
 
 
 def test_checking_signatures_without_cryptography_says_what_to_install(

@@ -52,7 +52,7 @@ public final class Bundle {
    * such as one the app unpacked and checked at install time).
    */
   public static Bundle open(Path folder, boolean verify) {
-    return open(folder, verify, null);
+    return open(folder, Manifest.read(folder), verify, null);
   }
 
   /**
@@ -64,11 +64,12 @@ public final class Bundle {
    * @throws BundleException what {@link #open(Path)} throws.
    */
   public static Bundle open(Path folder, List<BundleSignature.TrustedKey> trustedKeys) {
-    return open(folder, true, BundleSignature.verify(folder, trustedKeys));
+    byte[] data = Manifest.readBytes(folder); // parsed as checked, never read again
+    String signedBy = BundleSignature.verify(folder, data, trustedKeys);
+    return open(folder, Manifest.read(folder, data), true, signedBy);
   }
 
-  private static Bundle open(Path folder, boolean verify, String signedBy) {
-    Manifest manifest = Manifest.read(folder);
+  private static Bundle open(Path folder, Manifest manifest, boolean verify, String signedBy) {
     if (verify) {
       manifest.verifyIntegrity(folder);
     }

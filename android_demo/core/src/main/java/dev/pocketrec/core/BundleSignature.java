@@ -87,13 +87,19 @@ public final class BundleSignature {
   }
 
   /**
-   * Checks that one of {@code trusted} signed the folder's manifest.json as it is now.
+   * Checks that one of {@code trusted} signed {@code manifest}, the bytes of the folder's
+   * manifest.json; parse those same bytes afterwards ({@link Bundle#open(Path, List)} does).
    *
    * @return the id of the key that signed it.
    * @throws BundleSignatureException unsigned, signed by an untrusted key, an invalid
    *     signature record, or a manifest changed after signing.
    */
-  public static String verify(Path folder, List<TrustedKey> trusted) {
+  static String verify(Path folder, byte[] manifest, List<TrustedKey> trusted) {
+    if (trusted.isEmpty()) {
+      throw new BundleException(
+          "the list of trusted keys is empty, so no bundle could be accepted; pass the "
+              + "publisher's public key");
+    }
     StringBuilder names = new StringBuilder();
     for (TrustedKey k : trusted) {
       names.append(names.length() == 0 ? "" : ", ").append(k.keyId);
@@ -119,7 +125,11 @@ public final class BundleSignature {
       }
       keyId = string(record, "key_id");
       manifestSha256 = string(record, "manifest_sha256");
-      signature = Base64.getDecoder().decode(string(record, "signature"));
+      String encoded = string(record, "signature");
+      signature = Base64.getDecoder().decode(encoded);
+      if (!Base64.getEncoder().encodeToString(signature).equals(encoded)) {
+        throw new IllegalArgumentException("signature is not canonical, padded base64");
+      }
       if (signature.length != 64) {
         throw new IllegalArgumentException(
             "an Ed25519 signature has 64 bytes, this one " + signature.length);
@@ -129,40 +139,38 @@ public final class BundleSignature {
           path + " is not a valid signature record (" + e.getMessage()
               + "); the bundle is corrupt: re-download it, or " + SIGN_HINT, e);
     }
-    TrustedKey key = null;
-    for (TrustedKey k : trusted) {
+    boolean known = false;
+    for (TrustedKey k : trusted) { // ids are 64-bit prefixes: try every key that has this one
       if (k.keyId.equals(keyId)) {
-        key = k;
+        known = true;
+        if (verifies(k.key, manifest, signature)) {
+          return keyId;
+        }
       }
     }
-    if (key == null) {
+    if (!known) {
       throw new BundleSignatureException(
           folder + " is signed by key " + keyId + ", which is not trusted here (trusted: " + names
               + "); get the bundle from its publisher, or add that publisher's public key");
     }
-    byte[] manifest;
-    try {
-      manifest = Files.readAllBytes(folder.resolve("manifest.json"));
-    } catch (IOException e) {
-      throw new BundleException("cannot read manifest.json: " + e.getMessage(), e);
-    }
-    boolean valid;
+    boolean changed = !Manifest.hex(sha256(manifest)).equals(manifestSha256);
+    throw new BundleSignatureException(
+        folder + "/manifest.json does not match its signature by " + keyId + ": "
+            + (changed
+                ? "the manifest was changed after signing"
+                : "the signature does not verify (corrupt or forged)")
+            + "; do not use this bundle: re-download it from its publisher");
+  }
+
+  private static boolean verifies(PublicKey key, byte[] data, byte[] signature) {
     try {
       Signature check = Signature.getInstance("Ed25519");
-      check.initVerify(key.key);
-      check.update(manifest);
-      valid = check.verify(signature);
+      check.initVerify(key);
+      check.update(data);
+      return check.verify(signature);
     } catch (GeneralSecurityException e) {
-      valid = false;
+      return false;
     }
-    if (!valid) {
-      boolean changed = !Manifest.hex(sha256(manifest)).equals(manifestSha256);
-      throw new BundleSignatureException(
-          folder + "/manifest.json does not match its signature by " + keyId + ": "
-              + (changed ? "the manifest was changed after signing" : "the signature is forged")
-              + "; do not use this bundle: re-download it from its publisher");
-    }
-    return keyId;
   }
 
   private static String string(Map<?, ?> record, String key) {

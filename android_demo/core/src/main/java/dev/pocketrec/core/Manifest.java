@@ -272,10 +272,14 @@ public final class Manifest {
    * @throws BundleException the file is missing, not JSON, or not a valid manifest.
    */
   public static Manifest read(Path folder) {
+    return read(folder, readBytes(folder));
+  }
+
+  /** The bytes of {@code folder/manifest.json}. */
+  static byte[] readBytes(Path folder) {
     Path path = folder.resolve("manifest.json");
-    String text;
     try {
-      text = new String(Files.readAllBytes(path), StandardCharsets.UTF_8);
+      return Files.readAllBytes(path);
     } catch (NoSuchFileException e) {
       throw new BundleException(
           folder + " is not a pocketrec bundle: it has no manifest.json (make one with "
@@ -283,6 +287,15 @@ public final class Manifest {
     } catch (IOException e) {
       throw new BundleException("cannot read " + path + ": " + e.getMessage(), e);
     }
+  }
+
+  /**
+   * Parses manifest bytes already read from {@code folder} (the ones a signature was checked
+   * on: reading the file again could see another one).
+   */
+  static Manifest read(Path folder, byte[] data) {
+    Path path = folder.resolve("manifest.json");
+    String text = new String(data, StandardCharsets.UTF_8);
     Object json;
     try {
       json = Json.parse(text);

@@ -90,7 +90,32 @@ public class BundleSignatureTest {
     Files.write(
         record,
         text.replace((String) parsed.get("signature"), forged).getBytes(StandardCharsets.UTF_8));
-    assertRefused(copy, "the signature is forged");
+    assertRefused(copy, "the signature does not verify (corrupt or forged)");
+  }
+
+  @Test
+  public void refusesUnpaddedBase64AsPythonDoes() throws IOException {
+    Path copy = copy();
+    Path record = copy.resolve(BundleSignature.FILE);
+    String text = new String(Files.readAllBytes(record), StandardCharsets.UTF_8);
+    String signature = (String) ((Map<?, ?>) Json.parse(text)).get("signature");
+    assertTrue(signature.endsWith("=="));
+    Files.write(
+        record,
+        text.replace(signature, signature.substring(0, signature.length() - 2))
+            .getBytes(StandardCharsets.UTF_8));
+    assertRefused(copy, "signature is not canonical, padded base64");
+  }
+
+  @Test
+  public void refusesAnEmptyListOfKeys() {
+    BundleException e =
+        assertThrows(
+            BundleException.class,
+            () ->
+                BundleSignature.verify(
+                    TestResources.tinyBundle(), new byte[0], Collections.emptyList()));
+    assertTrue(e.getMessage(), e.getMessage().contains("the list of trusted keys is empty"));
   }
 
   @Test
