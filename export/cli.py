@@ -97,6 +97,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--seed", type=int, default=None, help="which student seed (default: best on validation)"
     )
     p.add_argument("--data-root", type=Path, default=None, help="default: $POCKETREC_DATA")
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="print (or write) each bundle's folder and measured quality as JSON",
+    )
     p.set_defaults(handler=_export)
 
     b = subparsers.add_parser(
@@ -149,6 +156,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     r.add_argument("records", type=Path, nargs="+", metavar="BENCH_JSON", help="bench records")
     r.add_argument("--out", type=Path, required=True, help="folder for the table and plots")
+    r.add_argument("--json", action="store_true", help="print the written paths as JSON")
     r.set_defaults(handler=_bench_report)
 
     q = subparsers.add_parser(
@@ -223,7 +231,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pocketrec._cli import require_extra
+    from pocketrec._cli import emit_json, require_extra
 
     require_extra("torch", "export")
     require_extra("onnx", "export")
@@ -242,7 +250,10 @@ def _export(args: argparse.Namespace) -> int:
             )
 
         out = export_bundle(args.run_dir, args.out, seed=args.seed, data_root=args.data_root)
-        print(f"bundle written: {out}")
+        if args.json is not None:
+            emit_json({"fp32": {"bundle": str(out)}}, args.json)
+        else:
+            print(f"bundle written: {out}")
         return 0
     from pocketrec.export.config import PrecisionConfig, parse_precisions, parse_retention
     from pocketrec.export.precisions import export_precisions
@@ -260,12 +271,17 @@ def _export(args: argparse.Namespace) -> int:
     written = export_precisions(
         args.run_dir, args.out, cfg, log=lambda line: print(line, file=sys.stderr, flush=True)
     )
+    summary = {}
     for precision, folder in written.items():
         quality = json.loads((folder / "manifest.json").read_text())["quality"]
-        print(
-            f"{precision:>5}: {folder}  NDCG@10 {quality['metrics']['ndcg@10']:.4f} "
-            f"({quality['ndcg@10_retention']:.2%} of fp32 on {quality['users']} test users)"
-        )
+        summary[precision] = {"bundle": str(folder), "quality": quality}
+        if args.json is None:
+            print(
+                f"{precision:>5}: {folder}  NDCG@10 {quality['metrics']['ndcg@10']:.4f} "
+                f"({quality['ndcg@10_retention']:.2%} of fp32 on {quality['users']} test users)"
+            )
+    if args.json is not None:
+        emit_json(summary, args.json)
     return 0
 
 
@@ -307,13 +323,17 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_report(args: argparse.Namespace) -> int:
-    from pocketrec._cli import require_extra
+    from pocketrec._cli import emit_json, require_extra
 
     require_extra("matplotlib", "export")
     from pocketrec.export.report import load_records, write_report
 
-    for path in write_report(load_records(args.records), args.out):
-        print(f"written: {path}")
+    written = write_report(load_records(args.records), args.out)
+    if args.json:
+        emit_json([str(p) for p in written], "-")
+    else:
+        for path in written:
+            print(f"written: {path}")
     return 0
 
 

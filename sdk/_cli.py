@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pocketrec._errors import PocketrecError
 from pocketrec._version import __version__
 
-__all__ = ["main"]
+__all__ = ["emit_json", "main", "require_extra"]
 
 # Modules whose `register(subparsers)` adds subcommands, in help order.
 _COMMAND_MODULES = (
@@ -71,6 +73,19 @@ def require_extra(module: str, extra: str) -> Any:
             f"this command needs {e.name or module}, which the base install leaves out. "
             f"Install it with: pip install 'pocketrec[{extra}]'"
         ) from e
+
+
+def emit_json(obj: Any, target: str) -> None:
+    """Print `obj` as JSON (`target` "-") or write it to the file `target`, atomically."""
+    text = json.dumps(obj, indent=2)
+    if target == "-":
+        print(text)
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text + "\n")
+    tmp.replace(path)
 
 
 def build_parser() -> argparse.ArgumentParser:

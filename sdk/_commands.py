@@ -7,11 +7,11 @@ work on the base install.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from pocketrec._cli import emit_json
 
 __all__ = ["register"]
 
@@ -111,18 +111,6 @@ def _add_trusted_key(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _emit(obj: Any, target: str) -> None:
-    text = json.dumps(obj, indent=2)
-    if target == "-":
-        print(text)
-    else:
-        path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(path)
-
-
 def _providers(value: str | None) -> list[str] | None:
     return [p.strip() for p in value.split(",") if p.strip()] if value else None
 
@@ -143,7 +131,7 @@ def _recommend(args: argparse.Namespace) -> int:
     )
     elapsed_ms = (time.perf_counter() - t0) * 1e3
     if args.json is not None:
-        _emit(
+        emit_json(
             {
                 "bundle": rec.manifest.name,
                 "history": history,
@@ -205,7 +193,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "dataset_items_missing_from_bundle": missing,
     }
     if args.json is not None:
-        _emit(record, args.json)
+        emit_json(record, args.json)
     else:
         print(
             f"{rec.manifest.name} on {dataset.name} {args.stage}"
@@ -247,7 +235,7 @@ def _verify(args: argparse.Namespace) -> int:
         "signature_checked": bundle.signed_by is not None,
     }
     if args.json is not None:
-        _emit(record, args.json)
+        emit_json(record, args.json)
         return 0
     if signature is None:
         signed = "unsigned"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -36,5 +37,9 @@ def exported(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     root = tmp_path_factory.mktemp("bundles")
     gates = ",".join(f"{p}={share}" for p, share in TINY_RETENTION.items())
     args = ["export", str(tiny_run), "--out", str(root), "--precision", ",".join(precisions)]
-    assert main([*args, "--quality-full", "--min-retention", gates]) == 0
-    return {p: root / p for p in precisions}
+    summary = root / "export.json"
+    assert main([*args, "--quality-full", "--min-retention", gates, "--json", str(summary)]) == 0
+    written = json.loads(summary.read_text())
+    assert sorted(written) == sorted(precisions)
+    assert all(w["quality"]["users"] == 30 for w in written.values())  # every tiny test user
+    return {p: Path(written[p]["bundle"]) for p in precisions}

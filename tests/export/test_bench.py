@@ -152,9 +152,12 @@ def test_bench_on_cuda_without_the_provider_names_onnxruntime_gpu(
 
 
 def test_report_writes_a_device_by_precision_table_and_plots(
-    records: list[Path], tmp_path: Path
+    records: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["bench-report", *map(str, records), "--out", str(tmp_path / "report")]) == 0
+    out = tmp_path / "report"
+    assert main(["bench-report", *map(str, records), "--out", str(out), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert str(out / "bench_table.md") in written and all(Path(p).is_file() for p in written)
     table = (tmp_path / "report" / "bench_table.md").read_text()
     header = table.splitlines()[0]
     assert "cpu, 1 thread p50 / p90" in header
