@@ -45,6 +45,23 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
     assert "usage: pocketrec" in capsys.readouterr().out
 
 
+def test_every_command_but_the_interactive_demo_prints_json() -> None:
+    sub = next(a for a in build_parser()._actions if a.choices)
+    leaves = {}
+    for name, parser in sub.choices.items():
+        nested = [a for a in parser._actions if isinstance(a.choices, dict)]
+        for action in nested:
+            leaves |= {f"{name} {child}": p for child, p in action.choices.items()}
+        if not nested:
+            leaves[name] = parser
+    without = sorted(
+        name
+        for name, parser in leaves.items()
+        if not any("--json" in a.option_strings for a in parser._actions)
+    )
+    assert without == ["demo"]
+
+
 @pytest.mark.data
 def test_data_stats_json_from_the_console_script(data_root: Path) -> None:
     out = _run("data", "stats", "beauty", "--json", env={"POCKETREC_DATA": str(data_root)})
