@@ -19,7 +19,7 @@ from pocketrec._errors import ConfigError
 from pocketrec._manifest import SIGNATURE_FILE, read_manifest, read_manifest_bytes
 from pocketrec._signing import ALGORITHM, key_id, require_cryptography
 
-__all__ = ["PASSWORD_ENV", "generate_key_pair", "sign_bundle"]
+__all__ = ["PASSWORD_ENV", "generate_key_pair", "load_private_key", "sign_bundle"]
 
 # An encrypted private key is unlocked with the password in this environment variable, so the
 # password never appears on a command line or in a shell history.
@@ -79,7 +79,12 @@ def generate_key_pair(folder: Path, *, password: str | None = None) -> tuple[Pat
     return private_path, public_path, key_id(der)
 
 
-def _load_private_key(path: Path) -> Any:
+def load_private_key(path: Path) -> Any:
+    """The Ed25519 private key in `path` (unlocked with $POCKETREC_SIGNING_PASSWORD if needed).
+
+    Raises:
+        ConfigError: missing, locked, or not an Ed25519 private key.
+    """
     serialization = require_cryptography()
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -125,7 +130,7 @@ def sign_bundle(bundle: Path, key: Path) -> dict[str, str]:
         ConfigError: the key is missing, locked, or not an Ed25519 private key.
     """
     bundle = Path(bundle)
-    private = _load_private_key(key)
+    private = load_private_key(key)
     manifest = read_manifest_bytes(bundle)  # what is checked is what is signed
     _verify_files(bundle, read_manifest(bundle, data=manifest))
     serialization = require_cryptography()

@@ -79,6 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar = flag.lstrip("-").replace("-", "_").upper()
         typed = {"choices": kind} if isinstance(kind, tuple) else {"type": kind, "metavar": metavar}
         sim.add_argument(flag, dest=name, help=f"{text} (default {defaults[name]})", **typed)
+    sim.add_argument(
+        "--signing-key",
+        type=Path,
+        default=None,
+        metavar="PRIVATE_PEM",
+        help="sign the published bundle version with this Ed25519 key (`pocketrec keygen`)",
+    )
     sim.add_argument("--verbose", action="store_true", help="show Flower's own logs")
     _add_data_root(sim)
     sim.add_argument(
@@ -114,6 +121,7 @@ def _simulate(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         bundle=str(args.bundle),
         data_root=None if args.data_root is None else str(args.data_root),
+        signing_key=None if args.signing_key is None else str(args.signing_key),
         **{k: v for k, v in given.items() if v is not None},
     )
     out = simulate(cfg, args.out, verbose=args.verbose)

@@ -64,6 +64,8 @@ class SimulationConfig:
     delta: float = 1e-5  # of (epsilon, delta); below 1 / number of users
     seed: int = 0
     data_root: str | None = None
+    # Ed25519 private key that signs the published version (`pocketrec keygen`); None: unsigned.
+    signing_key: str | None = None
 
     def __post_init__(self) -> None:
         problems = []

@@ -19,7 +19,12 @@ ADAPTER_FILE = "shared_adapter.json"
 
 
 def write_bundle_version(
-    bundle: Path, adapter: Adapter, out: Path, *, quality: dict[str, Any] | None = None
+    bundle: Path,
+    adapter: Adapter,
+    out: Path,
+    *,
+    quality: dict[str, Any] | None = None,
+    signing_key: Path | None = None,
 ) -> Path:
     """Copy `bundle` to `out` with `adapter` as its shared adapter, as version `adapter.version`.
 
@@ -35,6 +40,9 @@ def write_bundle_version(
         out: folder of the new version (not `bundle` itself).
         quality: measured metrics of the new version; the parent's do not carry over, since
             the adapter changes what the bundle recommends.
+        signing_key: Ed25519 private key (`pocketrec keygen`) that signs the new version
+            before it is swapped in, for apps that pin the publisher's key. Default: unsigned
+            (a parent's signature never carries over: it signs another manifest).
 
     Returns:
         `out`.
@@ -81,4 +89,8 @@ def write_bundle_version(
             parent=sha256_file(bundle / "manifest.json"),
             quality=dict(quality or {}),
         ).write(tmp)
+        if signing_key is not None:
+            from pocketrec.export.sign import sign_bundle
+
+            sign_bundle(tmp, signing_key)
     return out

@@ -97,6 +97,10 @@ def simulate(
         BundleError: the bundle is missing or altered.
     """
     started = time.perf_counter()
+    if cfg.signing_key is not None:  # a locked or missing key fails now, not after the rounds
+        from pocketrec.export.sign import load_private_key
+
+        load_private_key(Path(cfg.signing_key))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     provenance = {"command": command_line(), "git_commit": git_commit(), "created": utc_now()}
@@ -145,7 +149,13 @@ def simulate(
             info={"federated": {"config": cfg.to_json()} | provenance},
         )
         quality = {"held_out_valid": rounds[-1]["valid"]}
-        bundle = write_bundle_version(Path(cfg.bundle), adapter, out / "bundle", quality=quality)
+        bundle = write_bundle_version(
+            Path(cfg.bundle),
+            adapter,
+            out / "bundle",
+            quality=quality,
+            signing_key=None if cfg.signing_key is None else Path(cfg.signing_key),
+        )
         after = evaluate_recommender(Recommender.from_bundle(bundle), held_out, stage="test")
         result |= {"bundle": str(bundle), "test_after": after}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,38 @@ def test_a_new_bundle_version_loads_and_its_adapter_changes_recommendations(
         wrong = Adapter(bundle=rec.manifest.name, bias=bias[:, :4], kind="shared", version=5)
         write_bundle_version(tiny, wrong, tmp_path / "wrong")
     assert not (tmp_path / "again").exists() and not (tmp_path / "wrong").exists()
+
+
+def test_a_published_version_can_be_signed(tiny: Path, rec: Recommender, tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    from pocketrec._errors import SignatureError
+    from pocketrec.export.sign import generate_key_pair, sign_bundle
+
+    private, public, kid = generate_key_pair(tmp_path / "keys")
+    signed_parent = tmp_path / "parent"
+    shutil.copytree(tiny, signed_parent)
+    sign_bundle(signed_parent, private)
+    layout = rec.manifest.semantic_ids
+    adapter = Adapter(
+        bundle=rec.manifest.name,
+        bias=np.full((layout.num_levels, layout.codebook_size), 0.1, np.float32),
+        kind="shared",
+        version=1,
+    )
+    unsigned = write_bundle_version(signed_parent, adapter, tmp_path / "v1")
+    with pytest.raises(SignatureError, match="is not signed"):  # the parent's does not carry
+        Recommender.from_bundle(unsigned, trusted_keys=[public])
+    signed = write_bundle_version(signed_parent, adapter, tmp_path / "v1s", signing_key=private)
+    new = Recommender.from_bundle(signed, trusted_keys=[public])
+    assert new.signed_by == kid and new.manifest.version == 1
+
+    # A simulation with a key it cannot use fails before any round, and writes nothing.
+    from pocketrec.distill.federated.simulate import simulate
+
+    cfg = SimulationConfig(dataset="x", bundle=str(tiny), signing_key=str(tmp_path / "nope.pem"))
+    with pytest.raises(ConfigError, match="no private key at"):
+        simulate(cfg, tmp_path / "sim")
+    assert not (tmp_path / "sim").exists()
 
 
 def test_config_reports_every_problem(tiny: Path) -> None:
