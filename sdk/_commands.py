@@ -217,11 +217,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from pocketrec._bundle import open_bundle
+    from pocketrec._errors import SignatureError
     from pocketrec._signing import read_signature
 
     bundle = open_bundle(args.bundle, trusted_keys=args.trusted_key)
     manifest = bundle.manifest
-    signature = read_signature(args.bundle)
+    signature, problem = None, None
+    try:
+        signature = read_signature(args.bundle)
+    except SignatureError as e:  # with trusted keys open_bundle refused it already
+        problem = str(e)
     num_bytes = sum(f.bytes for f in manifest.files.values())
     record = {
         "bundle": manifest.name,
@@ -233,11 +238,14 @@ def _verify(args: argparse.Namespace) -> int:
         "providers": list(bundle.providers),
         "signed_by": None if signature is None else signature.key_id,
         "signature_checked": bundle.signed_by is not None,
+        "signature_problem": problem,
     }
     if args.json is not None:
         emit_json(record, args.json)
         return 0
-    if signature is None:
+    if problem is not None:
+        signed = f"signature.json is not usable, so apps that pin keys refuse it ({problem})"
+    elif signature is None:
         signed = "unsigned"
     elif bundle.signed_by is not None:
         signed = f"signed by trusted key {bundle.signed_by}"

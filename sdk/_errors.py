@@ -8,7 +8,7 @@ class. Messages say what was wrong, what was expected and how to fix it.
     ├── RecommenderError            the SDK
     │   ├── BundleError             missing, altered or unreadable bundle files
     │   │   ├── IncompatibleRuntimeError   onnxruntime older than the bundle needs
-    │   │   └── SignatureError      unsigned, untrusted or forged signature (trusted_keys)
+    │   │   └── SignatureError      unsigned, untrusted or altered signature (trusted_keys)
     │   ├── ProviderUnavailableError       an execution provider this machine lacks
     │   ├── InvalidRequestError     bad arguments: k, history types, beam width
     │   ├── StoreError              the event store's file cannot be opened or is not a store

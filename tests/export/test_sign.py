@@ -289,6 +289,14 @@ def test_cli_keygen_sign_verify(
     assert main(["recommend", str(bundle), "--trusted-key", str(public), *history]) == 0
     assert len(json.loads(capsys.readouterr().out)["recommendations"]) == 10
 
+    good = (bundle / SIGNATURE_FILE).read_text()
+    (bundle / SIGNATURE_FILE).write_text("{}")  # usable without keys, refused with them
+    assert main(["verify", str(bundle)]) == 0
+    assert "signature.json is not usable" in capsys.readouterr().out
+    assert main(["verify", str(bundle), "--trusted-key", str(public)]) == 2
+    assert "not a valid signature record" in capsys.readouterr().err
+    (bundle / SIGNATURE_FILE).write_text(good)
+
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["search"]["beam_width"] = 1
     (bundle / "manifest.json").write_text(json.dumps(manifest))
