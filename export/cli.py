@@ -370,7 +370,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 def _keygen(args: argparse.Namespace) -> int:
     import os
 
-    from pocketrec._cli import require_extra
+    from pocketrec._cli import emit_json, require_extra
     from pocketrec._errors import ConfigError
 
     require_extra("cryptography", "signing")
@@ -378,10 +378,12 @@ def _keygen(args: argparse.Namespace) -> int:
 
     password = os.environ.get(PASSWORD_ENV) if args.encrypt else None
     if args.encrypt and not password:
-        raise ConfigError(f"--encrypt needs the password in ${PASSWORD_ENV}", where="keygen")
+        raise ConfigError(
+            f"--encrypt needs the password in ${PASSWORD_ENV}", where="keygen options"
+        )
     private, public, kid = generate_key_pair(args.out, password=password)
     if args.json:
-        print(json.dumps({"key_id": kid, "private": str(private), "public": str(public)}))
+        emit_json({"key_id": kid, "private": str(private), "public": str(public)}, "-")
     else:
         print(
             f"key {kid}: private {private} (keep it secret), public {public} (ship it in the app)"
@@ -390,7 +392,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from pocketrec._cli import require_extra
+    from pocketrec._cli import emit_json, require_extra
 
     require_extra("cryptography", "signing")
     from pocketrec.export.sign import sign_bundle
@@ -401,5 +403,5 @@ def _sign(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{bundle}: signed by key {record['key_id']}")
     if args.json:
-        print(json.dumps(records, indent=2))
+        emit_json(records, "-")
     return 0
