@@ -23,6 +23,7 @@ from pocketrec._errors import (
     StoreError,
     UnknownItemError,
 )
+from pocketrec._install import install_bundle
 from pocketrec._manifest import SCHEMA_VERSION, Manifest
 from pocketrec._recommender import Recommendation, Recommender, UnknownItemWarning
 from pocketrec._store import Event, EventStore
@@ -49,4 +50,5 @@ __all__ = [
     "UnknownItemError",
     "UnknownItemWarning",
     "__version__",
+    "install_bundle",
 ]

@@ -42,6 +42,7 @@ def test_public_surface_is_sorted_and_pinned() -> None:
         "UnknownItemError",
         "UnknownItemWarning",
         "__version__",
+        "install_bundle",
     ]
 
 
