@@ -26,7 +26,7 @@ from pocketrec._manifest import REEXPORT, GraphSpec, Manifest, read_manifest
 from pocketrec._prefix import PrefixIndex
 from pocketrec._signing import load_public_keys, verify_signature
 
-__all__ = ["QNN", "Bundle", "available_providers", "open_bundle", "sha256_file"]
+__all__ = ["QNN", "Bundle", "available_providers", "check_bundle", "open_bundle", "sha256_file"]
 
 
 def sha256_file(path: Path) -> str:
@@ -232,6 +232,35 @@ def _is_id(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+def check_bundle(
+    folder: Path,
+    *,
+    trusted_keys: Sequence[str | bytes | Path] | None = None,
+    verify: bool = True,
+) -> tuple[Manifest, str | None, tuple[list[dict[str, Any]], NDArray[np.float64], PrefixIndex]]:
+    """Everything `open_bundle` checks before it creates sessions: signature (with
+    `trusted_keys`), manifest, runtime version, files, tables.
+
+    Returns:
+        The manifest, the id of the key that signed it (None without `trusted_keys`), and the
+        catalogue items, popularity and prefix index.
+    """
+    signed_by, data = None, None
+    if trusted_keys is not None:
+        # Before the manifest is parsed: an untrusted manifest is not worth reading.
+        signed_by, data = verify_signature(folder, load_public_keys(trusted_keys))
+    manifest = read_manifest(folder, data=data)
+    _check_runtime(manifest)
+    if verify or signed_by is not None:
+        _verify_files(folder, manifest)
+    try:
+        table = np.load(folder / manifest.semantic_ids.table, allow_pickle=False)
+        catalog = json.loads((folder / manifest.catalog).read_text())
+    except (OSError, ValueError) as e:
+        raise BundleError(f"cannot read the bundle's tables: {e}") from e
+    return manifest, signed_by, _check_tables(manifest, table, catalog)
+
+
 def open_bundle(
     folder: Path | str,
     *,
@@ -252,22 +281,13 @@ def open_bundle(
         IncompatibleRuntimeError: onnxruntime is older than the bundle needs.
         ProviderUnavailableError: a requested execution provider is not available.
     """
-    folder = Path(folder)
-    signed_by, data = None, None
-    if trusted_keys is not None:
-        # Before the manifest is parsed: an untrusted manifest is not worth reading.
-        signed_by, data = verify_signature(folder, load_public_keys(trusted_keys))
-    manifest = read_manifest(folder, data=data)
-    _check_runtime(manifest)
-    if verify or signed_by is not None:
-        _verify_files(folder, manifest)
+    given = Path(folder)
+    # Every file is read through the folder the path points to now, so a bundle switched in
+    # by `install_bundle` while this runs is read whole, old or new, never a mix of both.
+    folder = given.resolve()
+    checked = check_bundle(folder, trusted_keys=trusted_keys, verify=verify)
+    manifest, signed_by, (items, popularity, index) = checked
     chosen = _providers(providers, manifest)
-    try:
-        table = np.load(folder / manifest.semantic_ids.table, allow_pickle=False)
-        catalog = json.loads((folder / manifest.catalog).read_text())
-    except (OSError, ValueError) as e:
-        raise BundleError(f"cannot read the bundle's tables: {e}") from e
-    items, popularity, index = _check_tables(manifest, table, catalog)
     try:
         encoder = _session(folder, manifest.encoder, _session_options(threads), chosen, manifest)
         decoder = _session(folder, manifest.decoder, _session_options(threads), chosen, manifest)
@@ -288,7 +308,7 @@ def open_bundle(
             raise BundleError(f"shared adapter has shape {shared.bias.shape}, expected {expected}")
         adapters = (shared,)
     return Bundle(
-        folder=folder,
+        folder=given,
         manifest=manifest,
         semantic_ids=index.semantic_ids,
         item_ids=tuple(item["id"] for item in items),

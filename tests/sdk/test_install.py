@@ -25,7 +25,9 @@ def _version(bundle: Path, version: int, out: Path) -> Path:
 
 
 def _versions(target: Path) -> list[str]:
-    return sorted(p.name for p in (target.parent / f".{target.name}.versions").iterdir())
+    """The version folders beside `target` (not the lock or the version record)."""
+    folder = target.parent / f".{target.name}.versions"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir())
 
 
 def test_install_then_upgrade_switches_the_link(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -36,15 +38,30 @@ def test_install_then_upgrade_switches_the_link(tiny_bundle: Path, tmp_path: Pat
     first = _versions(target)
     assert len(first) == 1 and first[0].startswith("tiny_shop-student-seed0-fp32-v0-")
 
+    assert not os.path.isabs(os.readlink(target))  # the install folder can move as a whole
+    made = (target / "manifest.json").stat().st_mtime_ns
+
     install_bundle(tiny_bundle, target)  # the installed bundle again: nothing changes
     assert _versions(target) == first
+    assert (target / "manifest.json").stat().st_mtime_ns == made
 
     v2 = _version(tiny_bundle, 2, tmp_path / "v2")
     install_bundle(v2, target)
     rec = Recommender.from_bundle(target)
     assert rec.manifest.version == 2 and [a.version for a in rec.adapters] == [2]
-    assert len(_versions(target)) == 1 and _versions(target) != first  # the old one is gone
+    assert first[0] in _versions(target)  # the version before stays until the next install
+    v3 = _version(tiny_bundle, 3, tmp_path / "v3")
+    install_bundle(v3, target)
+    assert first[0] not in _versions(target) and len(_versions(target)) == 2
     assert (v2 / "manifest.json").is_file()  # the download is left as it was
+
+
+def test_a_relative_install_path(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    install_bundle(tiny_bundle, "current")
+    assert Recommender.from_bundle("current").manifest.version == 0
 
 
 def test_a_downgrade_is_refused_unless_asked_for(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -52,11 +69,50 @@ def test_a_downgrade_is_refused_unless_asked_for(tiny_bundle: Path, tmp_path: Pa
     v1 = _version(tiny_bundle, 1, tmp_path / "v1")
     v3 = _version(tiny_bundle, 3, tmp_path / "v3")
     install_bundle(v3, target)
-    with pytest.raises(BundleError, match="version 1 of .* older than the installed version 3"):
+    with pytest.raises(BundleError, match="version 1 of .* older than version 3 installed at"):
         install_bundle(v1, target)
     assert Recommender.from_bundle(target).manifest.version == 3
     install_bundle(v1, target, allow_downgrade=True)
     assert Recommender.from_bundle(target).manifest.version == 1
+
+
+def test_switching_names_or_losing_the_link_does_not_reset_the_version(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "current"
+    v1 = _version(tiny_bundle, 1, tmp_path / "v1")
+    install_bundle(_version(tiny_bundle, 5, tmp_path / "v5"), target)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_bundle, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["name"] = "another-model"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    install_bundle(other, target)  # another model is no downgrade
+    with pytest.raises(BundleError, match="older than version 5 installed"):
+        install_bundle(v1, target)  # nor is going back to the first name at an old version
+    shutil.rmtree(Path(os.path.realpath(target)))  # the installed folder lost: a dangling link
+    with pytest.raises(BundleError, match="older than version 5 installed"):
+        install_bundle(v1, target)
+    install_bundle(v1, target, allow_downgrade=True)
+    assert Recommender.from_bundle(target).manifest.version == 1
+
+
+def test_the_same_bundle_is_checked_again_with_pinned_keys(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("cryptography")
+    from pocketrec.export.sign import generate_key_pair, sign_bundle
+
+    private, public, kid = generate_key_pair(tmp_path / "keys")
+    target = tmp_path / "current"
+    download = tmp_path / "download"
+    shutil.copytree(tiny_bundle, download)
+    install_bundle(download, target)  # unsigned, no keys pinned
+    with pytest.raises(SignatureError, match="is not signed"):
+        install_bundle(download, target, trusted_keys=[public])
+    sign_bundle(download, private)  # the same manifest, now signed: installed with its signature
+    install_bundle(download, target, trusted_keys=[public])
+    assert Recommender.from_bundle(target, trusted_keys=[public]).signed_by == kid
 
 
 def test_a_damaged_download_leaves_the_installed_bundle(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -125,7 +181,30 @@ def test_a_crash_before_the_switch_keeps_the_old_bundle(
     assert Recommender.from_bundle(target).manifest.version == 0
     install_bundle(v1, target)  # the next try cleans up and completes
     assert Recommender.from_bundle(target).manifest.version == 1
-    assert len(_versions(target)) == 1
+    assert len(_versions(target)) == 2  # v1 and the version before it
+    assert not (tmp_path / ".current.link").exists()
+
+
+def test_a_link_it_did_not_make_is_left_alone(tiny_bundle: Path, tmp_path: Path) -> None:
+    target = tmp_path / "current"
+    target.symlink_to(tiny_bundle, target_is_directory=True)
+    with pytest.raises(BundleError, match="it was not made by install_bundle"):
+        install_bundle(tiny_bundle, target)
+    assert os.readlink(target) == str(tiny_bundle)
+
+
+def test_file_names_that_leave_the_bundle_are_refused_before_any_copy(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "download"
+    shutil.copytree(tiny_bundle, source)
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["files"]["../escaped.onnx"] = manifest["files"]["decoder.onnx"]
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / "app" / "current"
+    with pytest.raises(BundleError, match="must be a relative path inside the bundle folder"):
+        install_bundle(source, target)
+    assert not (tmp_path / "app").exists() and not (tmp_path / "escaped.onnx").exists()
 
 
 def test_a_folder_it_did_not_make_is_left_alone(tiny_bundle: Path, tmp_path: Path) -> None:
