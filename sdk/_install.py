@@ -80,7 +80,7 @@ def _installed(target: Path, versions: Path) -> Path | None:
             )
         return None
     pointed = (target.parent / os.readlink(target)).resolve()
-    if pointed.parent != versions.resolve():
+    if pointed.parent != versions:
         raise BundleError(
             f"{target} links to {pointed}, outside {versions}: it was not made by "
             "install_bundle; install to a new path, or remove the link first"
@@ -126,9 +126,10 @@ def install_bundle(
         IncompatibleRuntimeError: this onnxruntime is older than the bundle needs.
     """
     source, target = Path(source), Path(target)
-    versions = target.parent / f".{target.name}.versions"
-    current = _installed(target, versions)
-    check_bundle(source, trusted_keys=trusted_keys)  # a bad download fails before any copy
+    # Resolved, so that version folders compare equal to where the link is found to point.
+    versions = target.parent.resolve() / f".{target.name}.versions"
+    _installed(target, versions)  # a target it did not make is refused before any work
+    downloaded = check_bundle(source, trusted_keys=trusted_keys)[0]  # a bad download, too
     versions.mkdir(parents=True, exist_ok=True)
     with _locked(versions):
         current = _installed(target, versions)
@@ -136,8 +137,8 @@ def install_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            # File names from the parsed manifest, whose reader keeps them inside the folder.
-            names = ["manifest.json", *read_manifest(source).files]
+            # File names from the checked manifest, whose reader keeps them inside the folder.
+            names = ["manifest.json", *downloaded.files]
             names += [SIGNATURE_FILE] if (source / SIGNATURE_FILE).is_file() else []
             for name in names:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
@@ -148,15 +149,8 @@ def install_bundle(
             data = read_manifest_bytes(staging)
             label = re.sub(r"[^A-Za-z0-9._-]", "_", new.name)
             folder = versions / f"{label}-v{new.version}-{hashlib.sha256(data).hexdigest()}"
-            if current is not None and current.name == folder.name:
-                installed_signature = current / SIGNATURE_FILE
-                signature = staging / SIGNATURE_FILE
-                same = installed_signature.is_file() == signature.is_file() and (
-                    not signature.is_file()
-                    or installed_signature.read_bytes() == signature.read_bytes()
-                )
-                if same:
-                    return target  # already installed
+            if current == folder and _signature(folder) == _signature(staging):
+                return target  # already installed
             highest = _highest(versions)
             if current is not None:  # in case a crash came between a switch and its record
                 installed = read_manifest(current)
@@ -190,7 +184,8 @@ def _switch(target: Path, folder: Path) -> None:
     link = target.with_name(f".{target.name}.link")
     link.unlink(missing_ok=True)
     try:
-        link.symlink_to(folder.relative_to(target.parent), target_is_directory=True)
+        # Relative (the versions folder is a sibling): the install folder can move as a whole.
+        link.symlink_to(Path(folder.parent.name) / folder.name, target_is_directory=True)
     except OSError as e:  # some file systems (FAT, Windows without the privilege) have none
         raise BundleError(
             f"cannot make a symbolic link in {target.parent} ({e}); install_bundle needs a file "
@@ -198,6 +193,11 @@ def _switch(target: Path, folder: Path) -> None:
         ) from e
     os.replace(link, target)  # the switch: atomic, so the app sees the old or the new bundle
     _fsync(target.parent)
+
+
+def _signature(folder: Path) -> bytes | None:
+    path = folder / SIGNATURE_FILE
+    return path.read_bytes() if path.is_file() else None
 
 
 def _highest(versions: Path) -> dict[str, int]:

@@ -62,6 +62,9 @@ def test_a_relative_install_path(
     monkeypatch.chdir(tmp_path)
     install_bundle(tiny_bundle, "current")
     assert Recommender.from_bundle("current").manifest.version == 0
+    made = (tmp_path / "current" / "manifest.json").stat().st_mtime_ns
+    install_bundle(tiny_bundle, "current")  # recognised as installed, not copied again
+    assert (tmp_path / "current" / "manifest.json").stat().st_mtime_ns == made
 
 
 def test_a_downgrade_is_refused_unless_asked_for(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -52,11 +52,7 @@ public final class BundleSignature {
    * @throws BundleException no keys, or one that is not an Ed25519 public key in PEM form.
    */
   public static List<TrustedKey> parseKeys(List<String> pems) {
-    if (pems.isEmpty()) {
-      throw new BundleException(
-          "the list of trusted keys is empty, so no bundle could be accepted; pass the "
-              + "publisher's public key");
-    }
+    requireKeys(pems);
     List<TrustedKey> keys = new ArrayList<>();
     for (String pem : pems) {
       if (pem.contains("PRIVATE KEY")) {
@@ -81,6 +77,14 @@ public final class BundleSignature {
     return Collections.unmodifiableList(keys);
   }
 
+  private static void requireKeys(List<?> keys) {
+    if (keys.isEmpty()) {
+      throw new BundleException(
+          "the list of trusted keys is empty, so no bundle could be accepted; pass the "
+              + "publisher's public key");
+    }
+  }
+
   /** 16 hex digits of the SHA-256 of a DER SubjectPublicKeyInfo. */
   static String keyId(byte[] der) {
     return Manifest.hex(sha256(der)).substring(0, 16);
@@ -95,11 +99,7 @@ public final class BundleSignature {
    *     signature record, or a manifest changed after signing.
    */
   static String verify(Path folder, byte[] manifest, List<TrustedKey> trusted) {
-    if (trusted.isEmpty()) {
-      throw new BundleException(
-          "the list of trusted keys is empty, so no bundle could be accepted; pass the "
-              + "publisher's public key");
-    }
+    requireKeys(trusted);
     StringBuilder names = new StringBuilder();
     for (TrustedKey k : trusted) {
       names.append(names.length() == 0 ? "" : ", ").append(k.keyId);
