@@ -17,7 +17,8 @@ Each finished stage leaves `stage.json` with a fingerprint of its inputs. A reru
 whose fingerprint still matches and resumes the interrupted one (training resumes from its
 last checkpoint). A stage whose inputs changed is refused unless `force=True`, which rebuilds
 that stage and everything after it and nothing before it. A stage without `stage.json` never
-counts as done, so a run killed by a full disk or Ctrl-C is redone, not trusted.
+counts as done, so a run killed by a full disk or Ctrl-C is redone, not trusted. A stage made
+by another pocketrec version counts as changed: its code, not only its inputs, made the files.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketrec._errors import ConfigError
+from pocketrec._version import __version__
 from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
 
 __all__ = ["QuickstartConfig", "available_devices", "run_quickstart"]
@@ -97,13 +99,18 @@ class _Stages:
         fingerprint = _fingerprint(inputs)
         if marker.exists():
             done = json.loads(marker.read_text())
-            if done["fingerprint"] == fingerprint and not self.rebuilt:
+            # markers written before the version was recorded carry none and stay reusable
+            version = done.get("pocketrec", __version__)
+            if done["fingerprint"] == fingerprint and version == __version__ and not self.rebuilt:
                 self.log(f"[{name}] done earlier, reused ({folder})")
                 return fingerprint
             if not self.force:
                 changed = sorted(
                     k for k in inputs if done.get("inputs", {}).get(k) != _jsonable(inputs[k])
-                ) or ["an earlier stage"]
+                )
+                if version != __version__:
+                    changed.append(f"pocketrec {version} -> {__version__}")
+                changed = changed or ["an earlier stage"]
                 raise ConfigError(
                     f"{folder} holds {name} results made with other inputs (changed: "
                     f"{', '.join(changed)}); rerun with --force to rebuild it and the stages "
@@ -124,6 +131,7 @@ class _Stages:
             {
                 "stage": name,
                 "fingerprint": fingerprint,
+                "pocketrec": __version__,
                 "inputs": _jsonable(inputs),
                 "wall_time_s": round(time.perf_counter() - t0, 1),
                 "finished": utc_now(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,28 @@ def test_changed_inputs_are_refused_then_rebuilt_from_that_stage_on(
     assert any("[export] inputs changed" in line for line in lines)
     assert not (out / "bundles" / "int8").exists()
     assert json.loads((out / "summary.json").read_text())["precisions_written"] == ["fp32"]
+
+
+def test_a_stage_made_by_another_pocketrec_version_is_not_reused(
+    shop: Path, tmp_path: Path, finished: Path
+) -> None:
+    import shutil
+
+    from pocketrec._version import __version__
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    marker = out / "bundles" / "stage.json"
+    done = json.loads(marker.read_text())
+    assert done["pocketrec"] == __version__
+    marker.write_text(json.dumps(done | {"pocketrec": "0.0.1"}))
+    with pytest.raises(ConfigError, match=re.escape(f"changed: pocketrec 0.0.1 -> {__version__}")):
+        run_quickstart(_cfg(shop), out, log=lambda _: None)
+    lines: list[str] = []
+    run_quickstart(_cfg(shop), out, force=True, log=lines.append)
+    assert any("[distill] done earlier" in line for line in lines)  # its version still matches
+    assert any("[export] inputs changed" in line for line in lines)
+    assert json.loads(marker.read_text())["pocketrec"] == __version__
 
 
 def test_a_stage_that_did_not_finish_is_redone_not_trusted(
