@@ -7,7 +7,7 @@ This module holds the NPU-specific steps, and `build_npu` runs them in order:
    decoder (an app recommends for one user at a time) and `beam_width + max(beam_width, window)`
    beams for the decoder, the most beams one user's search needs at any level when the history
    is excluded (the SDK widens the beam by up to `max(beam_width, window)` then); the SDK pads
-   and chunks to these sizes (`_run_fixed`, `_run_decoder`).
+   and chunks to these sizes (`pocketrec._sessions`).
 2. `record_feeds`: the static fp32 graphs run the SDK's beam search on training windows of the
    dataset, and every encoder and decoder call's inputs are kept as calibration data, so the
    decoder is calibrated on the prefixes and levels beam search really feeds it.

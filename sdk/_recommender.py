@@ -26,6 +26,7 @@ from pocketrec._search import (
     extra_beams_per_user,
     one_user_result,
 )
+from pocketrec._sessions import run_decoder, run_fixed, static_dim
 
 __all__ = ["Recommendation", "Recommender", "UnknownItemWarning"]
 
@@ -52,76 +53,6 @@ class Recommendation:
     log_prob: float
     semantic_id: tuple[int, ...]
     metadata: Mapping[str, Any]
-
-
-def _rows_of(array: NDArray[Any], size: int | None) -> list[tuple[int, int]]:
-    """(start, stop) chunks of the first axis: one chunk, or `size`-row chunks."""
-    n = len(array)
-    if size is None:
-        return [(0, n)]
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def _run_fixed(
-    session: Any, feeds: dict[str, NDArray[Any]], size: int | None, batched: tuple[str, ...]
-) -> NDArray[np.float32]:
-    """Run a session, padding/chunking the batched inputs when its graph has a fixed batch."""
-    if size is None:
-        out: NDArray[np.float32] = session.run(None, feeds)[0]
-        return out
-    first = feeds[batched[0]]
-    outputs = []
-    for start, stop in _rows_of(first, size):
-        part = {k: (v[start:stop] if k in batched else v) for k, v in feeds.items()}
-        if size is not None and stop - start < size:
-            pad = size - (stop - start)
-            part = {
-                k: (np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) if k in batched else v)
-                for k, v in part.items()
-            }
-        chunk: NDArray[np.float32] = session.run(None, part)[0]
-        outputs.append(chunk[: stop - start])
-    return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
-
-
-def _pad(array: NDArray[Any], size: int | None, axis: int) -> NDArray[Any]:
-    """`array` with its last entry along `axis` repeated up to `size` entries (None: as is)."""
-    short = 0 if size is None else size - array.shape[axis]
-    if short <= 0:
-        return array
-    last = np.take(array, [-1], axis=axis)
-    return np.concatenate([array, np.repeat(last, short, axis=axis)], axis=axis)
-
-
-def _run_decoder(
-    session: Any,
-    feeds: dict[str, NDArray[Any]],
-    users: int | None,
-    beams: int | None,
-) -> NDArray[np.float32]:
-    """Run the decoder, padding/chunking users and beams when its graph has fixed shapes."""
-    if users is None and beams is None:
-        out: NDArray[np.float32] = session.run(None, feeds)[0]
-        return out
-    memory, mask, prefix = feeds["memory"], feeds["memory_mask"], feeds["prefix"]
-    blocks = []
-    for u0, u1 in _rows_of(prefix, users):
-        row = []
-        for w0, w1 in _rows_of(prefix[0], beams):
-            part = {
-                "memory": _pad(memory[u0:u1], users, 0),
-                "memory_mask": _pad(mask[u0:u1], users, 0),
-                "prefix": _pad(_pad(prefix[u0:u1, w0:w1], beams, 1), users, 0),
-                "level": feeds["level"],
-            }
-            chunk: NDArray[np.float32] = session.run(None, part)[0]
-            row.append(chunk[: u1 - u0, : w1 - w0])  # (users, beams, K)
-        blocks.append(row[0] if len(row) == 1 else np.concatenate(row, axis=1))
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-
-
-def _static(spec_dim: int | str) -> int | None:
-    return spec_dim if isinstance(spec_dim, int) else None
 
 
 class Recommender:
@@ -165,9 +96,9 @@ class Recommender:
         pop = np.maximum(bundle.popularity, 0.0) + 1e-9
         self._pop_log_prob = np.log(pop / pop.sum())
         self._pop_order = np.argsort(-pop, kind="stable")
-        self._enc_rows = _static(manifest.encoder.inputs[0].shape[0])
+        self._enc_rows = static_dim(manifest.encoder.inputs[0].shape[0])
         prefix_shape = manifest.decoder.inputs[2].shape  # (users, beams, levels - 1)
-        self._dec_users, self._dec_beams = _static(prefix_shape[0]), _static(prefix_shape[1])
+        self._dec_users, self._dec_beams = static_dim(prefix_shape[0]), static_dim(prefix_shape[1])
         self._level_feeds = tuple(np.asarray(lv, dtype=np.int64) for lv in range(self._levels))
 
     @classmethod
@@ -351,7 +282,7 @@ class Recommender:
         """(B, window) catalogue rows (-1 = padding) -> memory (B, window, D) and its mask."""
         rows = histories.astype(np.int64) + 1  # (B, L)
         feeds = {"history_codes": self._codes[rows], "history_rows": rows}
-        memory = _run_fixed(self._encoder, feeds, self._enc_rows, tuple(feeds))
+        memory = run_fixed(self._encoder, feeds, self._enc_rows, tuple(feeds))
         return memory, histories >= 0
 
     def step(
@@ -377,7 +308,7 @@ class Recommender:
             "prefix": prefix,
             "level": self._level_feeds[level],
         }
-        logits = _run_decoder(self._decoder, feeds, self._dec_users, self._dec_beams)
+        logits = run_decoder(self._decoder, feeds, self._dec_users, self._dec_beams)
         return logits + self._bias[level] if self._adapters else logits
 
     def _search_graph(
