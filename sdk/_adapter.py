@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from pocketrec._errors import BundleError, InvalidRequestError
 
 __all__ = [
     "ADAPTER_FORMAT",
+    "MAX_UPDATE_BYTES",
     "UPDATE_FORMAT",
     "Adapter",
     "FitSettings",
@@ -43,6 +45,7 @@ __all__ = [
 
 ADAPTER_FORMAT = "pocketrec-adapter/1"
 UPDATE_FORMAT = "pocketrec-update/1"
+MAX_UPDATE_BYTES = 16 * 1024  # the largest upload a server accepts (the device checks it too)
 
 
 def _encode(a: NDArray[np.float32]) -> dict[str, Any]:
@@ -53,9 +56,13 @@ def _encode(a: NDArray[np.float32]) -> dict[str, Any]:
 def _decode(obj: Any, where: str) -> NDArray[np.float32]:
     if not isinstance(obj, dict) or obj.get("dtype") != "float32" or "b64" not in obj:
         raise InvalidRequestError(f"{where}: expected a float32 array object")
+    shape = obj.get("shape")
+    if not isinstance(shape, list) or not all(is_int(n) and n > 0 for n in shape):
+        raise InvalidRequestError(
+            f"{where}: shape must be a list of positive integers, got {shape!r}"
+        )
     try:
         raw = base64.b64decode(obj["b64"], validate=True)
-        shape = tuple(int(n) for n in obj["shape"])
         return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
     except (ValueError, TypeError, KeyError) as e:
         raise InvalidRequestError(f"{where}: array data does not match its shape ({e})") from e
@@ -81,10 +88,17 @@ class Adapter:
     def __post_init__(self) -> None:
         """Every adapter is usable: a NaN or infinite bias would remove every item."""
         problems = []
-        bias = np.asarray(self.bias)
-        if bias.ndim != 2 or not np.issubdtype(bias.dtype, np.number):
-            problems.append(f"bias must be a (num_levels, codebook_size) array, got {bias.shape}")
-        elif not np.isfinite(bias).all():
+        try:
+            bias = np.asarray(self.bias)
+        except ValueError:  # ragged nested lists
+            bias = np.empty(0, dtype=object)
+        real = np.issubdtype(bias.dtype, np.floating) or np.issubdtype(bias.dtype, np.integer)
+        if bias.ndim != 2 or not real:
+            problems.append(
+                "bias must be a real (num_levels, codebook_size) array, got shape "
+                f"{bias.shape} of {bias.dtype}"
+            )
+        elif not np.isfinite(bias.astype(np.float32)).all():
             problems.append(
                 "bias holds NaN, infinite or non-numeric values, which would remove every item; "
                 "refit it"
@@ -99,6 +113,11 @@ class Adapter:
             problems.append(f"info must be an object, got {type(self.info).__name__}")
         if problems:
             raise InvalidRequestError(f"Adapter: {'; '.join(problems)}")
+        # a float32 copy nobody can write to: the checks above hold for the adapter's lifetime
+        frozen = np.array(bias, dtype=np.float32)
+        frozen.flags.writeable = False
+        object.__setattr__(self, "bias", frozen)
+        object.__setattr__(self, "version", int(self.version))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,11 +152,24 @@ class Adapter:
             raise BundleError(f"invalid adapter file: {e}; {fix}") from e
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temp file + rename), e.g. next to the event store."""
+        """Write atomically and durably (temp file, fsync, rename).
+
+        A personal adapter is better kept in the event store (`EventStore.save_adapter`), so
+        that the user's `export` and `forget` cover it.
+        """
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json()))
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(self.to_json()))
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(path)
+        if os.name == "posix":  # the rename itself survives a power loss once its folder is synced
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
         return path
 
     @classmethod
@@ -183,6 +215,10 @@ class FitSettings:
                 problems.append(f"{name} must be a finite number >= 0, got {value!r}")
         if problems:
             raise InvalidRequestError("FitSettings: " + "; ".join(problems))
+        for name in ("steps", "min_events", "max_events"):  # numpy scalars -> JSON-able
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("l2", "lr"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
 
 def fit_bias(
@@ -257,6 +293,10 @@ def make_update(
 ) -> bytes:
     """Clip `delta` to L2 norm `clip_norm`, add Gaussian noise, serialise (pocketrec-update/1).
 
+    Raises:
+        InvalidRequestError: `delta` is not finite (a diverged fit: lower `FitSettings.lr`),
+            or the payload would exceed `MAX_UPDATE_BYTES` (codebooks too large to upload).
+
     Args:
         delta: the change to the shared adapter the local data asks for.
         bundle: bundle name the update was computed on.
@@ -269,16 +309,36 @@ def make_update(
         rng: randomness for the noise (a fresh OS-seeded Generator in production).
     """
     check_privacy(clip_norm, noise_multiplier)
+    clip_norm, noise_multiplier = float(clip_norm), float(noise_multiplier)
+    delta = np.asarray(delta, dtype=np.float64)
+    if not np.isfinite(delta).all():  # NaN would skip the clipping below and reach the server
+        raise InvalidRequestError(
+            "federated update: the fitted change is not finite (the fit diverged); lower "
+            "FitSettings.lr and fit again"
+        )
     norm = float(np.linalg.norm(delta))
     clipped = delta * min(1.0, clip_norm / norm) if norm > 0 else delta
     noised = clipped + rng.normal(0.0, noise_multiplier * clip_norm, size=delta.shape)
+    upload = noised.astype(np.float32)
+    if not np.isfinite(upload).all():
+        raise InvalidRequestError(
+            "federated update: the noised change overflows float32; lower noise_multiplier "
+            "or clip_norm"
+        )
     payload = {
         "format": UPDATE_FORMAT,
         "bundle": bundle,
-        "base_version": base_version,
+        "base_version": int(base_version),
         "clip_norm": clip_norm,
         "noise_multiplier": noise_multiplier,
         "num_events": int(num_events),
-        "delta": _encode(noised.astype(np.float32)),
+        "delta": _encode(upload),
     }
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_UPDATE_BYTES:
+        raise InvalidRequestError(
+            f"federated update: {len(data):,} bytes for a {delta.shape} adapter, over the "
+            f"{MAX_UPDATE_BYTES:,}-byte upload limit servers accept; federated rounds need "
+            "bundles with fewer levels or codes"
+        )
+    return data

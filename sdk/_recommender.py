@@ -226,7 +226,8 @@ class Recommender:
     ) -> Adapter:
         """Fit a personal adapter on a user's history, on the device (numpy, milliseconds).
 
-        Apply it with `with_adapters`; save it next to the event store with `Adapter.save`.
+        Apply it with `with_adapters`; keep it with the user's events with
+        `EventStore.save_adapter`, so the user's `export` and `forget` cover it.
         Histories shorter than `settings.min_events` give a zero (no-op) adapter. Pass the
         whole history: the fit uses its `settings.max_events` most recent events, each read
         with the events before it, so cost stays bounded however long the history grows.

@@ -5,7 +5,8 @@ Standard-library `sqlite3`, in WAL mode with `synchronous=FULL`, so an event is 
 Retention limits (age and count per user) are applied when the store opens and on every write,
 and reads never return an event older than the age limit. `forget` removes a user's rows and
 then rewrites the database file (`secure_delete`, checkpoint, VACUUM), so the deleted events are
-not left in free pages or the write-ahead log.
+not left in free pages or the write-ahead log. A personal adapter fitted from the user's events
+can be kept in the same file (`save_adapter`), so `export` includes it and `forget` removes it.
 
 Events are checked before anything is written: item, user and kind are non-empty strings and
 `ts` is finite Unix seconds no more than a day ahead of the clock, because the count limit keeps
@@ -15,6 +16,7 @@ and push real events out.
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -25,12 +27,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pocketrec._adapter import Adapter
 from pocketrec._checks import is_int, is_real
 from pocketrec._errors import InvalidRequestError, StoreError
 
 __all__ = ["Event", "EventStore"]
 
-_SCHEMA = 1
+_SCHEMA = 2  # 2: the adapters table (schema 1 files are upgraded when opened)
+_TABLES = {"events", "meta", "sqlite_sequence", "adapters"}
 _MAX_AHEAD_S = 86_400.0  # clock skew an event's time may have
 _COLUMNS = ["id", "user", "item", "ts", "kind"]
 
@@ -80,6 +84,7 @@ class EventStore:
         self.retention_days = None if retention_days is None else float(retention_days)
         self.max_events_per_user = None if max_events_per_user is None else int(max_events_per_user)
         self._lock = threading.Lock()
+        self._closed = False
         if not self.path.parent.is_dir():
             raise StoreError(
                 f"cannot create the event store {self.path}: folder {self.path.parent} does "
@@ -97,6 +102,8 @@ class EventStore:
             self._db.close()
             if isinstance(e, StoreError):
                 raise
+            if isinstance(e, sqlite3.OperationalError):  # locked, read-only, disk full: not damage
+                raise StoreError(f"cannot open the event store {self.path}: {e}; {_fix(e)}") from e
             raise StoreError(
                 f"{self.path} is not a pocketrec event store, or is damaged ({e}); move it "
                 "aside (its events cannot be read) or pass another path"
@@ -113,7 +120,10 @@ class EventStore:
                 "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "user TEXT NOT NULL, item TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL)"
             )
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS adapters (user TEXT PRIMARY KEY, data TEXT NOT NULL)"
+            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
             db.execute("CREATE INDEX IF NOT EXISTS events_user_ts ON events (user, ts, id)")
             for (user,) in db.execute("SELECT DISTINCT user FROM events").fetchall():
                 self._apply_retention(db, user)
@@ -129,11 +139,7 @@ class EventStore:
         if "meta" in tables:
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             schema = row[0] if row else None
-        if (
-            not tables <= {"events", "meta", "sqlite_sequence"}
-            or columns != _COLUMNS
-            or not str(schema).isdigit()
-        ):
+        if not tables <= _TABLES or columns != _COLUMNS or not str(schema).isdigit():
             raise StoreError(
                 f"{self.path} holds an SQLite database that is not a pocketrec event store "
                 f"(tables {sorted(tables)}, events columns {columns}, schema {schema!r}); pass "
@@ -146,15 +152,28 @@ class EventStore:
             )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for one call at a time; SQLite's errors become `StoreError`s."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if self._closed:
+                raise StoreError(f"the event store {self.path} is closed; open a new EventStore")
             try:
                 yield self._db
+            except sqlite3.Error as e:
+                raise StoreError(f"event store {self.path}: {e}; {_fix(e)}") from e
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed whole, or rolled back whole."""
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (disk full, I/O)
+                    db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def add(
         self, item: str, *, user: str = "me", kind: str = "view", ts: float | None = None
@@ -218,8 +237,8 @@ class EventStore:
     def events(self, user: str = "me") -> list[Event]:
         """All of a user's events within the age limit, oldest first."""
         _check_text("user", user)
-        with self._lock:
-            rows = self._db.execute(
+        with self._connection() as db:
+            rows = db.execute(
                 "SELECT item, ts, kind FROM events WHERE user = ? AND ts >= ? ORDER BY ts, id",
                 (user, self._cutoff()),
             ).fetchall()
@@ -235,34 +254,77 @@ class EventStore:
         return items if limit is None else items[len(items) - min(int(limit), len(items)) :]
 
     def users(self) -> list[str]:
-        with self._lock:
-            return [
-                r[0] for r in self._db.execute("SELECT DISTINCT user FROM events ORDER BY user")
-            ]
+        """Users with events within the age limit, or a saved adapter, sorted."""
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT user FROM events WHERE ts >= ? UNION SELECT user FROM adapters "
+                "ORDER BY user",
+                (self._cutoff(),),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def save_adapter(self, adapter: Adapter, *, user: str = "me") -> None:
+        """Keep the user's personal adapter in the store (replacing the previous one).
+
+        It is fitted from the user's events, so it lives with them: `export` includes it and
+        `forget` deletes it. Written in one transaction, like an event.
+        """
+        _check_text("user", user)
+        if not isinstance(adapter, Adapter):
+            raise InvalidRequestError(
+                f"save_adapter takes a pocketrec.Adapter, got {type(adapter).__name__}"
+            )
+        data = json.dumps(adapter.to_json(), allow_nan=False)
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO adapters VALUES (?, ?)", (user, data))
+
+    def adapter(self, user: str = "me") -> Adapter | None:
+        """The user's saved adapter, or None.
+
+        Raises:
+            BundleError: the saved adapter is unreadable (`forget` or `save_adapter` mends it).
+        """
+        _check_text("user", user)
+        with self._connection() as db:
+            row = db.execute("SELECT data FROM adapters WHERE user = ?", (user,)).fetchone()
+        return None if row is None else Adapter.from_json(json.loads(row[0]))
 
     def export(self, user: str = "me") -> dict[str, Any]:
         """Everything stored about a user, as plain JSON-able data (data portability)."""
+        adapter = self.adapter(user)
         return {
             "user": user,
             "store": str(self.path),
             "schema": _SCHEMA,
             "events": [asdict(e) for e in self.events(user)],
+            "adapter": None if adapter is None else adapter.to_json(),
         }
 
     def forget(self, user: str = "me") -> int:
-        """Delete all of a user's events and scrub them from the file; returns how many."""
+        """Delete all of a user's events and adapter and scrub them from the file.
+
+        Returns how many events were deleted.
+
+        Raises:
+            StoreError: another connection to the file is reading, so the deleted rows could
+                not be scrubbed from the write-ahead log yet; they are deleted (no read
+                returns them), and calling `forget` again once it is closed scrubs them.
+        """
         _check_text("user", user)
         with self._transaction() as db:
             count = db.execute("DELETE FROM events WHERE user = ?", (user,)).rowcount
-        with self._lock:  # outside a transaction: rewrite the file and empty the WAL
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.execute("VACUUM")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("DELETE FROM adapters WHERE user = ?", (user,))
+        with self._connection() as db:  # outside a transaction: rewrite the file, empty the WAL
+            _checkpoint(db, self.path)
+            db.execute("VACUUM")
+            _checkpoint(db, self.path)
         return count
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if not self._closed:
+                self._closed = True
+                self._db.close()
 
     def __enter__(self) -> EventStore:
         return self
@@ -271,9 +333,40 @@ class EventStore:
         self.close()
 
 
+def _checkpoint(db: sqlite3.Connection, path: Path) -> None:
+    """Copy the write-ahead log into the file and truncate it, or raise if a reader blocks it."""
+    busy, log, copied = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy or log != copied:
+        raise StoreError(
+            f"event store {path}: another connection is reading the file, so deleted events "
+            "are still in its write-ahead log; close that connection and call forget again"
+        )
+
+
+def _fix(e: sqlite3.Error) -> str:
+    """How to get past an SQLite error, for the message."""
+    text = str(e).lower()
+    if "locked" in text or "busy" in text:
+        return "another process or connection holds the file; close it, then retry"
+    if "full" in text:
+        return "the disk is full; free space, then retry (nothing was half-written)"
+    if "malformed" in text or "not a database" in text:
+        return "the file is damaged; move it aside (its events cannot be read) or pass another path"
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return "the file or its folder is not writable; fix the permissions or pass another path"
+    return "retry; if it persists, report it with this message"
+
+
 def _check_text(what: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise InvalidRequestError(f"{what} must be a non-empty string, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate: SQLite cannot store it as text
+        raise InvalidRequestError(
+            f"{what} is not valid text ({e.reason} at position {e.start}); pass a str that "
+            "encodes as UTF-8"
+        ) from e
 
 
 def _check_ts(n: int, ts: object, now: float) -> float:

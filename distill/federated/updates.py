@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from pocketrec._adapter import UPDATE_FORMAT, _decode
+from pocketrec._adapter import MAX_UPDATE_BYTES, UPDATE_FORMAT, _decode
 from pocketrec._errors import ConfigError, InvalidRequestError
 
 __all__ = ["MAX_UPDATE_BYTES", "REASONS", "RoundTally", "UpdateRules", "Verdict", "check_update"]
 
-# A (4, 256) adapter uploads as ~5.7 KB; the cap leaves room for larger codebooks and refuses
-# anything that could make parsing itself expensive.
-MAX_UPDATE_BYTES = 16 * 1024
+# MAX_UPDATE_BYTES (the SDK's, which devices check before uploading): a (4, 256) adapter
+# uploads as ~5.7 KB; the cap leaves room for larger codebooks and refuses anything that could
+# make parsing itself expensive.
 
 # Every reason an upload can be rejected for, with what it means (reports use the keys).
 REASONS = {

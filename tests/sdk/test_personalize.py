@@ -151,7 +151,7 @@ def _adapter_json(**changes: object) -> dict[str, object]:
         ),
         (
             json.dumps(_adapter_json(bias={"dtype": "float32", "b64": "AAAA"})),
-            "does not match its shape",
+            "shape must be a list of positive integers",
         ),
         (json.dumps([1, 2]), "not a pocketrec adapter .*'list'"),
         (
@@ -237,3 +237,54 @@ def test_federated_update_is_clipped_noised_small_and_versioned(tiny_bundle: Pat
     assert payload == rec.federated_update(history, clip_norm=0.5, noise_multiplier=1.0, seed=1)
     with pytest.raises(InvalidRequestError, match="at least 2"):
         rec.federated_update(["item3"])
+
+
+def test_an_adapter_keeps_a_read_only_float32_copy_of_a_real_bias() -> None:
+    source = [[0, 1], [2, 3]]
+    adapter = Adapter(bundle="b", bias=source, version=np.int64(3))  # type: ignore[arg-type]
+    assert adapter.bias.dtype == np.float32 and adapter.bias.shape == (2, 2)
+    with pytest.raises(ValueError, match="read-only"):
+        adapter.bias[0, 0] = np.nan  # the finiteness check holds for the adapter's lifetime
+    array = np.zeros((2, 2), np.float32)
+    copy = Adapter(bundle="b", bias=array)
+    array[0, 0] = np.nan  # the caller's array is not the adapter's
+    assert np.isfinite(copy.bias).all()
+    json.dumps(adapter.to_json())  # the numpy version is written as a JSON number
+    for bad in (np.zeros((2, 2), np.complex64), np.zeros((2, 2), bool), [[0, 1], [2]]):
+        with pytest.raises(InvalidRequestError, match="real .*array"):
+            Adapter(bundle="b", bias=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [[-1, 2], "22", [2.9, 2], [True, 4], None])
+def test_array_shapes_in_files_must_be_lists_of_positive_integers(shape: object) -> None:
+    from pocketrec._adapter import _decode
+
+    data = {"dtype": "float32", "shape": shape, "b64": "AAAAAAAAAAAAAAAAAAAAAA=="}
+    with pytest.raises(InvalidRequestError, match="shape must be a list of positive integers"):
+        _decode(data, "bias")
+
+
+def test_updates_that_would_reach_the_server_broken_are_refused_on_the_device() -> None:
+    from pocketrec._adapter import MAX_UPDATE_BYTES, make_update
+
+    def update(delta: np.ndarray, **kw: object) -> bytes:
+        args: dict = {"bundle": "b", "base_version": 0, "clip_norm": 1.0}
+        args |= {"noise_multiplier": 0.0, "num_events": 5, "rng": np.random.default_rng(0)}
+        return make_update(delta, **(args | kw))
+
+    for bad in (np.nan, np.inf):  # a diverged fit: NaN would skip the clipping
+        delta = np.zeros((4, 8), np.float32)
+        delta[1, 2] = bad
+        with pytest.raises(InvalidRequestError, match="not finite .*lower FitSettings.lr"):
+            update(delta)
+    with pytest.raises(InvalidRequestError, match="over the 16,384-byte upload limit"):
+        update(np.zeros((4, 1024), np.float32))
+    small = update(np.ones((4, 8), np.float32), clip_norm=np.float32(0.5), base_version=np.int64(2))
+    payload = json.loads(small)  # numpy scalars are written as JSON numbers
+    assert payload["clip_norm"] == 0.5 and payload["base_version"] == 2
+    assert len(small) <= MAX_UPDATE_BYTES
+
+
+def test_fit_settings_hold_plain_numbers() -> None:
+    settings = FitSettings(l2=np.float32(2.0), steps=np.int64(5))  # type: ignore[arg-type]
+    assert type(settings.l2) is float and type(settings.steps) is int

@@ -182,3 +182,108 @@ def test_files_that_are_not_stores_are_refused_untouched(tmp_path: Path) -> None
         EventStore(newer)
     with pytest.raises(StoreError, match="does not exist"):
         EventStore(tmp_path / "missing" / "e.db")
+
+
+def test_forget_refuses_to_report_a_scrub_another_reader_blocked(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    store = EventStore(path)
+    secret = "SECRET-ITEM-XYZ"
+    store.add_many([Event(secret, time.time() - i) for i in range(200)])
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM events").fetchone()  # holds a read snapshot
+    with pytest.raises(StoreError, match="another connection is reading .*call forget again"):
+        store.forget()
+    assert store.history() == []  # deleted already: no read returns them
+    reader.execute("COMMIT")
+    reader.close()
+    assert store.forget() == 0  # now scrubbed
+    store.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("e.db"))
+    assert secret.encode() not in raw
+
+
+def test_a_locked_store_is_reported_as_locked_not_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    EventStore(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    with pytest.raises(StoreError, match="another process or connection holds the file") as err:
+        EventStore(path)  # waits SQLite's 5 s busy timeout first
+    assert "damaged" not in str(err.value) and "move it aside" not in str(err.value)
+    other.execute("ROLLBACK")
+    other.close()
+    assert EventStore(path).history() == []
+
+
+def test_a_closed_store_and_text_sqlite_cannot_store_raise_pocketrec_errors(
+    tmp_path: Path,
+) -> None:
+    store = EventStore(tmp_path / "e.db")
+    with pytest.raises(InvalidRequestError, match="item is not valid text"):
+        store.add("\ud800")  # a lone surrogate
+    store.close()
+    store.close()  # twice is fine
+    for call in (store.history, store.users, lambda: store.add("a"), store.forget):
+        with pytest.raises(StoreError, match="is closed; open a new EventStore"):
+            call()
+
+
+def test_users_lists_only_users_with_events_within_the_age_limit(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.db", retention_days=None)
+    now = time.time()
+    store.add("aging", user="old", ts=now - 29 * 86_400)
+    store.add("fresh", user="new", ts=now - 1)
+    store.retention_days = 28.0  # a long-running process: time passes the limit
+    assert store.users() == ["new"]
+
+
+def test_the_personal_adapter_lives_and_dies_with_the_users_events(tmp_path: Path) -> None:
+    import numpy as np
+
+    from pocketrec import Adapter
+
+    path = tmp_path / "e.db"
+    store = EventStore(path)
+    store.add("a")
+    assert store.adapter() is None and store.export()["adapter"] is None
+    marker = 1234.5678  # a value whose float32 bytes can be looked for in the file
+    adapter = Adapter(bundle="beauty", bias=np.full((2, 4), marker, np.float32))
+    store.save_adapter(adapter)
+    store.save_adapter(adapter, user="other")
+    restored = store.adapter()
+    assert restored is not None and np.array_equal(restored.bias, adapter.bias)
+    assert store.export()["adapter"] == adapter.to_json()
+    json.dumps(store.export())
+    with pytest.raises(InvalidRequestError, match="pocketrec.Adapter"):
+        store.save_adapter(adapter.bias)  # type: ignore[arg-type]
+    store.forget()
+    assert store.adapter() is None and store.adapter("other") is not None
+    assert store.users() == ["other"]
+    store.forget("other")
+    store.close()
+    import base64
+
+    encoded = base64.b64encode(np.full(8, marker, "<f4").tobytes())[:16]
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("e.db"))
+    assert encoded not in raw  # scrubbed like the events
+
+
+def test_a_schema_1_store_is_upgraded_and_keeps_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    con.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, "
+        "item TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL)"
+    )
+    con.execute("INSERT INTO meta VALUES ('schema', '1')")
+    con.execute(
+        "INSERT INTO events (user, item, ts, kind) VALUES ('me', 'a', ?, 'view')", (time.time(),)
+    )
+    con.commit()
+    con.close()
+    with EventStore(path) as store:
+        assert store.history() == ["a"] and store.adapter() is None
+    schema = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    assert schema == ("2",)
