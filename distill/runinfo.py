@@ -179,6 +179,9 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     untouched, so a reader never sees a half-written bundle, checkpoint or run stage.
     """
     tmp = folder.with_name(folder.name + ".tmp")
+    old = folder.with_name(folder.name + ".old")
+    if old.exists() and not folder.exists():  # a crash between the two renames: restore
+        old.rename(folder)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -186,9 +189,29 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = folder.with_name(folder.name + ".old")
+    _fsync_tree(tmp)  # the new files are on disk before any name points at them
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
+    _fsync_dir(folder.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":  # Windows cannot open a folder to sync it
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and folder under `root` (a bundle or checkpoint: a few dozen files)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(Path(folder) / name, "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(folder))

@@ -64,7 +64,7 @@ def _decode(obj: Any, where: str) -> NDArray[np.float32]:
     try:
         raw = base64.b64decode(obj["b64"], validate=True)
         return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, OverflowError) as e:
         raise InvalidRequestError(f"{where}: array data does not match its shape ({e})") from e
 
 

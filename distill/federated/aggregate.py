@@ -95,10 +95,27 @@ def _upload_reply(delta: np.ndarray) -> Message:
     return Message(content=content, metadata=metadata)  # type: ignore[call-overload]
 
 
+def trimmed_per_end(aggregator: FedAvg, count: int) -> int:
+    """How many values a trimmed mean cuts at each end of `count` uploads (0: not trimmed).
+
+    Flower cuts int(beta * count), which is none at all below 1 / beta uploads (fewer than
+    5 at beta 0.2), where a trimmed mean would silently be FedAvg; from 3 uploads on at least
+    one is cut at each end.
+    """
+    if not isinstance(aggregator, FedTrimmedAvg) or aggregator.beta <= 0:
+        return 0
+    cut = int(aggregator.beta * count)
+    return max(cut, 1) if count >= 3 else cut
+
+
 def aggregate_deltas(deltas: Sequence[np.ndarray], aggregator: FedAvg) -> np.ndarray:
     """Combine accepted deltas (each (num_levels, codebook_size)) with a Flower strategy."""
     if not deltas:
         raise ValueError("no deltas to aggregate")
+    cut = trimmed_per_end(aggregator, len(deltas))
+    if cut and int(aggregator.beta * len(deltas)) < cut:  # type: ignore[attr-defined]
+        # the smallest cut fraction Flower turns into `cut` values (always below 0.5 here)
+        aggregator = FedTrimmedAvg(beta=(cut + 1e-6) / len(deltas))
     arrays, _ = aggregator.aggregate_train(0, [_upload_reply(d) for d in deltas])
     if arrays is None:
         raise RuntimeError(f"{type(aggregator).__name__} returned no arrays")
@@ -112,6 +129,7 @@ def aggregate_uploads(
     rules: UpdateRules,
     aggregator: FedAvg,
     central_noise: float = 0.0,
+    expected_uploads: float | None = None,
     server_lr: float = 1.0,
     rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
@@ -123,9 +141,14 @@ def aggregate_uploads(
         rules: what the round accepts.
         aggregator: from `make_aggregator`.
         central_noise: server noise std on the sum of accepted updates, in units of the clip
-            norm (0: none). Flower's DifferentialPrivacy*FixedClipping wrappers add the same
-            noise, but per Flower reply and for a fixed number of sampled replies; here the unit
-            is the upload and their number varies from round to round.
+            norm (0: none; FedAvg only). Flower's DifferentialPrivacy*FixedClipping wrappers
+            add the same noise, but per Flower reply and for a fixed number of sampled replies;
+            here the unit is the upload and their number varies from round to round. As in
+            DP-FedAvg (McMahan et al., 2018) the noised sum is divided by `expected_uploads`,
+            a number fixed before the round, not by the count that arrived (which depends on
+            who took part), and every round releases a new adapter, even with no upload.
+        expected_uploads: the denominator with central noise: the expected number of
+            uploads a round (sampling rate x users); required when central_noise > 0.
         server_lr: the aggregate (noise included) is applied times this factor: FedAvg with
             a server learning rate ("Adaptive Federated Optimization", Reddi et al. 2021).
             Each device's change is clipped, so the mean of a round is small; the factor
@@ -137,6 +160,12 @@ def aggregate_uploads(
         The new bias (None when no upload was accepted; the adapter stays as it was) and the
         round report: uploads, accepted, rejected reasons, upload bytes, update norm.
     """
+    central = central_noise > 0
+    if central and (type(aggregator) is not FedAvg or not (expected_uploads or 0) > 0):
+        raise ConfigError(
+            "central noise needs the fedavg aggregator and expected_uploads > 0 (the DP-FedAvg "
+            f"denominator), got {type(aggregator).__name__} and {expected_uploads!r}"
+        )
     tally = RoundTally()
     accepted = []
     for client, payload in uploads:
@@ -145,12 +174,17 @@ def aggregate_uploads(
         if verdict.delta is not None:
             accepted.append(verdict.delta)
     report = tally.to_json()
-    if not accepted:
+    if not accepted and not central:
         return None, report | {"published": False, "update_norm": 0.0}
-    step = aggregate_deltas(accepted, aggregator)
-    if central_noise > 0:
-        std = central_noise * rules.clip_norm / len(accepted)
-        step = step + (rng or np.random.default_rng()).normal(0.0, std, size=step.shape)
+    if central:  # (sum + noise) / a fixed count: the mechanism privacy.py accounts for
+        total = np.sum(accepted, axis=0) if accepted else np.zeros_like(bias, dtype=np.float64)
+        noise = (rng or np.random.default_rng()).normal(
+            0.0, central_noise * rules.clip_norm, size=bias.shape
+        )
+        step = (total + noise) / float(expected_uploads)  # type: ignore[arg-type]
+    else:
+        step = aggregate_deltas(accepted, aggregator)
+        report |= {"trimmed_per_end": trimmed_per_end(aggregator, len(accepted))}
     step = server_lr * step
     report |= {"published": True, "update_norm": float(np.linalg.norm(step))}
     return (bias + step).astype(np.float32), report
@@ -178,8 +212,9 @@ class AdapterStrategy(FedAvg):
         aggregator: FedAvg,
         num_clients: int,
         central_noise: float = 0.0,
+        expected_uploads: float | None = None,
         server_lr: float = 1.0,
-        seed: int = 0,
+        noise_seed: int | None = None,
     ) -> None:
         super().__init__(
             fraction_train=1.0,
@@ -190,8 +225,11 @@ class AdapterStrategy(FedAvg):
         self.rules = rules
         self.aggregator = aggregator
         self.central_noise = central_noise
+        self.expected_uploads = expected_uploads
         self.server_lr = server_lr
-        self.seed = seed
+        # Central noise whose seed is known can be subtracted again: it comes from the OS
+        # unless a test or a reproduction asks for a seed (and then protects nothing).
+        self._noise = np.random.SeedSequence(noise_seed)
         self.reports: list[dict[str, Any]] = []
         self._bias: np.ndarray | None = None
 
@@ -229,8 +267,9 @@ class AdapterStrategy(FedAvg):
             rules=self.rules,
             aggregator=self.aggregator,
             central_noise=self.central_noise,
+            expected_uploads=self.expected_uploads,
             server_lr=self.server_lr,
-            rng=np.random.default_rng([self.seed, server_round]),
+            rng=np.random.default_rng(self._noise.spawn(1)[0]),
         )
         if bias is not None:
             self.rules = replace(self.rules, version=self.rules.version + 1)

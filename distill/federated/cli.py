@@ -31,6 +31,12 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
         float,
         "server noise std on the sum of accepted updates, in units of --clip (fedavg only)",
     ),
+    (
+        "--central-noise-seed",
+        "central_noise_seed",
+        int,
+        "seed the central noise (reproductions only: a known seed voids its privacy)",
+    ),
     ("--aggregator", "aggregator", AGGREGATORS, "mean, coordinate-wise median, trimmed mean"),
     (
         "--server-lr",
@@ -51,7 +57,7 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--eval-users", "num_eval_users", _positive_int, "held-out users scored after each round"),
     ("--max-events", "max_events", _positive_int, "recent events a device fits on"),
     ("--delta", "delta", float, "delta of (epsilon, delta)"),
-    ("--seed", "seed", int, "partition, sampling and noise seed"),
+    ("--seed", "seed", int, "partition, sampling and simulated device noise seed"),
 ]
 
 

@@ -48,6 +48,9 @@ class SimulationConfig:
     clip_norm: float = 1.0  # L2 bound of one upload's change (the SDK's default)
     noise_multiplier: float = 1.0  # device noise std / clip_norm (the SDK's default)
     central_noise: float = 0.0  # server noise std on the sum of accepted updates / clip_norm
+    # Seed of the central noise, for reproducing a run only: noise whose seed is known can be
+    # subtracted again, so a seeded run's central epsilon protects nothing. None: OS entropy.
+    central_noise_seed: int | None = None
     aggregator: str = "fedavg"  # fedavg, median or trimmed
     # The round's aggregate is applied times this (FedAvg with a server learning rate).
     server_lr: float = 1.0

@@ -5,15 +5,21 @@ Two guarantees, for two observers (a user is the unit: one user's events, one up
 - local, against anyone who sees a user's uploads, the server included. Each upload is the
   Gaussian mechanism on the user's clipped change (sensitivity clip_norm, noise
   noise_multiplier * clip_norm, added on the device). The server knows who uploaded, so sampling
-  does not help: epsilon composes over every round the user may take part in. It protects what
-  the events were (the user's data against no data), not that the user took part. It holds for
-  every aggregator, and for the published adapter too (post-processing).
+  does not help: epsilon composes over every round the user may take part in. It bounds telling
+  the user's change from no change (sensitivity clip_norm); telling two given histories apart
+  is the same mechanism at sensitivity 2 * clip_norm, as if with half the noise multiplier. It
+  does not hide that the user took part. It holds for every aggregator, and for the published
+  adapter too (post-processing).
 - central, against anyone who sees only the published shared adapter, when the server is honest:
   DP-FedAvg accounting (McMahan et al., 2018), the Poisson-subsampled Gaussian mechanism with
   the noise the server adds to the sum of accepted updates (std central_noise * clip_norm),
-  over the rounds, adding or removing one user. Device noise is not counted (a conservative
-  choice: an observer who knows the other uploads could remove it). Only FedAvg has this
-  analysis; a coordinate-wise median or trimmed mean does not have bounded L2 sensitivity.
+  divided by a count fixed before the round, one release every round, adding or removing one
+  user. It is accounted only without device noise: a user's upload is then their clipped
+  change, of norm at most clip_norm. With device noise the upload's norm is unbounded (the
+  user's own noise comes and goes with the user), and this analysis does not apply; the local
+  guarantee does. Only FedAvg has this analysis; a coordinate-wise median or trimmed mean does
+  not have bounded L2 sensitivity. Server noise from a known seed protects nothing, so it is
+  drawn from the OS unless a reproduction asks for a seed.
 
 dp-accounting's RDP accountant is used directly rather than Flower's `RdpAccountant` wrapper
 (which wraps the same accountant): the wrapper takes integer sample and population sizes, while
@@ -100,14 +106,15 @@ def privacy_spent(
         aggregator: "fedavg", "median" or "trimmed".
 
     Returns:
-        {"local": epsilon, "central": epsilon, or None where not accounted, "delta": delta};
-        epsilon is math.inf without noise.
+        {"local": epsilon, "central": epsilon, or None where not accounted (another
+        aggregator than FedAvg, no server noise, or device noise on: see the module
+        docstring), "delta": delta}; epsilon is math.inf without noise.
     """
     local = dp_epsilon(
         noise_multiplier=noise_multiplier, sampling_rate=1.0, rounds=rounds, delta=delta
     )
     central = None
-    if aggregator == "fedavg" and central_noise > 0:
+    if aggregator == "fedavg" and central_noise > 0 and noise_multiplier == 0:
         central = dp_epsilon(
             noise_multiplier=central_noise,
             sampling_rate=sampling_rate,

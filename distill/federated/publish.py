@@ -67,8 +67,12 @@ def write_bundle_version(
             f"adapter version {adapter.version} is not newer than the bundle's version "
             f"{manifest.version}"
         )
-    if out.resolve() == bundle.resolve():
-        problems.append("out is the source bundle; write the new version to another folder")
+    source, target = bundle.resolve(), out.resolve()
+    if target == source or target in source.parents:  # swapping out in would delete the source
+        problems.append(
+            "out is the source bundle or a folder that holds it; write the new version to "
+            "another folder"
+        )
     if problems:
         raise BundleError("cannot publish the adapter: " + "; ".join(problems))
     with staged_folder(out) as tmp:

@@ -127,8 +127,10 @@ def simulate(
             aggregator=make_aggregator(cfg.aggregator, trim_fraction=cfg.trim_fraction),
             num_clients=cfg.num_clients,
             central_noise=cfg.central_noise,
+            # the DP-FedAvg denominator, fixed before any round: uploads expected per round
+            expected_uploads=cfg.sampling_rate * sum(len(users) for users in world.clients),
             server_lr=cfg.server_lr,
-            seed=cfg.seed,
+            noise_seed=cfg.central_noise_seed,
         )
     bias, evaluations = _run_rounds(
         cfg, strategy, start_bias, world, held_out, progress=progress, verbose=verbose

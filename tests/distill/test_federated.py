@@ -226,17 +226,21 @@ def test_epsilon_matches_flowers_rdp_accountant() -> None:
 
 def test_privacy_report_has_central_epsilon_only_where_accounted() -> None:
     args: dict[str, Any] = {"sampling_rate": 0.05, "rounds": 10, "delta": 1e-5}
-    noisy = privacy_spent(noise_multiplier=1.0, central_noise=1.0, aggregator="fedavg", **args)
-    assert noisy["central"] is not None and noisy["central"] < noisy["local"]
-    for aggregator, central in (("median", 1.0), ("fedavg", 0.0)):
+    central = privacy_spent(noise_multiplier=0.0, central_noise=1.0, aggregator="fedavg", **args)
+    assert central["central"] is not None and central["local"] == float("inf")
+    # With device noise an upload's norm is unbounded (the user's own noise comes with the
+    # user), so the add/remove-one analysis does not apply; only the local epsilon is given.
+    both = privacy_spent(noise_multiplier=1.0, central_noise=1.0, aggregator="fedavg", **args)
+    assert both["central"] is None and both["local"] < float("inf")
+    for aggregator, noise in (("median", 1.0), ("fedavg", 0.0)):
         report = privacy_spent(
-            noise_multiplier=1.0, central_noise=central, aggregator=aggregator, **args
+            noise_multiplier=0.0, central_noise=noise, aggregator=aggregator, **args
         )
-        assert report["central"] is None and report["local"] == noisy["local"]
+        assert report["central"] is None
     fewer = privacy_spent(
-        noise_multiplier=1.0, central_noise=1.0, aggregator="fedavg", releases=3, **args
+        noise_multiplier=0.0, central_noise=1.0, aggregator="fedavg", releases=3, **args
     )
-    assert fewer["central"] < noisy["central"] and fewer["local"] == noisy["local"]
+    assert fewer["central"] < central["central"]
 
 
 def test_a_new_bundle_version_loads_and_its_adapter_changes_recommendations(
@@ -489,3 +493,137 @@ def test_an_upload_without_its_declared_noise_is_rejected() -> None:
     assert all(check_update(upload(1.0, seed), rules).accepted for seed in range(200))
     assert check_update(upload(0.0, 0), rules).reason == "too_little_noise"
     assert check_update(upload(0.3, 0), rules).reason == "too_little_noise"
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        {"clip_norm": 10**400},  # beyond float range
+        {"delta": {"dtype": "float32", "shape": [float("inf"), 8], "b64": "AA=="}},
+        {"delta": {"dtype": "float32", "shape": [10**400, 8], "b64": "AA=="}},
+        {"delta": {"dtype": "float32", "shape": "38", "b64": "AA=="}},
+        {"delta": {"dtype": "float32", "shape": [3, 8], "b64": 12}},
+    ],
+    ids=["huge clip", "infinite shape", "huge shape", "string shape", "number b64"],
+)
+def test_hostile_uploads_are_rejected_not_raised(rec: Recommender, edits: dict) -> None:
+    verdict = check_update(_payload(rec, **edits), _rules(rec))
+    assert not verdict.accepted and verdict.reason in REASONS and verdict.detail
+
+
+def test_a_round_survives_an_upload_python_cannot_parse(rec: Recommender) -> None:
+    rules = _rules(rec)
+    digits = b'{"format": "pocketrec-update/1", "base_version": ' + b"9" * 5000 + b"}"
+    good = rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=1)
+    new, report = aggregate_uploads(
+        [("a", good), ("b", digits)],
+        bias=np.zeros(rules.shape, np.float32),
+        rules=rules,
+        aggregator=make_aggregator("fedavg"),
+    )
+    assert new is not None and report["accepted"] == 1 and report["rejected"] == {"malformed": 1}
+
+
+def test_honest_uploads_with_a_large_clip_and_no_noise_are_accepted() -> None:
+    rules = UpdateRules(bundle="b", version=0, shape=(4, 256), clip_norm=1000.0, noise_multiplier=0)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        payload = make_update(
+            rng.normal(size=(4, 256)) * 1e4,  # far over the clip: clipped to norm 1000
+            bundle="b",
+            base_version=0,
+            clip_norm=1000.0,
+            noise_multiplier=0.0,
+            num_events=5,
+            rng=rng,
+        )
+        assert check_update(payload, rules).accepted
+
+
+def test_a_trimmed_mean_of_few_uploads_still_trims() -> None:
+    from pocketrec.distill.federated.aggregate import trimmed_per_end
+
+    honest = [np.full((2, 3), v, np.float32) for v in (1.0, 1.1, 0.9)]
+    attacker = np.full((2, 3), 100.0, np.float32)
+    trimmed = make_aggregator("trimmed")  # beta 0.2: Flower alone cuts int(0.8) = 0 of 4
+    assert trimmed_per_end(trimmed, 4) == 1 and trimmed_per_end(trimmed, 2) == 0
+    mean = aggregate_deltas([*honest, attacker], trimmed)
+    np.testing.assert_allclose(mean, 1.05, rtol=1e-5)  # 1.0 and 1.1 kept: the attacker cut
+    assert trimmed_per_end(make_aggregator("trimmed", trim_fraction=0.0), 4) == 0
+
+
+def test_central_noise_is_dp_fedavg_every_round_and_not_from_a_known_seed(
+    rec: Recommender,
+) -> None:
+    from pocketrec.distill.federated.aggregate import AdapterStrategy
+
+    rules = _rules(rec, noise_multiplier=0.0)
+    zero = np.zeros(rules.shape, np.float32)
+    good = [
+        rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=0.0, seed=s) for s in (1, 2)
+    ]
+    fedavg = make_aggregator("fedavg")
+    with pytest.raises(ConfigError, match="expected_uploads"):
+        aggregate_uploads([], bias=zero, rules=rules, aggregator=fedavg, central_noise=1.0)
+    with pytest.raises(ConfigError, match="fedavg"):
+        aggregate_uploads(
+            [],
+            bias=zero,
+            rules=rules,
+            aggregator=make_aggregator("median"),
+            central_noise=1.0,
+            expected_uploads=10,
+        )
+    # No upload at all still releases a noised adapter: whether a round publishes is no signal.
+    empty, report = aggregate_uploads(
+        [], bias=zero, rules=rules, aggregator=fedavg, central_noise=1.0, expected_uploads=10
+    )
+    assert empty is not None and report["published"] and np.abs(empty).sum() > 0
+    # (sum + noise) / a fixed count, whatever number arrived
+    rng = np.random.default_rng(7)
+    noise = np.random.default_rng(7).normal(0.0, 0.5, size=rules.shape)
+    new, _ = aggregate_uploads(
+        [("a", g) for g in good],
+        bias=zero,
+        rules=rules,
+        aggregator=fedavg,
+        central_noise=1.0,
+        expected_uploads=10,
+        rng=rng,
+    )
+    total = sum(_decode(json.loads(g)["delta"], "delta").astype(np.float64) for g in good)
+    np.testing.assert_allclose(new, (total + noise) / 10, rtol=1e-5, atol=1e-7)
+
+    def strategy(seed: int | None) -> AdapterStrategy:
+        return AdapterStrategy(
+            rules=rules,
+            aggregator=fedavg,
+            num_clients=1,
+            central_noise=1.0,
+            expected_uploads=10,
+            noise_seed=seed,
+        )
+
+    draws = []
+    for seed in (None, None, 3, 3):
+        s = strategy(seed)
+        draws.append(np.random.default_rng(s._noise.spawn(1)[0]).normal(size=4))
+    assert not np.allclose(draws[0], draws[1])  # from the OS: nobody can subtract it
+    np.testing.assert_array_equal(draws[2], draws[3])  # a reproduction asked for a seed
+
+
+def test_publishing_into_a_folder_that_holds_the_source_is_refused(
+    tiny: Path, rec: Recommender, tmp_path: Path
+) -> None:
+    source = tmp_path / "fed" / "v0"
+    shutil.copytree(tiny, source)
+    layout = rec.manifest.semantic_ids
+    adapter = Adapter(
+        bundle=rec.manifest.name,
+        bias=np.zeros((layout.num_levels, layout.codebook_size), np.float32),
+        kind="shared",
+        version=rec.manifest.version + 1,
+    )
+    with pytest.raises(BundleError, match="a folder that holds it"):
+        write_bundle_version(source, adapter, tmp_path / "fed")
+    assert (source / "manifest.json").exists()

@@ -1,0 +1,37 @@
+"""staged_folder: a folder is replaced whole or not at all, even across a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pocketrec.distill.runinfo import staged_folder
+
+
+def _write(folder: Path, text: str) -> None:
+    with staged_folder(folder) as tmp:
+        (tmp / "file.txt").write_text(text)
+
+
+def test_a_failure_leaves_the_previous_folder_as_it_was(tmp_path: Path) -> None:
+    target = tmp_path / "bundle"
+    _write(target, "v1")
+    with pytest.raises(RuntimeError), staged_folder(target) as tmp:
+        (tmp / "file.txt").write_text("half")
+        raise RuntimeError("disk full")
+    assert (target / "file.txt").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_a_crash_between_the_two_renames_loses_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "bundle"
+    _write(target, "v1")
+    target.rename(tmp_path / "bundle.old")  # killed after moving the old version aside
+    _write(target, "v2")  # the next run puts it back before it starts, then replaces it
+    assert (target / "file.txt").read_text() == "v2"
+    assert not (tmp_path / "bundle.old").exists()
+    target.rename(tmp_path / "bundle.old")
+    with pytest.raises(RuntimeError), staged_folder(target):
+        raise RuntimeError("fails before the swap")
+    assert (target / "file.txt").read_text() == "v2"  # restored, not deleted
