@@ -364,8 +364,9 @@ class Recommender:
             extra = (
                 None if excluded is None else extra_beams_per_user(excluded, width, self._window)
             )
+            states = self.encode(histories[has])
             found = beam_search(
-                self.encode(histories[has]),
+                states,
                 self.step,
                 self._index,
                 beam_width=width,
@@ -373,6 +374,8 @@ class Recommender:
                 exclude=excluded,
                 extra_width=extra,
             )
+            if excluded is not None and extra is not None:
+                found = self._refill(states, found, excluded, extra, width, k)
             result_items[has], result_lp[has] = found.items, found.log_probs
             result_codes[has] = found.semantic_ids
         for row in np.flatnonzero(~has):  # cold start: popularity
@@ -382,6 +385,44 @@ class Recommender:
             result_lp[row, : len(top)] = self._pop_log_prob[top]
             result_codes[row, : len(top)] = self._bundle.semantic_ids[top]
         return SearchResult(items=result_items, log_probs=result_lp, semantic_ids=result_codes)
+
+    def _refill(
+        self,
+        states: tuple[NDArray[np.float32], NDArray[np.bool_]],
+        found: SearchResult,
+        excluded: NDArray[np.int64],
+        extra: NDArray[np.int64],
+        width: int,
+        k: int,
+    ) -> SearchResult:
+        """Search again, with a beam per excluded item, for users whose list came back short.
+
+        `extra_beams` caps the beams added for excluded items so that long histories stay
+        fast; when a user's excluded items crowd the capped beams out, their list is shorter
+        than the catalogue allows, and only those users pay for the uncapped search.
+        """
+        distinct = np.array([len(np.unique(row[row >= 0])) for row in excluded])
+        wanted = np.minimum(k, len(self.item_ids) - distinct)
+        short = np.flatnonzero(((found.items >= 0).sum(axis=1) < wanted) & (extra < distinct))
+        if not len(short):
+            return found
+        again = beam_search(
+            (states[0][short], states[1][short]),
+            self.step,
+            self._index,
+            beam_width=width,
+            top_k=k,
+            exclude=excluded[short],
+            extra_width=distinct[short],
+        )
+        items, log_probs = found.items.copy(), found.log_probs.copy()
+        codes = found.semantic_ids.copy()
+        items[short], log_probs[short], codes[short] = (
+            again.items,
+            again.log_probs,
+            again.semantic_ids,
+        )
+        return SearchResult(items=items, log_probs=log_probs, semantic_ids=codes)
 
     # --- the app-facing API ------------------------------------------------------------------
 
@@ -522,15 +563,18 @@ class Recommender:
         recent = rows[-self._window :]
         history_rows = np.full((1, self._window), -1, dtype=np.int64)  # (1, window)
         history_rows[0, self._window - len(recent) :] = recent
-        extra = extra_beams(len(set(rows)), width, self._window) if exclude_history else 0
+        distinct = len(set(rows)) if exclude_history else 0
+        extra = extra_beams(distinct, width, self._window)
         if self._search is not None:
             excluded = sorted(set(rows)) if exclude_history else []  # each banned item once
-            return self._recommendations(
-                self._search_graph(history_rows, excluded, width, extra, k)
-            )[0]
+            found = self._search_graph(history_rows, excluded, width, extra, k)
+            if self._short(found, k, distinct) and extra < distinct:  # see `_refill`
+                found = self._search_graph(history_rows, excluded, width, distinct, k)
+            return self._recommendations(found)[0]
         exclude = np.array([rows], dtype=np.int64) if exclude_history else None  # (1, E)
+        states = self.encode(history_rows)
         found = beam_search(
-            self.encode(history_rows),
+            states,
             self.step,
             self._index,
             beam_width=width,
@@ -538,4 +582,10 @@ class Recommender:
             exclude=exclude,
             extra_width=extra,
         )
+        if exclude is not None:
+            found = self._refill(states, found, exclude, np.array([extra]), width, k)
         return self._recommendations(found)[0]
+
+    def _short(self, found: SearchResult, k: int, excluded: int) -> bool:
+        """Whether one user's list holds fewer items than k and the catalogue allow."""
+        return int((found.items[0] >= 0).sum()) < min(k, len(self.item_ids) - excluded)

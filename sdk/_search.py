@@ -287,8 +287,10 @@ def extra_beams(excluded: int, beam_width: int, window: int) -> int:
     """Beams added before the last level when `excluded` distinct items must not be returned.
 
     Widening the beam by every excluded item would make long histories slow; a window's worth
-    covers the recent items the model favours. (In rare cases this returns fewer than k
-    items.) One rule for the numpy search, the search graph and the export's check of it.
+    covers the recent items the model favours. When the excluded items still crowd a user's
+    beams out, the list comes back short, and the Recommender searches that user again with
+    one beam per excluded item. One rule for the numpy search, the search graph and the
+    export's check of it.
     """
     return min(excluded, max(beam_width, window))
 

@@ -144,6 +144,18 @@ def test_k_equal_to_the_catalogue(tiny_bundle: Path) -> None:
     assert sorted(r.item_id for r in out) == sorted(rec.item_ids)
 
 
+def test_a_history_that_crowds_out_the_beams_still_gets_a_full_list(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    numpy_search = Recommender(rec._bundle, sessions=(rec._bundle.encoder, rec._bundle.decoder))
+    history = list(rec.item_ids[3:])  # all but three items: more than the capped extra beams
+    left = set(rec.item_ids[:3])
+    for r in (rec, numpy_search):  # the search graph and the numpy search
+        got = r.recommend(history, k=3, beam_width=1)
+        assert {x.item_id for x in got} == left
+        batch = r.recommend_batch([history, history[:2]], k=3, beam_width=1)
+        assert {x.item_id for x in batch[0]} == left and len(batch[1]) == 3
+
+
 def test_batch_equals_single_calls(tiny_bundle: Path) -> None:
     """Same items; scores equal up to float rounding (ONNX Runtime kernels depend on batch size)."""
     rec = Recommender.from_bundle(tiny_bundle)
