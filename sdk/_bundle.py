@@ -255,10 +255,15 @@ def check_bundle(
         _verify_files(folder, manifest)
     try:
         table = np.load(folder / manifest.semantic_ids.table, allow_pickle=False)
-        catalog = json.loads((folder / manifest.catalog).read_text())
+        # NaN or Infinity in metadata would make every answer naming the item invalid JSON
+        catalog = json.loads((folder / manifest.catalog).read_text(), parse_constant=_no_constant)
     except (OSError, ValueError) as e:
         raise BundleError(f"cannot read the bundle's tables: {e}") from e
     return manifest, signed_by, _check_tables(manifest, table, catalog)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"the catalogue holds {name}, which JSON does not allow; re-export it")
 
 
 def open_bundle(

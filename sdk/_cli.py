@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pocketrec._errors import PocketrecError
+from pocketrec._errors import InvalidRequestError, PocketrecError
 from pocketrec._version import __version__
 
 __all__ = ["emit_json", "main", "require_extra"]
@@ -82,10 +82,16 @@ def emit_json(obj: Any, target: str) -> None:
         print(text)
         return
     path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
+    if path.is_dir() or not path.name:
+        raise InvalidRequestError(f"--json {target!r} is a folder; name a file, or - for stdout")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text + "\n")
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InvalidRequestError(f"cannot write --json {target!r}: {e}") from e
 
 
 def build_parser() -> argparse.ArgumentParser:

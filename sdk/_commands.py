@@ -137,11 +137,12 @@ def _recommend(args: argparse.Namespace) -> int:
                 "history": history,
                 "latency_ms": elapsed_ms,
                 "recommendations": [
-                    {
+                    # metadata first: a catalogue key such as "item_id" cannot mask the result's
+                    dict(r.metadata)
+                    | {
                         "item_id": r.item_id,
                         "log_prob": r.log_prob,
                         "semantic_id": list(r.semantic_id),
-                        **dict(r.metadata),
                     }
                     for r in found
                 ],

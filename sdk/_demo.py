@@ -2,7 +2,7 @@
 
 The page is served by the standard library's `http.server` (a `ThreadingHTTPServer`), not by a
 web framework: the SDK ships inside client apps with numpy and onnxruntime only, and one local
-user clicking through a catalogue needs no more than a threaded server and four JSON routes.
+user clicking through a catalogue needs no more than a threaded server and three JSON routes.
 The page itself is one static HTML file with plain JavaScript and CSS (package data next to
 this module: `_demo.html`, `_demo.js`, `_demo.css`), with no external assets, so it works
 offline.
@@ -62,6 +62,7 @@ def _reject_constant(name: str) -> Any:
 class _Handler(BaseHTTPRequestHandler):
     server: DemoServer
     server_version = f"pocketrec-demo/{__version__}"
+    timeout = 30  # seconds a silent or half-sent request may hold its thread
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -138,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
                 f"send the body as Content-Type: application/json, not {content_type!r}",
             )
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not (length.isascii() and length.isdigit()):  # int() rejects "²"
             raise DemoRequestError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length is required")
         if int(length) > MAX_BODY_BYTES:
             raise DemoRequestError(
@@ -148,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(length))
         try:
             return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # deep nesting too
             raise DemoRequestError(
                 HTTPStatus.BAD_REQUEST, f"the body is not valid UTF-8 JSON: {e}"
             ) from e
@@ -213,10 +214,11 @@ class DemoServer(ThreadingHTTPServer):
         else:
             shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}/"
-        loopback_names = ("127.0.0.1", "localhost", "[::1]")
-        self.allowed_hosts = (
-            {f"{name}:{self.port}" for name in loopback_names} if _is_loopback(host) else None
-        )
+        loopback_names = {"127.0.0.1", "localhost", "[::1]", shown}  # e.g. --host 127.0.0.2
+        hosts = {f"{name}:{self.port}" for name in loopback_names}
+        if self.port == 80:  # browsers leave the default port out of Host
+            hosts |= loopback_names
+        self.allowed_hosts = hosts if _is_loopback(host) else None
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host up in DNS (getfqdn), which can stall offline.

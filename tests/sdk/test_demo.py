@@ -185,6 +185,14 @@ def test_unknown_ids_are_listed(server: DemoServer) -> None:
         ("POST", "/api/recommend", {"raw": b'{"history": ['}, 400, "not valid UTF-8 JSON"),
         ("POST", "/api/recommend", {"raw": b'{"k": NaN}'}, 400, "NaN is not valid JSON"),
         ("POST", "/api/recommend", {"raw": b"\xff\xfe"}, 400, "not valid UTF-8 JSON"),
+        ("POST", "/api/recommend", {"raw": b"[" * 100_000 + b"]" * 100_000}, 400, "not valid"),
+        (
+            "POST",
+            "/api/recommend",
+            {"raw": b"{}", "headers": {"Content-Length": "\u00b2"}},  # isdigit(), not int()
+            411,
+            "Content-Length is required",
+        ),
         (
             "POST",
             "/api/recommend",
@@ -459,3 +467,18 @@ def test_the_page_shows_the_sdks_recommendations(
     snap = _settled(browser, [], personalized=False)
     _check_shown(snap, rec.recommend([], k=5))
     assert snap["shownHistory"] == []
+
+
+def test_any_loopback_address_it_is_bound_to_is_served(rec: Recommender) -> None:
+
+    server = make_server(rec, host="127.0.0.2", port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.2", server.port, timeout=60)
+        conn.request("GET", "/api/info")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
