@@ -152,14 +152,16 @@ public final class Recommender {
     for (int j = 0; j < recent.length; j++) {
       mask[j] = recent[j] >= 0;
     }
-    BeamSearch.Result found =
-        BeamSearch.search(
-            (prefix, level) -> decode(memory, mask, prefix, level),
-            tables.index,
-            width,
-            k,
-            exclude,
-            extra);
+    BeamSearch.Step step = (prefix, level) -> decode(memory, mask, prefix, level);
+    BeamSearch.Result found = BeamSearch.search(step, tables.index, width, k, exclude, extra);
+    // The extra beams are capped so that long histories stay fast; when the excluded items
+    // still crowd the beams out, search again with one beam per excluded item (as the Python
+    // SDK does), so a list is short only when the catalogue is.
+    if (exclude != null
+        && extra < exclude.length
+        && countFound(found) < Math.min(k, items - exclude.length)) {
+      found = BeamSearch.search(step, tables.index, width, k, exclude, exclude.length);
+    }
     int[] itemRows = found.items();
     double[] logProbs = found.logProbs();
     int[][] codes = found.semanticIds();
@@ -170,6 +172,16 @@ public final class Recommender {
       }
     }
     return Collections.unmodifiableList(out);
+  }
+
+  private static int countFound(BeamSearch.Result result) {
+    int count = 0;
+    for (int row : result.items()) {
+      if (row >= 0) {
+        count++;
+      }
+    }
+    return count;
   }
 
   /** The name of the bundle (its manifest's {@code name}). */

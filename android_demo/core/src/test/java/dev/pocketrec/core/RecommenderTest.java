@@ -143,6 +143,20 @@ public class RecommenderTest {
   }
 
   @Test
+  public void aHistoryThatCrowdsOutTheBeamsStillGetsAFullList() {
+    Recommender rec = tiny(new Fakes.Model(8));
+    List<String> all = rec.catalog().itemIds();
+    List<String> history = all.subList(3, all.size()); // more than the capped extra beams
+    List<Recommendation> got =
+        rec.recommend(history, 3, true, UnknownPolicy.DROP, 1);
+    List<String> ids = ids(got);
+    Collections.sort(ids);
+    List<String> left = new ArrayList<>(all.subList(0, 3));
+    Collections.sort(left);
+    assertEquals(left, ids);
+  }
+
+  @Test
   public void coldStartRanksByPopularity() {
     Fakes.Model model = new Fakes.Model(8);
     List<Recommendation> top = tiny(model).recommend(Arrays.asList("unknown"), 4);
