@@ -210,7 +210,7 @@ def build_dataset(
     user_ids: Sequence[str],
     sequences: Sequence[Sequence[str]],
     *,
-    timestamps: Sequence[Sequence[int]] | None = None,
+    timestamps: Sequence[Sequence[float]] | None = None,
     item_text: Mapping[str, ItemText] | None = None,
     default_history_len: int = 20,
     source: Mapping[str, Any] | None = None,

@@ -7,12 +7,15 @@ resumes from the `.part` file with an HTTP Range request.
 Checksums: GroupLens publishes an MD5 for `ml-1m.zip` (pinned below), and the files inside the
 zip are pinned by the sha256 / git blob ids recorded for the staged copies. The McAuley lab
 publishes no checksums for the Amazon 2014 files; for them pocketrec pins the counts the parsed
-5-core data must have (known categories), and records each file's sha256 on first download in
-`<cache>/checksums.json` so that a later download of the same file must match it.
+5-core data must have (known categories), checks that each `.gz` decompresses to its end before
+it takes its name (a connection that drops without a Content-Length otherwise looks complete),
+and records each file's sha256 on first download in `<cache>/datasets/checksums.json` so that a
+later download of the same file must match it.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import json
@@ -21,6 +24,7 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +167,19 @@ def download_file(
         request.add_header("Range", f"bytes={start}-")
     try:
         response = opener(request, timeout=timeout)
-    except (urllib.error.URLError, OSError) as e:
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and start:  # the .part already holds every byte: killed before its rename
+            e.close()
+            if _complete(part, remote):
+                os.replace(part, final)
+                return final
+            part.unlink()  # longer than the file, or wrong: start over
+            return download_file(remote, dest_dir, opener=opener, timeout=timeout)
+        raise DataError(
+            f"could not download {remote.url}: HTTP {e.code} {e.reason}. Check the address "
+            "and the network, then run the same command again."
+        ) from e
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise DataError(
             f"could not download {remote.url}: {e}. Check the network and run the same command "
             f"again; it resumes from {part} ({start} bytes so far)."
@@ -185,7 +201,7 @@ def download_file(
                 except http.client.IncompleteRead as e:  # keep what arrived, for the resume
                     out.write(e.partial)
                     raise
-            if total is not None and part.stat().st_size < total:
+            if total is not None and part.stat().st_size != total:
                 raise http.client.IncompleteRead(b"", total - part.stat().st_size)
         except (http.client.HTTPException, OSError) as e:
             raise DataError(
@@ -197,11 +213,48 @@ def download_file(
                 bar.close()
     try:
         _verify(part, remote, raise_on_mismatch=True)
+        _check_gzip(part, remote)
     except ChecksumError:
         part.unlink(missing_ok=True)
         raise
     os.replace(part, final)
     return final
+
+
+def _check_gzip(path: Path, remote: RemoteFile) -> None:
+    """A `.gz` must decompress to its end: a short one resumes, one that is not gzip is wrong.
+
+    Raises:
+        DataError: the file stops early (kept, so the next run resumes it).
+        ChecksumError: the bytes are not gzip at all (an error page, a proxy's answer).
+    """
+    if not remote.filename.endswith(".gz"):
+        return
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(_CHUNK):
+                pass
+    except EOFError as e:
+        raise DataError(
+            f"the download of {remote.url} stops early ({path.stat().st_size} bytes: {e}). Run "
+            f"the same command again; it resumes from {path}."
+        ) from e
+    except (gzip.BadGzipFile, zlib.error, OSError) as e:
+        raise ChecksumError(
+            f"{remote.url} did not download as gzip ({e}); the file was deleted. Check that "
+            "the address answers with the file (not an error page), then run the command again."
+        ) from e
+
+
+def _complete(path: Path, remote: RemoteFile) -> bool:
+    """Whether a `.part` the server says is whole passes every check a download gets."""
+    if not _verify(path, remote, raise_on_mismatch=False):
+        return False
+    try:
+        _check_gzip(path, remote)
+    except DataError:  # ChecksumError is a DataError too
+        return False
+    return True
 
 
 def _verify(path: Path, remote: RemoteFile, *, raise_on_mismatch: bool) -> bool:
@@ -255,11 +308,14 @@ def _extract_ml_1m(archive: Path, dest: Path) -> None:
             os.replace(tmp, target)
 
 
+# Short names of long categories, as datasets are named and their folders are called.
+_AMAZON_SHORT_NAMES = {"sports": "sports_and_outdoors", "toys": "toys_and_games"}
+
+
 def amazon_category(name: str) -> str:
     """The 2014 file name of a category given as `beauty`, `amazon2014_sports`, `Baby`, ..."""
     key = name.lower().removeprefix("amazon2014_")
-    aliases = {"sports": "sports_and_outdoors", "toys": "toys_and_games"}
-    key = aliases.get(key, key)
+    key = _AMAZON_SHORT_NAMES.get(key, key)
     for category in AMAZON_2014_CATEGORIES:
         if category.lower() == key:
             return category
@@ -293,7 +349,9 @@ def download_dataset(
         _extract_ml_1m(archive, folder)
         return folder
     category = amazon_category(name)
-    folder = root / f"amazon2014_{category.lower()}"
+    # the folder `load_dataset` looks in for this category ("sports": amazon2014_sports)
+    short = {v: k for k, v in _AMAZON_SHORT_NAMES.items()}.get(category.lower(), category.lower())
+    folder = root / f"amazon2014_{short}"
     for prefix in ("reviews", "meta"):
         suffix = "_5.json.gz" if prefix == "reviews" else ".json.gz"
         remote = RemoteFile(

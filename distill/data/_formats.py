@@ -11,8 +11,10 @@ import csv
 import gzip
 import io
 import json
+import math
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +55,20 @@ def _lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
                     yield number, line
     except UnicodeDecodeError as e:
         raise MalformedDataError(path, 0, f"not {encoding} text ({e.reason})") from e
-    except (OSError, EOFError) as e:  # truncated or corrupt gzip
-        raise MalformedDataError(path, 0, f"cannot read the file: {e}") from e
+    except (OSError, EOFError, zlib.error) as e:  # truncated or corrupt gzip
+        raise MalformedDataError(
+            path,
+            0,
+            f"cannot read the file ({e}); if it was downloaded, delete it and download again",
+        ) from e
 
 
 class Interactions:
     """Columns of (user, item, timestamp) rows in file order; timestamps may be absent."""
 
-    def __init__(self, users: list[str], items: list[str], timestamps: list[int] | None) -> None:
+    def __init__(
+        self, users: list[str], items: list[str], timestamps: Sequence[float] | None
+    ) -> None:
         self.users = users
         self.items = items
         self.timestamps = timestamps
@@ -116,14 +124,18 @@ def read_movielens_movies(path: Path) -> dict[str, ItemText]:
     return movies
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def read_movielens_ratings(path: Path) -> Interactions:
     """Read GroupLens `ratings.dat` (`UserID::MovieID::Rating::Timestamp`)."""
     users: list[str] = []
     items: list[str] = []
     times: list[int] = []
     for number, line in _lines(path, encoding="latin-1"):
-        fields = line.split("::")
-        if len(fields) != 4 or not all(f.strip().lstrip("-").isdigit() for f in fields):
+        fields = [f.strip() for f in line.split("::")]
+        # ASCII digits only: str.isdigit() also passes latin-1 superscripts, which int() refuses
+        if len(fields) != 4 or not all(_INTEGER.fullmatch(f) for f in fields):
             raise MalformedDataError(
                 path, number, f"expected 'UserID::MovieID::Rating::Timestamp', got {line[:80]!r}"
             )
@@ -229,13 +241,17 @@ def _pick(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _parse_time(value: Any, path: Path, number: int) -> int:
+def _parse_time(value: Any, path: Path, number: int) -> float:
+    """Unix seconds as given (fractions are kept, so that they order events)."""
     try:
-        return int(float(value))
+        seconds = float(value)
     except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds):
         raise MalformedDataError(
-            path, number, f"timestamp {value!r} is not a number (use Unix seconds)"
-        ) from None
+            path, number, f"timestamp {value!r} is not a finite number (use Unix seconds)"
+        )
+    return seconds
 
 
 def read_generic_interactions(path: Path) -> Interactions:
@@ -256,19 +272,26 @@ def read_generic_interactions(path: Path) -> Interactions:
                 raise MalformedDataError(path, number, "expected a JSON object per line")
             rows.append((number, record))
     else:
-        with open_text(path) as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            if _pick(dict.fromkeys(header, 1), _USER_KEYS) is None or not any(
-                k in header for k in _ITEM_KEYS
-            ):
-                raise MalformedDataError(
-                    path, 1, f"CSV header needs a user and an item column, got {header}"
-                )
-            rows.extend((number, record) for number, record in enumerate(reader, start=2))
+        try:  # utf-8-sig: a spreadsheet's byte-order mark must not rename the first column
+            with open_text(path, encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                header = reader.fieldnames or []
+                if _pick(dict.fromkeys(header, 1), _USER_KEYS) is None or not any(
+                    k in header for k in _ITEM_KEYS
+                ):
+                    raise MalformedDataError(
+                        path, 1, f"CSV header needs a user and an item column, got {header}"
+                    )
+                rows.extend((number, record) for number, record in enumerate(reader, start=2))
+        except UnicodeDecodeError as e:
+            raise MalformedDataError(
+                path, 0, f"not UTF-8 text ({e.reason}); save the CSV as UTF-8"
+            ) from e
+        except (csv.Error, OSError, EOFError, zlib.error) as e:
+            raise MalformedDataError(path, 0, f"cannot read the CSV ({e})") from e
     users: list[str] = []
     items: list[str] = []
-    times: list[int] = []
+    times: list[float] = []
     for number, record in rows:
         user, item = _pick(record, _USER_KEYS), _pick(record, _ITEM_KEYS)
         if user is None or item is None:
@@ -340,7 +363,7 @@ def filter_min_counts(rows: Interactions, *, min_item: int, min_user: int) -> In
 
 def group_sequences(
     rows: Interactions, *, tiebreak: str = "order"
-) -> tuple[list[str], list[list[str]], list[list[int]] | None]:
+) -> tuple[list[str], list[list[str]], list[list[float]] | None]:
     """Group rows by user (in order of first appearance) and sort each user's items by time.
 
     Args:
@@ -354,7 +377,7 @@ def group_sequences(
     by_user: dict[str, list[int]] = {}
     for i, user in enumerate(rows.users):
         by_user.setdefault(user, []).append(i)
-    numeric = tiebreak == "item" and all(item.isdigit() for item in rows.items)
+    numeric = tiebreak == "item" and all(i.isascii() and i.isdigit() for i in rows.items)
 
     def item_key(i: int) -> Any:
         return int(rows.items[i]) if numeric else rows.items[i]

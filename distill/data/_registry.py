@@ -41,7 +41,14 @@ ALIASES = {
     "movielens-1m": "movielens_1m",
     "beauty": "amazon2014_beauty",
     "sports": "amazon2014_sports",
+    "toys": "amazon2014_toys",
 }
+_GENERIC_FILES = (
+    "interactions.csv",
+    "interactions.csv.gz",
+    "interactions.jsonl",
+    "interactions.jsonl.gz",
+)
 # Evaluation history length by the protocol: TIGER/P5 for Amazon, HSTU for MovieLens-1M.
 AMAZON_HISTORY = 20
 MOVIELENS_HISTORY = 200
@@ -112,7 +119,7 @@ def _layout(folder: Path) -> str | None:
         return "amazon-official"
     if _first(folder, "user_sequence.txt.gz", "user_sequence.txt"):
         return "amazon-staged"
-    if _first(folder, "interactions.csv*", "interactions.jsonl*"):
+    if _first(folder, *_GENERIC_FILES):
         return "generic"
     return None
 
@@ -249,14 +256,8 @@ def _load_amazon_official(name: str, folder: Path) -> Dataset:
 
 
 def _load_generic(name: str, folder: Path) -> Dataset:
-    path = _first(
-        folder,
-        "interactions.csv",
-        "interactions.csv.gz",
-        "interactions.jsonl",
-        "interactions.jsonl.gz",
-    )
-    assert path is not None
+    path = _first(folder, *_GENERIC_FILES)
+    assert path is not None  # _layout found one
     rows = read_generic_interactions(path)
     users, sequences, times = group_sequences(rows, tiebreak="order")
     items_path = _first(folder, "items.jsonl", "items.jsonl.gz")

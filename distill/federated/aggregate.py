@@ -181,7 +181,8 @@ def aggregate_uploads(
         noise = (rng or np.random.default_rng()).normal(
             0.0, central_noise * rules.clip_norm, size=bias.shape
         )
-        step = (total + noise) / float(expected_uploads)  # type: ignore[arg-type]
+        assert expected_uploads is not None  # checked above
+        step = (total + noise) / float(expected_uploads)
     else:
         step = aggregate_deltas(accepted, aggregator)
         report |= {"trimmed_per_end": trimmed_per_end(aggregator, len(accepted))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.server
 import threading
@@ -144,13 +145,77 @@ def test_amazon_category_names() -> None:
 
 
 def test_download_dataset_amazon_layout(server: str, tmp_path: Path, monkeypatch) -> None:
-    reviews = b'{"reviewerID": "U", "asin": "B", "unixReviewTime": 1}\n'
+    reviews = gzip.compress(b'{"reviewerID": "U", "asin": "B", "unixReviewTime": 1}\n')
     _Handler.files = {
         "/reviews_Baby_5.json.gz": reviews,
-        "/meta_Baby.json.gz": b"{'asin': 'B', 'title': 'Bib'}\n",
+        "/meta_Baby.json.gz": gzip.compress(b"{'asin': 'B', 'title': 'Bib'}\n"),
+        "/reviews_Sports_and_Outdoors_5.json.gz": reviews,
+        "/meta_Sports_and_Outdoors.json.gz": gzip.compress(b"{'asin': 'B'}\n"),
     }
     monkeypatch.setattr(dl, "_AMAZON_BASE", server)
     folder = dl.download_dataset("amazon2014_baby", tmp_path)
     assert folder == tmp_path / "datasets" / "amazon2014_baby"
     assert (folder / "reviews_Baby_5.json.gz").read_bytes() == reviews
     assert (tmp_path / "datasets" / "checksums.json").exists()
+    # the folder load_dataset("sports") reads, not amazon2014_sports_and_outdoors
+    from pocketrec.distill.data._registry import dataset_folder
+
+    sports = dl.download_dataset("sports", tmp_path)
+    assert sports == dataset_folder("sports", root=tmp_path / "datasets")
+
+
+def test_a_gz_cut_short_without_a_length_is_resumed_not_kept(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = gzip.compress(PAYLOAD * 2)
+    _Handler.files = {"/data.json.gz": whole}
+    _Handler.cut_after = len(whole) // 3
+    monkeypatch.setattr(_Handler, "send_header", _no_length(_Handler.send_header))
+    remote = dl.RemoteFile(url=f"{server}/data.json.gz", filename="data.json.gz")
+    with pytest.raises(DataError, match="stops early .*resumes"):
+        dl.download_file(remote, tmp_path)
+    assert not (tmp_path / "data.json.gz").exists() and (tmp_path / "data.json.gz.part").exists()
+    assert dl.download_file(remote, tmp_path).read_bytes() == whole  # resumed
+
+
+def test_an_error_page_instead_of_a_gz_is_refused(server: str, tmp_path: Path) -> None:
+    _Handler.files = {"/data.json.gz": b"<html>Service unavailable</html>"}
+    remote = dl.RemoteFile(url=f"{server}/data.json.gz", filename="data.json.gz")
+    with pytest.raises(ChecksumError, match="did not download as gzip"):
+        dl.download_file(remote, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_whole_part_left_by_a_kill_before_the_rename_is_finished(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD)
+
+    def range_not_satisfiable(self: _Handler) -> None:  # what servers answer past the end
+        type(self).requests.append(self.headers.get("Range"))
+        self.send_error(416)
+
+    monkeypatch.setattr(_Handler, "do_GET", range_not_satisfiable)
+    path = dl.download_file(_remote(server, sha256=sha), tmp_path)
+    assert path.read_bytes() == PAYLOAD and _Handler.requests == [f"bytes={len(PAYLOAD)}-"]
+
+
+def test_a_malformed_http_answer_is_a_data_error(tmp_path: Path) -> None:
+    import http.client
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise http.client.BadStatusLine("garbage")
+
+    with pytest.raises(DataError, match="could not download"):
+        dl.download_file(
+            dl.RemoteFile(url="http://x/d.bin", filename="d.bin"), tmp_path, opener=broken
+        )
+
+
+def _no_length(send_header):  # type: ignore[no-untyped-def]
+    def send(self, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
+        if name != "Content-Length":
+            send_header(self, name, value)
+
+    return send

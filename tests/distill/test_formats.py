@@ -170,7 +170,8 @@ def test_generic_jsonl_without_timestamps_keeps_file_order(tmp_path: Path) -> No
     ("content", "problem"),
     [
         ("user,item,timestamp\nu1,i1,10\nu1,i2,\n", "give all or none"),
-        ("user,item,timestamp\nu1,i1,yesterday\n", "not a number"),
+        ("user,item,timestamp\nu1,i1,yesterday\n", "not a finite number"),
+        ("user,item,timestamp\nu1,i1,inf\n", "not a finite number"),
         ("customer,product\nu1,i1\n", "needs a user and an item column"),
         ("user,item\nu1,\n", "no user or no item"),
     ],
@@ -179,6 +180,49 @@ def test_generic_csv_errors(tmp_path: Path, content: str, problem: str) -> None:
     folder = tmp_path / "bad"
     write_text(folder / "interactions.csv", content)
     with pytest.raises(MalformedDataError, match=problem):
+        load_dataset(str(folder))
+
+
+def test_generic_csv_from_a_spreadsheet_keeps_its_timestamps_and_their_fractions(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "excel"
+    folder.mkdir()
+    text = "timestamp,user,item\n20,u1,i2\n10,u1,i1\n10.7,u2,late\n10.2,u2,early\n"
+    (folder / "interactions.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())  # UTF-8 BOM
+    ds = load_dataset(str(folder))
+    assert [ds.item_ids[i] for i in ds.sequence(0)] == ["i1", "i2"]  # by time, not file order
+    assert [ds.item_ids[i] for i in ds.sequence(1)] == ["early", "late"]
+
+
+def test_unreadable_csv_and_corrupt_gzip_are_malformed_data_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "cp1252"
+    folder.mkdir()
+    (folder / "interactions.csv").write_bytes("user,item\nu1,caf\u00e9\n".encode("cp1252"))
+    with pytest.raises(MalformedDataError, match="not UTF-8 text .*save the CSV as UTF-8"):
+        load_dataset(str(folder))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    data = bytearray(gzip.compress(("U1 A B C\n" * 1000).encode()))
+    data[20:40] = b"\xff" * 20  # flipped bytes, not a short file
+    (corrupt / "user_sequence.txt.gz").write_bytes(bytes(data))
+    with pytest.raises(MalformedDataError, match="delete it and download again"):
+        load_dataset(str(corrupt))
+
+
+def test_movielens_ids_must_be_ascii_digits(tmp_path: Path) -> None:
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "ratings.dat").write_bytes(b"1::10::4::100\n1::1\xb2::4::101\n")  # superscript 2
+    write_text(folder / "movies.dat", "10::A (1999)::Drama\n")
+    with pytest.raises(MalformedDataError, match="ratings.dat:2"):
+        load_dataset(str(folder))
+
+
+def test_other_interactions_files_are_not_a_dataset(tmp_path: Path) -> None:
+    folder = tmp_path / "zipped"
+    write_text(folder / "interactions.csv.zip", "not read")
+    with pytest.raises(DatasetNotFoundError, match="holds no dataset"):
         load_dataset(str(folder))
 
 
