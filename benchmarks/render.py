@@ -286,7 +286,10 @@ def bench_table(records: list[dict[str, Any]]) -> str:
         dataset = r["bundle"]["name"].split("-student")[0]
         e2e = r["latency_ms"]["end_to_end"]
         sizes = r["bundle"]["bytes"]
-        own = sizes["graphs_without_catalogue_tables"] - sizes.get("search_graph", 0)
+        # records before the per-graph split subtracted the search graph's tables as well
+        own = sizes.get("student_graphs_without_catalogue_tables")
+        if own is None:
+            own = sizes["graphs_without_catalogue_tables"] - sizes.get("search_graph", 0)
         search = sizes.get("search_graph", 0)
         concurrent = r.get("concurrent_throughput")
         rows.append(

@@ -23,6 +23,7 @@ import csv
 import gc
 import importlib.metadata
 import itertools
+import math
 import os
 import platform
 import resource
@@ -134,16 +135,25 @@ def _providers_for(device: str, manifest: Manifest) -> list[str]:
 
 
 def _catalogue_bytes(path: Path, num_items: int) -> int:
-    """Bytes of catalogue-sized initializers (item-id tables) inside one ONNX graph."""
-    import onnx
-    from onnx import numpy_helper
+    """Stored bytes of catalogue-sized initializers (item-id tables) inside one ONNX graph.
 
+    Stored, not unpacked: an INT4 table holds two values a byte, which `to_array` would
+    widen to one byte each.
+    """
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    packed = {TensorProto.INT4: 4, TensorProto.UINT4: 4}  # bits per value
     model = onnx.load(str(path), load_external_data=False)
-    return sum(
-        numpy_helper.to_array(init).nbytes
-        for init in model.graph.initializer
-        if init.dims and init.dims[0] >= num_items
-    )
+    total = 0
+    for init in model.graph.initializer:
+        if not init.dims or init.dims[0] < num_items:
+            continue
+        if init.data_type in packed:
+            total += math.ceil(math.prod(init.dims) * packed[init.data_type] / 8)
+        else:
+            total += numpy_helper.to_array(init).nbytes
+    return total
 
 
 def _sizes(folder: Path, manifest: Manifest, provider: str) -> dict[str, int]:
@@ -158,15 +168,18 @@ def _sizes(folder: Path, manifest: Manifest, provider: str) -> dict[str, int]:
     if manifest.search_graph is not None and provider != QNN:
         search = (folder / manifest.search_graph.file).stat().st_size
         graphs.append(manifest.search_graph)
-    catalogue = 0
+    catalogue = [0] * len(graphs)
     # Measured on the portable graphs (a compiled EPContext one hides its weights); onnx, which
     # reads them, is in the [export] extra.
     with contextlib.suppress(ImportError):
-        catalogue = sum(_catalogue_bytes(folder / g.file, manifest.num_items) for g in graphs)
+        catalogue = [_catalogue_bytes(folder / g.file, manifest.num_items) for g in graphs]
+    in_student = sum(catalogue[:2])
     return {
         "graphs": student + search,  # the graph files the device loads (compiled where used)
-        "graphs_without_catalogue_tables": student + search - catalogue,
-        "catalogue_tables_in_graphs": catalogue,
+        "graphs_without_catalogue_tables": student + search - sum(catalogue),
+        "catalogue_tables_in_graphs": sum(catalogue),
+        # the student's own size, as a model: what grows with its layers, not the catalogue
+        "student_graphs_without_catalogue_tables": student - in_student,
         "student_graphs": student,  # encoder and decoder
         "search_graph": search,  # 0 without one
         "tables": sum(e.bytes for n, e in manifest.files.items() if not n.endswith(".onnx")),

@@ -345,6 +345,18 @@ def write_fp32(student: Student, folder: Path) -> Manifest:
     return manifest
 
 
+def quantized_producer(base: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The `producer` of a bundle made from the fp32 one: its own time, fp32's checks apart.
+
+    The parity and search-graph checks were made on the fp32 graphs; copied as they are they
+    would read as this bundle's own (its own quality gate is in `quality`, and a search
+    graph it gets is checked again). They are kept under `fp32_reference`.
+    """
+    own = {k: v for k, v in base.items() if k not in ("parity", "search_graph_check")}
+    reference = {k: base[k] for k in ("parity", "search_graph_check", "created") if k in base}
+    return own | {"created": utc_now(), "fp32_reference": reference} | extra
+
+
 def derive_manifest(base: Manifest, folder: Path, **changes: Any) -> Manifest:
     """`base` with `changes`, and file entries re-hashed from `folder`; written there.
 

@@ -42,7 +42,7 @@ from pocketrec._bundle import QNN, _qnn_devices, open_bundle
 from pocketrec._manifest import Manifest, read_manifest
 from pocketrec._recommender import Recommender
 from pocketrec.distill.protocol import Split
-from pocketrec.export.bundle import ExportError
+from pocketrec.export.bundle import ExportError, quantized_producer
 from pocketrec.export.gate import CPU, GRAPHS, Job, copy_tables, derived, gate, groups_of, nodes_in
 from pocketrec.export.graphs import export_graphs
 from pocketrec.export.quantize import quantize_qdq
@@ -360,6 +360,6 @@ def build_npu(job: Job, folder: Path) -> Manifest:
         decoder=manifest.decoder,
         static_batch=rows[1],
         provider_options={QNN: options},
-        producer={**job.base.producer, "export": cfg.to_json(), "quantization": method},
+        producer=quantized_producer(job.base.producer, export=cfg.to_json(), quantization=method),
         quality=quality,
     )

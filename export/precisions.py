@@ -32,7 +32,13 @@ from pocketrec._bundle import Bundle, open_bundle
 from pocketrec._manifest import Manifest
 from pocketrec._recommender import Recommender
 from pocketrec.distill.runinfo import staged_folder
-from pocketrec.export.bundle import ExportError, Student, derive_manifest, write_fp32
+from pocketrec.export.bundle import (
+    ExportError,
+    Student,
+    derive_manifest,
+    quantized_producer,
+    write_fp32,
+)
 from pocketrec.export.config import PRECISIONS, PrecisionConfig
 from pocketrec.export.gate import (
     CPU,
@@ -93,7 +99,9 @@ def _int8(job: Job, folder: Path) -> Manifest:
         job,
         folder,
         "int8",
-        producer={**job.base.producer, "export": job.cfg.to_json(), "quantization": method},
+        producer=quantized_producer(
+            job.base.producer, export=job.cfg.to_json(), quantization=method
+        ),
         quality=quality,
     )
 
@@ -199,7 +207,9 @@ def _int4(job: Job, folder: Path) -> Manifest:
         job,
         folder,
         "int4",
-        producer={**job.base.producer, "export": job.cfg.to_json(), "quantization": method},
+        producer=quantized_producer(
+            job.base.producer, export=job.cfg.to_json(), quantization=method
+        ),
         quality=quality,
     )
 

@@ -54,6 +54,32 @@ def test_cpu_record_has_latency_stages_throughput_memory_and_sizes(records: list
     assert sizes["graphs"] == student + sizes["search_graph"]
     assert sizes["catalogue_tables_in_graphs"] > 0  # the item-id table
     assert sizes["graphs"] + sizes["tables"] == sizes["files_total"]
+    # the search graph's own catalogue tables (its trie) are not taken off the student's size
+    assert 0 < sizes["student_graphs_without_catalogue_tables"] < sizes["student_graphs"]
+    assert sizes["student_graphs_without_catalogue_tables"] >= (
+        sizes["graphs_without_catalogue_tables"] - sizes["search_graph"]
+    )
+
+
+def test_int4_catalogue_tables_are_counted_as_stored(tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pocketrec.export.bench import _catalogue_bytes
+
+    values = np.random.default_rng(0).integers(-8, 8, size=(1000, 64))
+    tables = [
+        helper.make_tensor("int4", TensorProto.INT4, [1000, 64], values.flatten().tolist()),
+        helper.make_tensor("f32", TensorProto.FLOAT, [1000, 2], np.zeros(2000).tolist()),
+        helper.make_tensor("small", TensorProto.FLOAT, [10, 2], np.zeros(20).tolist()),
+    ]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [10, 2])
+    node = helper.make_node("Identity", ["small"], ["y"])
+    graph = helper.make_graph([node], "g", [], [out], initializer=tables)
+    onnx.save(helper.make_model(graph), tmp_path / "g.onnx")
+    # two int4 values a byte, four bytes a float; tables shorter than the catalogue not counted
+    assert _catalogue_bytes(tmp_path / "g.onnx", 1000) == 1000 * 64 // 2 + 1000 * 2 * 4
 
 
 def test_cpu_record_of_a_bundle_without_search_graph_times_each_level(

@@ -61,6 +61,11 @@ def test_quality_is_measured_against_fp32_on_the_same_users(
     assert quality["passed"] is True
     assert quality["ndcg@10_retention"] >= TINY_RETENTION[precision]
     assert quality["providers"] == ([QNN] if precision == "npu" else [CPU])
+    # fp32's parity check is fp32's: kept apart, not passed off as this bundle's own
+    producer = _manifest(exported[precision])["producer"]
+    assert "parity" not in producer and producer["fp32_reference"]["parity"]
+    if _manifest(exported[precision]).get("search_graph") is None:
+        assert "search_graph_check" not in producer
 
 
 def test_sdk_scores_match_the_recorded_quality(exported: dict[str, Path], tiny_run: Path) -> None:
