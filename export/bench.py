@@ -42,7 +42,7 @@ from pocketrec._bundle import QNN, _qnn_devices, available_providers, open_bundl
 from pocketrec._errors import ProviderUnavailableError
 from pocketrec._manifest import Manifest, read_manifest
 from pocketrec._recommender import Recommender
-from pocketrec.distill.runinfo import command_line, cpu_model, utc_now
+from pocketrec.distill.runinfo import command_line, cpu_model, git_commit, utc_now
 
 __all__ = ["DEVICES", "BenchConfig", "bench_bundle", "percentiles", "read_cycles"]
 
@@ -418,6 +418,9 @@ def _measure(
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "config": asdict(cfg),
         "command": command_line(),
+        "git_commit": git_commit(),
+        # other work on the machine while it measured: 1, 5 and 15 minute load averages
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "created": utc_now(),
     }
     return record, {"single": single_bounds, "batch": batch_bounds, "levels": levels}
