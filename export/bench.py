@@ -419,7 +419,7 @@ def _measure(
         "config": asdict(cfg),
         "command": command_line(),
         "git_commit": git_commit(),
-        # other work on the machine while it measured: 1, 5 and 15 minute load averages
+        # 1, 5 and 15 minute load averages as it ends (its own callers included): busy or quiet
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "created": utc_now(),
     }
