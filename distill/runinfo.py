@@ -61,7 +61,8 @@ def git_commit() -> str | None:
     """The commit of the pocketrec checkout, when running from one.
 
     Ends in "+dirty" when tracked files differ from that commit: the record then does not pin
-    the code that made it.
+    the code that made it. Result records (`benchmarks/results/`) are not code, so a
+    benchmark that writes one does not make the next one dirty.
     """
     here = Path(__file__).resolve().parent
     try:
@@ -79,7 +80,10 @@ def git_commit() -> str | None:
         return None
     if head.returncode != 0 or not head.stdout.strip():
         return None
-    dirty = status.returncode == 0 and bool(status.stdout.strip())
+    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    dirty = status.returncode == 0 and any(
+        not path.startswith("benchmarks/results/") for path in changed
+    )
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
