@@ -54,9 +54,10 @@ __all__ = [
 
 GRAPHS = ("encoder", "decoder")
 # Precisions built with a search graph (dynamic shapes). Not int4: it is the size-first
-# precision, the search graph repeats the decoder's weights (Beauty: +0.77 MB, more than
-# doubling its 0.56 MB of graphs without catalogue tables), and at 1 thread its recommend p50
-# did not improve with it (0.65 ms without, 0.71 ms with, same session).
+# precision, the search graph repeats the decoder's weights (Beauty: +0.77 MB, measured before
+# the bench counted INT4 tables as stored; its student graphs without catalogue tables are
+# 0.94 MB), and at 1 thread its recommend p50 did not improve with it (0.65 ms without,
+# 0.71 ms with, same session).
 SEARCH_PRECISIONS = ("fp32", "int8")
 CPU = "CPUExecutionProvider"
 # (target folder, groups kept) -> writes both graphs; returns, per graph, the node names it
