@@ -32,6 +32,7 @@ from pocketrec.distill.runinfo import (
     command_line,
     git_commit,
     machine_info,
+    recover_staged,
     seed_everything,
     utc_now,
     write_json,
@@ -104,7 +105,7 @@ def _fit(
     stopper = EarlyStopping(cfg.patience)
     start_epoch, elapsed = 0, 0.0
     ckpt = out / f"checkpoint_{name}"
-    if ckpt.exists():  # resume an interrupted run exactly where it stopped
+    if recover_staged(ckpt):  # resume an interrupted run exactly where it stopped
         meta = load_checkpoint(ckpt, model, optimizer)
         start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
         stopper = EarlyStopping(**meta["stopper"])

@@ -30,7 +30,7 @@ from pocketrec.distill.genrec import GenRec, code_loss
 from pocketrec.distill.kd import valid_children
 from pocketrec.distill.metrics import KS
 from pocketrec.distill.protocol import PAD, Split, Stage, evaluate
-from pocketrec.distill.runinfo import seed_everything, write_json
+from pocketrec.distill.runinfo import recover_staged, seed_everything, write_json
 from pocketrec.distill.training import EarlyStopping, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "evaluate_genrec", "make_predictor", "train_genrec"]
@@ -258,7 +258,7 @@ def train_genrec(
     stopper = EarlyStopping(cfg.patience)
     start_epoch, elapsed = 0, 0.0
     ckpt = out_dir / "checkpoint"
-    if ckpt.exists():
+    if recover_staged(ckpt):
         meta = load_checkpoint(ckpt, model, optimizer)
         start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
         stopper = EarlyStopping(**meta["stopper"])

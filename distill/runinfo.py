@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from pocketrec._files import fsync
+
 __all__ = [
     "staged_folder",
     "command_line",
@@ -32,6 +34,7 @@ __all__ = [
     "machine_info",
     "provenance",
     "read_json",
+    "recover_staged",
     "seed_everything",
     "to_jsonable",
     "utc_now",
@@ -57,6 +60,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+_GIT_STATUS = ["git", "status", "--porcelain", "--untracked-files=no", "--"]
+
+
 def git_commit() -> str | None:
     """The commit of the pocketrec checkout, when running from one.
 
@@ -70,7 +76,8 @@ def git_commit() -> str | None:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
         )
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # result records are not code: writing one does not make the next one dirty
+            [*_GIT_STATUS, ":(top)", ":(top,exclude)benchmarks/results"],
             cwd=here,
             capture_output=True,
             text=True,
@@ -80,10 +87,7 @@ def git_commit() -> str | None:
         return None
     if head.returncode != 0 or not head.stdout.strip():
         return None
-    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
-    dirty = status.returncode == 0 and any(
-        not path.startswith("benchmarks/results/") for path in changed
-    )
+    dirty = status.returncode == 0 and bool(status.stdout.strip())
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
@@ -184,8 +188,7 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     """
     tmp = folder.with_name(folder.name + ".tmp")
     old = folder.with_name(folder.name + ".old")
-    if old.exists() and not folder.exists():  # a crash between the two renames: restore
-        old.rename(folder)
+    recover_staged(folder)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -198,24 +201,22 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
-    _fsync_dir(folder.parent)
+    fsync(folder.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # Windows cannot open a folder to sync it
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def recover_staged(folder: Path) -> bool:
+    """Put back the previous `folder` that a crash between `staged_folder`'s two renames left
+    as `<folder>.old`; returns whether `folder` exists. Call it before reading `folder`."""
+    old = folder.with_name(folder.name + ".old")
+    if old.exists() and not folder.exists():
+        old.rename(folder)
+    return folder.exists()
 
 
 def _fsync_tree(root: Path) -> None:
     """fsync every file and folder under `root` (a bundle or checkpoint: a few dozen files)."""
     for folder, _, files in os.walk(root):
         for name in files:
-            with open(Path(folder) / name, "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(Path(folder))
+            fsync(Path(folder) / name)
+        fsync(Path(folder))

@@ -99,8 +99,7 @@ class _Stages:
         fingerprint = _fingerprint(inputs)
         if marker.exists():
             done = json.loads(marker.read_text())
-            # markers written before the version was recorded carry none and stay reusable
-            version = done.get("pocketrec", __version__)
+            version = done.get("pocketrec", "(not recorded)")  # older markers: other code
             if done["fingerprint"] == fingerprint and version == __version__ and not self.rebuilt:
                 self.log(f"[{name}] done earlier, reused ({folder})")
                 return fingerprint

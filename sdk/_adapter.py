@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from numpy.typing import NDArray
 
 from pocketrec._checks import is_int, is_real
 from pocketrec._errors import BundleError, InvalidRequestError
+from pocketrec._files import fsync
 
 __all__ = [
     "ADAPTER_FORMAT",
@@ -159,17 +159,10 @@ class Adapter:
         """
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.to_json()))
-            f.flush()
-            os.fsync(f.fileno())
+        tmp.write_text(json.dumps(self.to_json()), encoding="utf-8")
+        fsync(tmp)
         tmp.replace(path)
-        if os.name == "posix":  # the rename itself survives a power loss once its folder is synced
-            folder = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+        fsync(path.parent)  # the rename itself survives a power loss once its folder is synced
         return path
 
     @classmethod

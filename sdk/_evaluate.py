@@ -39,11 +39,9 @@ def evaluate_recommender(
     """
     from pocketrec.distill.protocol import evaluate, leave_one_out
 
-    for name, value, least in (("batch_size", batch_size, 1), ("limit", limit, 1)):
-        if value is not None and not (is_int(value) and value >= least):
+    for name, value in (("batch_size", batch_size), ("limit", limit), ("beam_width", beam_width)):
+        if value is not None and not (is_int(value) and value >= 1):
             raise InvalidRequestError(f"{name} must be a positive integer, got {value!r}")
-    if beam_width is not None and not (is_int(beam_width) and beam_width >= 1):
-        raise InvalidRequestError(f"beam_width must be a positive integer, got {beam_width!r}")
     lookup = {item: row for row, item in enumerate(rec.item_ids)}
     to_bundle = np.array([lookup.get(str(i), -1) for i in dataset.item_ids] + [-1], np.int64)
     to_dataset = np.full(len(rec.item_ids) + 1, -1, np.int64)

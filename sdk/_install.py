@@ -31,23 +31,12 @@ from pathlib import Path
 
 from pocketrec._bundle import check_bundle
 from pocketrec._errors import BundleError
+from pocketrec._files import fsync
 from pocketrec._manifest import SIGNATURE_FILE, read_manifest, read_manifest_bytes
 
 __all__ = ["install_bundle"]
 
 HIGHEST = "highest_versions.json"
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's entries, to the disk (folders: POSIX only)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # Windows cannot open a folder
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -143,7 +132,7 @@ def install_bundle(
             for name in names:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source / name, staging / name)
-                _fsync(staging / name)
+                fsync(staging / name)
             # The copy is what the app will run: check it whole, signature included.
             new = check_bundle(staging, trusted_keys=trusted_keys)[0]
             data = read_manifest_bytes(staging)
@@ -164,9 +153,9 @@ def install_bundle(
             if folder == current:  # the same manifest, newly signed: a fresh folder name
                 folder = folder.with_name(f"{folder.name}-{os.getpid()}")
             shutil.rmtree(folder, ignore_errors=True)
-            _fsync(staging)
+            fsync(staging)
             staging.rename(folder)
-            _fsync(versions)
+            fsync(versions)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         _switch(target, folder)
@@ -192,7 +181,7 @@ def _switch(target: Path, folder: Path) -> None:
             "system with symbolic links (app-private storage on Android, iOS, Linux and macOS)"
         ) from e
     os.replace(link, target)  # the switch: atomic, so the app sees the old or the new bundle
-    _fsync(target.parent)
+    fsync(target.parent)
 
 
 def _signature(folder: Path) -> bytes | None:
@@ -211,5 +200,5 @@ def _highest(versions: Path) -> dict[str, int]:
 def _write_json(path: Path, obj: object) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    _fsync(tmp)
+    fsync(tmp)
     os.replace(tmp, path)

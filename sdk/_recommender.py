@@ -23,7 +23,6 @@ from pocketrec._search import (
     SearchResult,
     beam_search,
     extra_beams,
-    extra_beams_per_user,
     one_user_result,
 )
 from pocketrec._sessions import run_decoder, run_fixed, static_dim
@@ -53,6 +52,11 @@ class Recommendation:
     log_prob: float
     semantic_id: tuple[int, ...]
     metadata: Mapping[str, Any]
+
+
+def _distinct_counts(excluded: NDArray[np.int64]) -> NDArray[np.int64]:
+    """(B,) distinct catalogue rows in each row of a -1-padded (B, E) exclusion batch."""
+    return np.array([len(np.unique(row[row >= 0])) for row in excluded], dtype=np.int64)
 
 
 class Recommender:
@@ -361,8 +365,11 @@ class Recommender:
         has = (histories >= 0).any(axis=1)
         if has.any():
             excluded = None if exclude is None else exclude[has]
+            distinct = None if excluded is None else _distinct_counts(excluded)
             extra = (
-                None if excluded is None else extra_beams_per_user(excluded, width, self._window)
+                None
+                if distinct is None
+                else np.array([extra_beams(int(d), width, self._window) for d in distinct])
             )
             states = self.encode(histories[has])
             found = beam_search(
@@ -374,8 +381,8 @@ class Recommender:
                 exclude=excluded,
                 extra_width=extra,
             )
-            if excluded is not None and extra is not None:
-                found = self._refill(states, found, excluded, extra, width, k)
+            if excluded is not None and distinct is not None and extra is not None:
+                found = self._refill(states, found, excluded, distinct, extra, width, k)
             result_items[has], result_lp[has] = found.items, found.log_probs
             result_codes[has] = found.semantic_ids
         for row in np.flatnonzero(~has):  # cold start: popularity
@@ -391,6 +398,7 @@ class Recommender:
         states: tuple[NDArray[np.float32], NDArray[np.bool_]],
         found: SearchResult,
         excluded: NDArray[np.int64],
+        distinct: NDArray[np.int64],
         extra: NDArray[np.int64],
         width: int,
         k: int,
@@ -401,9 +409,11 @@ class Recommender:
         fast; when a user's excluded items crowd the capped beams out, their list is shorter
         than the catalogue allows, and only those users pay for the uncapped search.
         """
-        distinct = np.array([len(np.unique(row[row >= 0])) for row in excluded])
+        capped = extra < distinct  # only these can have lost items to the cap
+        if not capped.any():
+            return found
         wanted = np.minimum(k, len(self.item_ids) - distinct)
-        short = np.flatnonzero(((found.items >= 0).sum(axis=1) < wanted) & (extra < distinct))
+        short = np.flatnonzero(capped & ((found.items >= 0).sum(axis=1) < wanted))
         if not len(short):
             return found
         again = beam_search(
@@ -568,7 +578,7 @@ class Recommender:
         if self._search is not None:
             excluded = sorted(set(rows)) if exclude_history else []  # each banned item once
             found = self._search_graph(history_rows, excluded, width, extra, k)
-            if self._short(found, k, distinct) and extra < distinct:  # see `_refill`
+            if extra < distinct and self._short(found, k, distinct):  # see `_refill`
                 found = self._search_graph(history_rows, excluded, width, distinct, k)
             return self._recommendations(found)[0]
         exclude = np.array([rows], dtype=np.int64) if exclude_history else None  # (1, E)
@@ -582,8 +592,16 @@ class Recommender:
             exclude=exclude,
             extra_width=extra,
         )
-        if exclude is not None:
-            found = self._refill(states, found, exclude, np.array([extra]), width, k)
+        if extra < distinct and self._short(found, k, distinct):  # see `_refill`
+            found = beam_search(
+                states,
+                self.step,
+                self._index,
+                beam_width=width,
+                top_k=k,
+                exclude=exclude,
+                extra_width=distinct,
+            )
         return self._recommendations(found)[0]
 
     def _short(self, found: SearchResult, k: int, excluded: int) -> bool:

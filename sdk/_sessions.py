@@ -34,7 +34,7 @@ def run_fixed(
     outputs = []
     for start, stop in _rows_of(first, size):
         part = {k: (v[start:stop] if k in batched else v) for k, v in feeds.items()}
-        if size is not None and stop - start < size:
+        if stop - start < size:
             pad = size - (stop - start)
             part = {
                 k: (np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) if k in batched else v)

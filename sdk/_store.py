@@ -29,7 +29,7 @@ from typing import Any
 
 from pocketrec._adapter import Adapter
 from pocketrec._checks import is_int, is_real
-from pocketrec._errors import InvalidRequestError, StoreError
+from pocketrec._errors import BundleError, InvalidRequestError, StoreError
 
 __all__ = ["Event", "EventStore"]
 
@@ -274,7 +274,10 @@ class EventStore:
             raise InvalidRequestError(
                 f"save_adapter takes a pocketrec.Adapter, got {type(adapter).__name__}"
             )
-        data = json.dumps(adapter.to_json(), allow_nan=False)
+        try:
+            data = json.dumps(adapter.to_json(), allow_nan=False)
+        except (TypeError, ValueError) as e:  # info holding NaN or objects JSON cannot hold
+            raise InvalidRequestError(f"the adapter cannot be saved as JSON ({e})") from e
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO adapters VALUES (?, ?)", (user, data))
 
@@ -287,7 +290,15 @@ class EventStore:
         _check_text("user", user)
         with self._connection() as db:
             row = db.execute("SELECT data FROM adapters WHERE user = ?", (user,)).fetchone()
-        return None if row is None else Adapter.from_json(json.loads(row[0]))
+        if row is None:
+            return None
+        try:
+            obj = json.loads(row[0])
+        except ValueError as e:
+            raise BundleError(
+                f"the saved adapter in {self.path} is unreadable ({e}); save it again"
+            ) from e
+        return Adapter.from_json(obj)
 
     def export(self, user: str = "me") -> dict[str, Any]:
         """Everything stored about a user, as plain JSON-able data (data portability)."""

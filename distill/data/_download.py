@@ -35,6 +35,7 @@ from pocketrec.distill.errors import ChecksumError, DataError
 __all__ = [
     "AMAZON_2014_CATEGORIES",
     "AMAZON_2014_KNOWN_COUNTS",
+    "AMAZON_SHORT_NAMES",
     "ML_1M",
     "default_cache_dir",
     "download_dataset",
@@ -309,13 +310,14 @@ def _extract_ml_1m(archive: Path, dest: Path) -> None:
 
 
 # Short names of long categories, as datasets are named and their folders are called.
-_AMAZON_SHORT_NAMES = {"sports": "sports_and_outdoors", "toys": "toys_and_games"}
+AMAZON_SHORT_NAMES = {"sports": "sports_and_outdoors", "toys": "toys_and_games"}
+_AMAZON_FOLDER_NAMES = {long: short for short, long in AMAZON_SHORT_NAMES.items()}
 
 
 def amazon_category(name: str) -> str:
     """The 2014 file name of a category given as `beauty`, `amazon2014_sports`, `Baby`, ..."""
     key = name.lower().removeprefix("amazon2014_")
-    key = _AMAZON_SHORT_NAMES.get(key, key)
+    key = AMAZON_SHORT_NAMES.get(key, key)
     for category in AMAZON_2014_CATEGORIES:
         if category.lower() == key:
             return category
@@ -350,7 +352,7 @@ def download_dataset(
         return folder
     category = amazon_category(name)
     # the folder `load_dataset` looks in for this category ("sports": amazon2014_sports)
-    short = {v: k for k, v in _AMAZON_SHORT_NAMES.items()}.get(category.lower(), category.lower())
+    short = _AMAZON_FOLDER_NAMES.get(category.lower(), category.lower())
     folder = root / f"amazon2014_{short}"
     for prefix in ("reviews", "meta"):
         suffix = "_5.json.gz" if prefix == "reviews" else ".json.gz"

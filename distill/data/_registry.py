@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from pocketrec.distill.data._dataset import Dataset, ItemText, build_dataset
-from pocketrec.distill.data._download import AMAZON_2014_KNOWN_COUNTS
+from pocketrec.distill.data._download import AMAZON_2014_KNOWN_COUNTS, AMAZON_SHORT_NAMES
 from pocketrec.distill.data._formats import (
     filter_min_counts,
     group_sequences,
@@ -40,9 +40,7 @@ ALIASES = {
     "ml-1m": "movielens_1m",
     "movielens-1m": "movielens_1m",
     "beauty": "amazon2014_beauty",
-    "sports": "amazon2014_sports",
-    "toys": "amazon2014_toys",
-}
+} | {short: f"amazon2014_{short}" for short in AMAZON_SHORT_NAMES}
 _GENERIC_FILES = (
     "interactions.csv",
     "interactions.csv.gz",

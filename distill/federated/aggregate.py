@@ -177,7 +177,11 @@ def aggregate_uploads(
     if not accepted and not central:
         return None, report | {"published": False, "update_norm": 0.0}
     if central:  # (sum + noise) / a fixed count: the mechanism privacy.py accounts for
-        total = np.sum(accepted, axis=0) if accepted else np.zeros_like(bias, dtype=np.float64)
+        # each clipped to exactly clip_norm: the norm check's float margin is not sensitivity
+        clipped = [
+            d * min(1.0, rules.clip_norm / max(float(np.linalg.norm(d)), 1e-30)) for d in accepted
+        ]
+        total = np.sum(clipped, axis=0) if clipped else np.zeros_like(bias, dtype=np.float64)
         noise = (rng or np.random.default_rng()).normal(
             0.0, central_noise * rules.clip_norm, size=bias.shape
         )

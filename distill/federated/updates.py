@@ -160,10 +160,7 @@ def _check(payload: bytes, size: int, rules: UpdateRules) -> Verdict:
     if obj["base_version"] != rules.version:
         detail = f"base_version {obj['base_version']}, current {rules.version}"
         return _reject(size, "stale_version", detail)
-    try:
-        declared = (float(obj["clip_norm"]), float(obj["noise_multiplier"]))
-    except OverflowError:  # an integer beyond float range
-        return _reject(size, "malformed", "clip_norm or noise_multiplier is out of range")
+    declared = (float(obj["clip_norm"]), float(obj["noise_multiplier"]))  # check_update catches
     if not (
         math.isclose(declared[0], rules.clip_norm, rel_tol=1e-6)
         and math.isclose(declared[1], rules.noise_multiplier, rel_tol=1e-6, abs_tol=1e-12)

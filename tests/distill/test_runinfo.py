@@ -35,3 +35,14 @@ def test_a_crash_between_the_two_renames_loses_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), staged_folder(target):
         raise RuntimeError("fails before the swap")
     assert (target / "file.txt").read_text() == "v2"  # restored, not deleted
+
+
+def test_a_reader_puts_back_what_a_crash_left_aside_before_it_looks(tmp_path: Path) -> None:
+    from pocketrec.distill.runinfo import recover_staged
+
+    checkpoint = tmp_path / "checkpoint"
+    _write(checkpoint, "epoch 7")
+    checkpoint.rename(tmp_path / "checkpoint.old")  # killed between the two renames
+    assert recover_staged(checkpoint)  # training resumes instead of starting over
+    assert (checkpoint / "file.txt").read_text() == "epoch 7"
+    assert not recover_staged(tmp_path / "never-written")

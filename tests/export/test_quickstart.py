@@ -101,6 +101,10 @@ def test_a_stage_made_by_another_pocketrec_version_is_not_reused(
     assert any("[distill] done earlier" in line for line in lines)  # its version still matches
     assert any("[export] inputs changed" in line for line in lines)
     assert json.loads(marker.read_text())["pocketrec"] == __version__
+    unversioned = {k: v for k, v in json.loads(marker.read_text()).items() if k != "pocketrec"}
+    marker.write_text(json.dumps(unversioned))  # written by code before versions were recorded
+    with pytest.raises(ConfigError, match=re.escape("pocketrec (not recorded) -> ")):
+        run_quickstart(_cfg(shop), out, log=lambda _: None)
 
 
 def test_a_stage_that_did_not_finish_is_redone_not_trusted(
