@@ -372,15 +372,7 @@ class Recommender:
                 else np.array([extra_beams(int(d), width, self._window) for d in distinct])
             )
             states = self.encode(histories[has])
-            found = beam_search(
-                states,
-                self.step,
-                self._index,
-                beam_width=width,
-                top_k=k,
-                exclude=excluded,
-                extra_width=extra,
-            )
+            found = self._beam(states, width, k, excluded, extra)
             if excluded is not None and distinct is not None and extra is not None:
                 found = self._refill(states, found, excluded, distinct, extra, width, k)
             result_items[has], result_lp[has] = found.items, found.log_probs
@@ -392,6 +384,25 @@ class Recommender:
             result_lp[row, : len(top)] = self._pop_log_prob[top]
             result_codes[row, : len(top)] = self._bundle.semantic_ids[top]
         return SearchResult(items=result_items, log_probs=result_lp, semantic_ids=result_codes)
+
+    def _beam(
+        self,
+        states: tuple[NDArray[np.float32], NDArray[np.bool_]],
+        width: int,
+        k: int,
+        exclude: NDArray[np.int64] | None,
+        extra: Any,
+    ) -> SearchResult:
+        """`beam_search` over this bundle's decoder and prefix index."""
+        return beam_search(
+            states,
+            self.step,
+            self._index,
+            beam_width=width,
+            top_k=k,
+            exclude=exclude,
+            extra_width=extra,
+        )
 
     def _refill(
         self,
@@ -416,15 +427,8 @@ class Recommender:
         short = np.flatnonzero(capped & ((found.items >= 0).sum(axis=1) < wanted))
         if not len(short):
             return found
-        again = beam_search(
-            (states[0][short], states[1][short]),
-            self.step,
-            self._index,
-            beam_width=width,
-            top_k=k,
-            exclude=excluded[short],
-            extra_width=distinct[short],
-        )
+        subset = (states[0][short], states[1][short])
+        again = self._beam(subset, width, k, excluded[short], distinct[short])
         items, log_probs = found.items.copy(), found.log_probs.copy()
         codes = found.semantic_ids.copy()
         items[short], log_probs[short], codes[short] = (
@@ -583,25 +587,9 @@ class Recommender:
             return self._recommendations(found)[0]
         exclude = np.array([rows], dtype=np.int64) if exclude_history else None  # (1, E)
         states = self.encode(history_rows)
-        found = beam_search(
-            states,
-            self.step,
-            self._index,
-            beam_width=width,
-            top_k=k,
-            exclude=exclude,
-            extra_width=extra,
-        )
+        found = self._beam(states, width, k, exclude, extra)
         if extra < distinct and self._short(found, k, distinct):  # see `_refill`
-            found = beam_search(
-                states,
-                self.step,
-                self._index,
-                beam_width=width,
-                top_k=k,
-                exclude=exclude,
-                extra_width=distinct,
-            )
+            found = self._beam(states, width, k, exclude, distinct)
         return self._recommendations(found)[0]
 
     def _short(self, found: SearchResult, k: int, excluded: int) -> bool:
