@@ -44,7 +44,9 @@ __all__ = [
 ]
 
 ADAPTER_FORMAT = "pocketrec-adapter/1"
-UPDATE_FORMAT = "pocketrec-update/1"
+# 2: an update names the model it was computed on (`Manifest.model_id`), not only the bundle's
+# name, which another export can share.
+UPDATE_FORMAT = "pocketrec-update/2"
 MAX_UPDATE_BYTES = 16 * 1024  # the largest upload a server accepts (the device checks it too)
 
 
@@ -278,13 +280,14 @@ def make_update(
     delta: NDArray[np.float32],
     *,
     bundle: str,
+    model: str,
     base_version: int,
     clip_norm: float,
     noise_multiplier: float,
     num_events: int,
     rng: np.random.Generator,
 ) -> bytes:
-    """Clip `delta` to L2 norm `clip_norm`, add Gaussian noise, serialise (pocketrec-update/1).
+    """Clip `delta` to L2 norm `clip_norm`, add Gaussian noise, serialise (pocketrec-update/2).
 
     Raises:
         InvalidRequestError: `delta` is not finite (a diverged fit: lower `FitSettings.lr`),
@@ -293,6 +296,7 @@ def make_update(
     Args:
         delta: the change to the shared adapter the local data asks for.
         bundle: bundle name the update was computed on.
+        model: that bundle's `Manifest.model_id`; servers reject updates from other models.
         base_version: shared-adapter version it starts from (older ones are rejected as stale).
         clip_norm: L2 bound of one client's contribution (the DP sensitivity).
         noise_multiplier: noise std as a multiple of clip_norm, added here on the device.
@@ -321,6 +325,7 @@ def make_update(
     payload = {
         "format": UPDATE_FORMAT,
         "bundle": bundle,
+        "model": model,
         "base_version": int(base_version),
         "clip_norm": clip_norm,
         "noise_multiplier": noise_multiplier,

@@ -7,6 +7,7 @@ so what is written is always what the SDK can read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -271,6 +272,18 @@ class Manifest:
             producer=dict(obj.get("producer", {})),
             quality=dict(obj.get("quality", {})),
         )
+
+    @property
+    def model_id(self) -> str:
+        """sha256 of the bundle's files other than its shared adapter (their names and sha256s).
+
+        Every version a federated round publishes keeps it (only the adapter and the manifest
+        change), and any other export has another one, even under the same name and version
+        number. Device updates name it, so a server never averages changes computed on
+        different models.
+        """
+        files = {n: e.sha256 for n, e in sorted(self.files.items()) if n != self.adapter}
+        return hashlib.sha256(json.dumps(files, separators=(",", ":")).encode()).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -113,6 +113,7 @@ def federated_update(
     return make_update(
         fitted - start,
         bundle=rec.manifest.name,
+        model=rec.manifest.model_id,
         base_version=version,
         clip_norm=clip_norm,
         noise_multiplier=noise_multiplier,

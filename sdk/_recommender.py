@@ -258,8 +258,8 @@ class Recommender:
             seed: noise seed, for tests and simulations only (default: fresh OS randomness).
 
         Returns:
-            A `pocketrec-update/1` JSON payload (a few KB), versioned by bundle name and the
-            shared adapter's version.
+            A `pocketrec-update/2` JSON payload (a few KB) that names the bundle, its model
+            (`manifest.model_id`) and the shared adapter's version it starts from.
 
         Raises:
             InvalidRequestError: clip_norm or noise_multiplier is not finite and in range, or

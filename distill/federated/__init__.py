@@ -1,7 +1,7 @@
 """pocketrec.distill.federated: the server side of on-device personalization.
 
 Devices fit the shared code-bias adapter on their own events and upload a clipped, noised
-change (`Recommender.federated_update`, a `pocketrec-update/1` JSON payload). This package:
+change (`Recommender.federated_update`, a `pocketrec-update/2` JSON payload). This package:
 
 - `updates`: checks each upload (schema, bundle version, size, shape, values) and says why one
   is rejected;

@@ -81,7 +81,7 @@ def client_uploads(
         noise_multiplier: the round's device noise.
 
     Returns:
-        One `pocketrec-update/1` payload per sampled user with at least 2 known events.
+        One `pocketrec-update/2` payload per sampled user with at least 2 known events.
     """
     world = load_world(
         cfg.dataset,

@@ -118,6 +118,7 @@ def simulate(
         strategy = AdapterStrategy(
             rules=UpdateRules(
                 bundle=manifest.name,
+                models=frozenset({manifest.model_id}),
                 version=start_version,
                 shape=shape,
                 clip_norm=cfg.clip_norm,

@@ -1,6 +1,6 @@
 """Checking device uploads before they count: size, schema, bundle version, shape, values, norm.
 
-An upload is the `pocketrec-update/1` JSON payload that `Recommender.federated_update` returns
+An upload is the `pocketrec-update/2` JSON payload that `Recommender.federated_update` returns
 (see `pocketrec._adapter.make_update`). Every check runs on the raw bytes a network would deliver,
 cheapest first, and a rejected upload gets exactly one reason from `REASONS`; rounds count them.
 """
@@ -29,7 +29,7 @@ REASONS = {
     "oversized": "payload larger than the size cap (checked before it is parsed)",
     "malformed": "not a JSON object, or a field is missing or of the wrong type",
     "wrong_schema": f"format is not {UPDATE_FORMAT}",
-    "other_bundle": "computed on another bundle (its name differs)",
+    "other_bundle": "computed on another bundle (its name or its model files differ)",
     "stale_version": "computed against another version of the shared adapter",
     "wrong_shape": "delta is not a float32 (num_levels, codebook_size) array",
     "non_finite": "delta holds NaN or inf",
@@ -52,6 +52,8 @@ class UpdateRules:
 
     Attributes:
         bundle: manifest name of the bundle the devices run.
+        models: `Manifest.model_id` of every bundle the round distributes (say, its fp32 and
+            int8 exports, whose adapters mean the same codes); uploads must name one of them.
         version: shared-adapter version the round distributed; uploads name it as base_version.
         shape: (num_levels, codebook_size) of the adapter.
         clip_norm: L2 bound of a device's change, set by the server for the round.
@@ -60,6 +62,7 @@ class UpdateRules:
     """
 
     bundle: str
+    models: frozenset[str]
     version: int
     shape: tuple[int, int]
     clip_norm: float
@@ -68,6 +71,9 @@ class UpdateRules:
 
     def __post_init__(self) -> None:
         problems = []
+        object.__setattr__(self, "models", frozenset(self.models))
+        if not self.models or not all(isinstance(m, str) and m for m in self.models):
+            problems.append(f"models must name at least one model id, got {set(self.models)}")
         if not self.clip_norm > 0:
             problems.append(f"clip_norm must be > 0, got {self.clip_norm}")
         if not self.noise_multiplier >= 0:
@@ -146,6 +152,7 @@ def _check(payload: bytes, size: int, rules: UpdateRules) -> Verdict:
         return _reject(size, "wrong_schema", f"format {obj.get('format')!r}")
     fields: dict[str, type | tuple[type, ...]] = {
         "bundle": str,
+        "model": str,
         "base_version": int,
         "clip_norm": (int, float),
         "noise_multiplier": (int, float),
@@ -157,6 +164,9 @@ def _check(payload: bytes, size: int, rules: UpdateRules) -> Verdict:
             return _reject(size, "malformed", f"{key} is {value!r}")
     if obj["bundle"] != rules.bundle:
         return _reject(size, "other_bundle", f"bundle {obj['bundle']!r}, not {rules.bundle!r}")
+    if obj["model"] not in rules.models:
+        detail = f"model {obj['model'][:16]!r}..., not one this round distributes"
+        return _reject(size, "other_bundle", detail)
     if obj["base_version"] != rules.version:
         detail = f"base_version {obj['base_version']}, current {rules.version}"
         return _reject(size, "stale_version", detail)

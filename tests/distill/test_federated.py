@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -19,6 +20,7 @@ pytest.importorskip("torch")
 from pocketrec import BundleError, ConfigError, Recommender
 from pocketrec._adapter import Adapter, _decode, _encode, make_update
 from pocketrec._cli import main
+from pocketrec._manifest import FileEntry
 from pocketrec.distill.federated.aggregate import (
     aggregate_deltas,
     aggregate_uploads,
@@ -50,6 +52,7 @@ def _rules(rec: Recommender, **changes: Any) -> UpdateRules:
     layout = rec.manifest.semantic_ids
     base: dict[str, Any] = {
         "bundle": rec.manifest.name,
+        "models": {rec.manifest.model_id},
         "version": 0,
         "shape": (layout.num_levels, layout.codebook_size),
         "clip_norm": 0.5,
@@ -89,6 +92,8 @@ def bad_uploads(rec: Recommender) -> dict[str, bytes]:
         "malformed version type": _payload(rec, base_version="0"),
         "wrong_schema": _payload(rec, format="pocketrec-update/0"),
         "other_bundle": _payload(rec, bundle="another-bundle"),
+        "other_bundle model": _payload(rec, model="0" * 64),
+        "malformed model": _payload(rec, model=None),
         "stale_version": _payload(rec, base_version=3),
         "wrong_shape": _payload(rec, delta=_encode(np.zeros((2, 8), np.float32))),
         "wrong_shape bytes": _payload(
@@ -111,6 +116,8 @@ def bad_uploads(rec: Recommender) -> dict[str, bytes]:
         "malformed version type",
         "wrong_schema",
         "other_bundle",
+        "other_bundle model",
+        "malformed model",
         "stale_version",
         "wrong_shape",
         "wrong_shape bytes",
@@ -274,12 +281,38 @@ def test_a_new_bundle_version_loads_and_its_adapter_changes_recommendations(
         tmp_path / "v2",
     )
     assert Recommender.from_bundle(v2).adapters[0].version == 2
+    # Every published version is the same model: its uploads name the same model id.
+    assert new.manifest.model_id == rec.manifest.model_id
+    assert Recommender.from_bundle(v2).manifest.model_id == rec.manifest.model_id
     with pytest.raises(BundleError, match="not newer"):
         write_bundle_version(out, adapter, tmp_path / "again")
     with pytest.raises(BundleError, match="shape"):
         wrong = Adapter(bundle=rec.manifest.name, bias=bias[:, :4], kind="shared", version=5)
         write_bundle_version(tiny, wrong, tmp_path / "wrong")
     assert not (tmp_path / "again").exists() and not (tmp_path / "wrong").exists()
+
+
+def test_the_model_id_changes_with_any_model_file_and_not_with_the_adapter(
+    rec: Recommender,
+) -> None:
+    """Another export under the same name and version is another model to the server."""
+    manifest = rec.manifest
+    graph = manifest.decoder.file
+    retrained = dataclasses.replace(
+        manifest,
+        files=manifest.files | {graph: FileEntry(sha256="0" * 64, bytes=1)},
+    )
+    assert retrained.name == manifest.name and retrained.version == manifest.version
+    assert retrained.model_id != manifest.model_id
+    with_adapter = dataclasses.replace(
+        manifest,
+        adapter="a.json",
+        files=manifest.files | {"a.json": FileEntry(sha256="1" * 64, bytes=1)},
+    )
+    assert with_adapter.model_id == manifest.model_id
+    upload = rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=0)
+    verdict = check_update(upload, _rules(rec, models={retrained.model_id}))
+    assert verdict.reason == "other_bundle" and "model" in verdict.detail
 
 
 def test_a_published_version_can_be_signed(tiny: Path, rec: Recommender, tmp_path: Path) -> None:
@@ -362,7 +395,12 @@ def test_promote_attackers_all_push_one_code_that_fedavg_follows_and_median_does
     rec: Recommender,
 ) -> None:
     rules = UpdateRules(
-        bundle=rec.manifest.name, version=0, shape=(3, 8), clip_norm=0.5, noise_multiplier=1.0
+        bundle=rec.manifest.name,
+        models={rec.manifest.model_id},
+        version=0,
+        shape=(3, 8),
+        clip_norm=0.5,
+        noise_multiplier=1.0,
     )
     code = promoted_code(0, 8)
     assert code == promoted_code(0, 8) and 0 <= code < 8
@@ -474,7 +512,9 @@ def test_manifests_without_version_fields_still_parse(tiny: Path) -> None:
 
 def test_an_upload_without_its_declared_noise_is_rejected() -> None:
     """With enough dimensions the noise has a known norm: honest uploads land inside the band."""
-    rules = UpdateRules(bundle="b", version=0, shape=(4, 256), clip_norm=1.0, noise_multiplier=1.0)
+    rules = UpdateRules(
+        bundle="b", models={"m"}, version=0, shape=(4, 256), clip_norm=1.0, noise_multiplier=1.0
+    )
     assert 20 < rules.min_norm < rules.max_norm < 40
     delta = np.random.default_rng(0).normal(size=rules.shape).astype(np.float32)
 
@@ -482,6 +522,7 @@ def test_an_upload_without_its_declared_noise_is_rejected() -> None:
         payload = make_update(
             delta,
             bundle="b",
+            model="m",
             base_version=0,
             clip_norm=1.0,
             noise_multiplier=noise,
@@ -513,7 +554,7 @@ def test_hostile_uploads_are_rejected_not_raised(rec: Recommender, edits: dict) 
 
 def test_a_round_survives_an_upload_python_cannot_parse(rec: Recommender) -> None:
     rules = _rules(rec)
-    digits = b'{"format": "pocketrec-update/1", "base_version": ' + b"9" * 5000 + b"}"
+    digits = b'{"format": "pocketrec-update/2", "base_version": ' + b"9" * 5000 + b"}"
     good = rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=1)
     new, report = aggregate_uploads(
         [("a", good), ("b", digits)],
@@ -525,12 +566,15 @@ def test_a_round_survives_an_upload_python_cannot_parse(rec: Recommender) -> Non
 
 
 def test_honest_uploads_with_a_large_clip_and_no_noise_are_accepted() -> None:
-    rules = UpdateRules(bundle="b", version=0, shape=(4, 256), clip_norm=1000.0, noise_multiplier=0)
+    rules = UpdateRules(
+        bundle="b", models={"m"}, version=0, shape=(4, 256), clip_norm=1000.0, noise_multiplier=0
+    )
     rng = np.random.default_rng(0)
     for _ in range(50):
         payload = make_update(
             rng.normal(size=(4, 256)) * 1e4,  # far over the clip: clipped to norm 1000
             bundle="b",
+            model="m",
             base_version=0,
             clip_norm=1000.0,
             noise_multiplier=0.0,

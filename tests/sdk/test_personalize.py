@@ -225,6 +225,7 @@ def test_federated_update_is_clipped_noised_small_and_versioned(tiny_bundle: Pat
     clean = json.loads(rec.federated_update(history, clip_norm=0.5, noise_multiplier=0.0, seed=0))
     assert clean["format"] == UPDATE_FORMAT and clean["bundle"] == rec.manifest.name
     assert clean["base_version"] == 0 and clean["num_events"] == 6  # next-item targets
+    assert clean["model"] == rec.manifest.model_id and len(clean["model"]) == 64
     from pocketrec._adapter import _decode
 
     delta = _decode(clean["delta"], "delta")
@@ -268,7 +269,7 @@ def test_updates_that_would_reach_the_server_broken_are_refused_on_the_device() 
     from pocketrec._adapter import MAX_UPDATE_BYTES, make_update
 
     def update(delta: np.ndarray, **kw: object) -> bytes:
-        args: dict = {"bundle": "b", "base_version": 0, "clip_norm": 1.0}
+        args: dict = {"bundle": "b", "model": "m", "base_version": 0, "clip_norm": 1.0}
         args |= {"noise_multiplier": 0.0, "num_events": 5, "rng": np.random.default_rng(0)}
         return make_update(delta, **(args | kw))
 
