@@ -79,6 +79,9 @@ class Adapter:
         bias: (num_levels, codebook_size) float32 added to the decoder logits of each level.
         kind: "shared" (from the server) or "personal" (fitted on the device).
         version: shared-adapter version; each federated round that changes it adds one.
+        model: `Manifest.model_id` of the bundle it was fitted on. A bundle refuses an adapter
+            of another model (an earlier or later export under the same name), whose codes
+            may mean other items. None (files saved without it) fits any model of the name.
     """
 
     bundle: str
@@ -86,6 +89,7 @@ class Adapter:
     kind: str = "personal"
     version: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
 
     def __post_init__(self) -> None:
         """Every adapter is usable: a NaN or infinite bias would remove every item."""
@@ -111,6 +115,8 @@ class Adapter:
             problems.append(f"kind must be personal or shared, got {self.kind!r}")
         if not is_int(self.version) or self.version < 0:
             problems.append(f"version must be an integer >= 0, got {self.version!r}")
+        if self.model is not None and (not isinstance(self.model, str) or not self.model):
+            problems.append(f"model must be a model id string or None, got {self.model!r}")
         if not isinstance(self.info, dict):
             problems.append(f"info must be an object, got {type(self.info).__name__}")
         if problems:
@@ -129,7 +135,7 @@ class Adapter:
             "version": self.version,
             "bias": _encode(self.bias),
             "info": self.info,
-        }
+        } | ({"model": self.model} if self.model is not None else {})
 
     @classmethod
     def from_json(cls, obj: Any) -> Adapter:
@@ -149,6 +155,7 @@ class Adapter:
                 kind=obj.get("kind", "personal"),
                 version=obj.get("version", 0),
                 info=obj.get("info", {}),
+                model=obj.get("model"),
             )
         except InvalidRequestError as e:
             raise BundleError(f"invalid adapter file: {e}; {fix}") from e

@@ -311,6 +311,11 @@ def open_bundle(
         expected = (manifest.semantic_ids.num_levels, manifest.semantic_ids.codebook_size)
         if shared.bias.shape != expected:
             raise BundleError(f"shared adapter has shape {shared.bias.shape}, expected {expected}")
+        if shared.model is not None and shared.model != manifest.model_id:
+            raise BundleError(
+                "the shared adapter was published for another model than this bundle's files; "
+                "publish the round again on this bundle"
+            )
         adapters = (shared,)
     return Bundle(
         folder=given,

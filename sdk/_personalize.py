@@ -69,6 +69,7 @@ def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -
             bundle=rec.manifest.name,
             bias=np.zeros_like(current),
             kind="personal",
+            model=rec.manifest.model_id,
             info={"events": len(rows)},
         )
     logits, targets, allowed = teacher_forced(rec, rows, settings.max_events)
@@ -79,6 +80,7 @@ def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -
         bundle=rec.manifest.name,
         bias=bias,
         kind="personal",
+        model=rec.manifest.model_id,
         info={
             "events": len(rows),
             "fitted": len(targets),

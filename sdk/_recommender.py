@@ -180,7 +180,8 @@ class Recommender:
         """A Recommender on the same bundle and sessions that also applies `adapters`.
 
         Raises:
-            InvalidRequestError: an adapter belongs to another bundle or has the wrong shape.
+            InvalidRequestError: an adapter belongs to another bundle or another model of
+                this bundle, or has the wrong shape.
         """
         shape = self._bias.shape
         for a in adapters:
@@ -192,6 +193,12 @@ class Recommender:
                 raise InvalidRequestError(
                     f"adapter for bundle {a.bundle!r} with shape {a.bias.shape} does not fit "
                     f"bundle {self.manifest.name!r} ({shape}); fit it on this bundle"
+                )
+            if a.model is not None and a.model != self.manifest.model_id:
+                raise InvalidRequestError(
+                    f"this {a.kind} adapter was fitted on another model of bundle "
+                    f"{a.bundle!r} (an earlier or later export), whose semantic IDs may mean "
+                    "other items; fit it again on this bundle (fit_adapter)"
                 )
         return self._with(self._adapters + tuple(adapters))
 

@@ -177,8 +177,13 @@ class World:
 
     def with_shared(self, bias: np.ndarray, version: int) -> Recommender:
         """The bundle's model with `bias` as its shared adapter, at `version`."""
+        manifest = self.recommender.manifest
         shared = Adapter(
-            bundle=self.recommender.manifest.name, bias=bias, kind="shared", version=version
+            bundle=manifest.name,
+            bias=bias,
+            kind="shared",
+            version=version,
+            model=manifest.model_id,
         )
         return self.recommender.without_adapters().with_adapters(shared)
 

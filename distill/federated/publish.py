@@ -60,6 +60,8 @@ def write_bundle_version(
             f"the adapter is for bundle {adapter.bundle!r} with shape {adapter.bias.shape}, "
             f"this bundle is {manifest.name!r} with {shape}"
         )
+    elif adapter.model is not None and adapter.model != manifest.model_id:
+        problems.append("the adapter was aggregated on another model of this bundle's name")
     if adapter.kind != "shared":
         problems.append(f"only a shared adapter is published, this one is {adapter.kind!r}")
     if adapter.version <= manifest.version:

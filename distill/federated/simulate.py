@@ -150,6 +150,7 @@ def simulate(
             kind="shared",
             version=strategy.rules.version,
             info={"federated": {"config": cfg.to_json()} | provenance},
+            model=manifest.model_id,
         )
         quality = {"held_out_valid": rounds[-1]["valid"]}
         bundle = write_bundle_version(

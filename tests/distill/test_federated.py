@@ -289,6 +289,9 @@ def test_a_new_bundle_version_loads_and_its_adapter_changes_recommendations(
     with pytest.raises(BundleError, match="shape"):
         wrong = Adapter(bundle=rec.manifest.name, bias=bias[:, :4], kind="shared", version=5)
         write_bundle_version(tiny, wrong, tmp_path / "wrong")
+    with pytest.raises(BundleError, match="another model"):
+        other = Adapter(bundle=rec.manifest.name, bias=bias, kind="shared", version=5, model="0")
+        write_bundle_version(tiny, other, tmp_path / "other")
     assert not (tmp_path / "again").exists() and not (tmp_path / "wrong").exists()
 
 
@@ -491,6 +494,8 @@ def test_simulation_end_to_end_with_flower(tiny: Path, tmp_path: Path) -> None:
     published = Recommender.from_bundle(out / "bundle")
     assert published.manifest.version == 2 and published.adapters[0].version == 2
     assert np.abs(published.adapters[0].bias).sum() > 0
+    assert published.adapters[0].model == published.manifest.model_id
+    assert published.manifest.model_id == Recommender.from_bundle(tiny).manifest.model_id
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["aggregator"] == "median" and config["command"]
 

@@ -70,6 +70,7 @@ def test_personal_adapter_shifts_towards_the_users_codes(tiny_bundle: Path, tmp_
     path = adapter.save(tmp_path / "personal.json")
     again = Adapter.load(path)
     np.testing.assert_array_equal(again.bias, adapter.bias)
+    assert again.model == adapter.model == rec.manifest.model_id
     assert rec.with_adapters(again).recommend(history[-3:], k=10) == personal.recommend(
         history[-3:], k=10
     )
@@ -135,6 +136,23 @@ def test_adapter_for_another_bundle_is_refused(tiny_bundle: Path) -> None:
         rec.with_adapters(wrong)
     with pytest.raises(InvalidRequestError):
         rec.with_adapters(Adapter(bundle=rec.manifest.name, bias=np.zeros((2, 2), np.float32)))
+
+
+def test_adapter_fitted_on_another_model_of_the_same_bundle_name_is_refused(
+    tiny_bundle: Path,
+) -> None:
+    """After an app ships a re-exported bundle, a kept personal adapter must be fitted again."""
+    rec = Recommender.from_bundle(tiny_bundle)
+    fitted = rec.fit_adapter([f"item{i}" for i in (3, 10, 17, 24, 31, 38, 5)])
+    old = Adapter.from_json(fitted.to_json() | {"model": "0" * 64})
+    with pytest.raises(InvalidRequestError, match="another model .*fit it again"):
+        rec.with_adapters(old)
+    legacy = fitted.to_json()
+    del legacy["model"]  # saved before adapters named their model: fits any model of the name
+    assert Adapter.from_json(legacy).model is None
+    rec.with_adapters(Adapter.from_json(legacy))
+    with pytest.raises(BundleError, match="model"):
+        Adapter.from_json(fitted.to_json() | {"model": 7})
 
 
 def _adapter_json(**changes: object) -> dict[str, object]:
