@@ -313,8 +313,10 @@ def open_bundle(
             raise BundleError(f"shared adapter has shape {shared.bias.shape}, expected {expected}")
         if shared.model is not None and shared.model != manifest.model_id:
             raise BundleError(
-                "the shared adapter was published for another model than this bundle's files; "
-                "publish the round again on this bundle"
+                f"the shared adapter {manifest.adapter} was published for model "
+                f"{shared.model[:16]}..., but this bundle's files are model "
+                f"{manifest.model_id[:16]}...; fetch the published version of this bundle again "
+                "(its adapter and files must come from the same publish)"
             )
         adapters = (shared,)
     return Bundle(

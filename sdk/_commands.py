@@ -232,6 +232,7 @@ def _verify(args: argparse.Namespace) -> int:
     record = {
         "bundle": manifest.name,
         "version": manifest.version,
+        "model": manifest.model_id,
         "precision": manifest.precision,
         "num_items": manifest.num_items,
         "files": len(manifest.files),
@@ -253,7 +254,8 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         signed = f"signed by key {signature.key_id} (not checked: pass --trusted-key)"
     print(
-        f"{manifest.name} version {manifest.version} ({manifest.precision}): "
+        f"{manifest.name} version {manifest.version} ({manifest.precision}, model "
+        f"{manifest.model_id[:16]}): "
         f"{record['files']} files, {num_bytes / 1e6:.2f} MB, sha256 ok; {signed}; "
         f"{manifest.num_items} items; graphs load on {', '.join(bundle.providers)}"
     )

@@ -7,6 +7,7 @@ so what is written is always what the SDK can read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -273,14 +274,17 @@ class Manifest:
             quality=dict(obj.get("quality", {})),
         )
 
-    @property
+    @functools.cached_property
     def model_id(self) -> str:
         """sha256 of the bundle's files other than its shared adapter (their names and sha256s).
 
         Every version a federated round publishes keeps it (only the adapter and the manifest
-        change), and any other export has another one, even under the same name and version
-        number. Device updates name it, so a server never averages changes computed on
-        different models.
+        change). A bundle whose files differ in any other way has another one, even under the
+        same name and version number: a retrained or re-tokenized model, and also a catalogue
+        whose metadata changed (adapters are cheap to fit again; telling harmless file changes
+        from ones that change what codes mean is not worth the risk). Device updates and
+        adapters name it, so a server never averages changes computed on different models and a
+        device never applies a personal adapter fitted on another one.
         """
         files = {n: e.sha256 for n, e in sorted(self.files.items()) if n != self.adapter}
         return hashlib.sha256(json.dumps(files, separators=(",", ":")).encode()).hexdigest()

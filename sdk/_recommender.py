@@ -195,10 +195,15 @@ class Recommender:
                     f"bundle {self.manifest.name!r} ({shape}); fit it on this bundle"
                 )
             if a.model is not None and a.model != self.manifest.model_id:
+                fix = (
+                    "fit it again on this bundle (fit_adapter)"
+                    if a.kind == "personal"
+                    else "use the shared adapter published with this bundle"
+                )
                 raise InvalidRequestError(
                     f"this {a.kind} adapter was fitted on another model of bundle "
-                    f"{a.bundle!r} (an earlier or later export), whose semantic IDs may mean "
-                    "other items; fit it again on this bundle (fit_adapter)"
+                    f"{a.bundle!r} (another export, or a changed catalogue), whose semantic IDs "
+                    f"may mean other items; {fix}"
                 )
         return self._with(self._adapters + tuple(adapters))
 

@@ -3,7 +3,8 @@
 Devices fit the shared code-bias adapter on their own events and upload a clipped, noised
 change (`Recommender.federated_update`, a `pocketrec-update/2` JSON payload). This package:
 
-- `updates`: checks each upload (schema, bundle version, size, shape, values) and says why one
+- `updates`: checks each upload (schema, bundle, model and version, size, shape, values) and
+  says why one
   is rejected;
 - `aggregate`: combines the accepted uploads with Flower's FedAvg, FedMedian or FedTrimmedAvg,
   inside a Flower strategy that runs the rounds;

@@ -61,7 +61,11 @@ def write_bundle_version(
             f"this bundle is {manifest.name!r} with {shape}"
         )
     elif adapter.model is not None and adapter.model != manifest.model_id:
-        problems.append("the adapter was aggregated on another model of this bundle's name")
+        problems.append(
+            f"the adapter was aggregated on model {adapter.model[:16]}..., this bundle's is "
+            f"{manifest.model_id[:16]}... (another export of the same name); publish it on the "
+            "bundle its round distributed"
+        )
     if adapter.kind != "shared":
         problems.append(f"only a shared adapter is published, this one is {adapter.kind!r}")
     if adapter.version <= manifest.version:
@@ -77,6 +81,8 @@ def write_bundle_version(
         )
     if problems:
         raise BundleError("cannot publish the adapter: " + "; ".join(problems))
+    if adapter.model is None:  # the published file names its model, so devices can check it
+        adapter = replace(adapter, model=manifest.model_id)
     with staged_folder(out) as tmp:
         files = {}
         for name, entry in manifest.files.items():

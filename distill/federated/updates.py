@@ -1,4 +1,5 @@
-"""Checking device uploads before they count: size, schema, bundle version, shape, values, norm.
+"""Checking device uploads before they count: size, schema, bundle, model, version, shape,
+values, norm.
 
 An upload is the `pocketrec-update/2` JSON payload that `Recommender.federated_update` returns
 (see `pocketrec._adapter.make_update`). Every check runs on the raw bytes a network would deliver,
@@ -29,7 +30,8 @@ REASONS = {
     "oversized": "payload larger than the size cap (checked before it is parsed)",
     "malformed": "not a JSON object, or a field is missing or of the wrong type",
     "wrong_schema": f"format is not {UPDATE_FORMAT}",
-    "other_bundle": "computed on another bundle (its name or its model files differ)",
+    "other_bundle": "computed on another bundle (its name differs)",
+    "other_model": "computed on another model of the bundle's name (another export of it)",
     "stale_version": "computed against another version of the shared adapter",
     "wrong_shape": "delta is not a float32 (num_levels, codebook_size) array",
     "non_finite": "delta holds NaN or inf",
@@ -52,8 +54,9 @@ class UpdateRules:
 
     Attributes:
         bundle: manifest name of the bundle the devices run.
-        models: `Manifest.model_id` of every bundle the round distributes (say, its fp32 and
-            int8 exports, whose adapters mean the same codes); uploads must name one of them.
+        models: `Manifest.model_id` of the bundle the round distributes (a set, as a server
+            that moves its devices to a re-export of the same name can accept both during the
+            move); uploads must name one of them.
         version: shared-adapter version the round distributed; uploads name it as base_version.
         shape: (num_levels, codebook_size) of the adapter.
         clip_norm: L2 bound of a device's change, set by the server for the round.
@@ -71,9 +74,22 @@ class UpdateRules:
 
     def __post_init__(self) -> None:
         problems = []
-        object.__setattr__(self, "models", frozenset(self.models))
-        if not self.models or not all(isinstance(m, str) and m for m in self.models):
-            problems.append(f"models must name at least one model id, got {set(self.models)}")
+        if isinstance(self.models, str | bytes):  # frozenset("ab12") would be its characters
+            problems.append(
+                f"models must be a set of model ids, such as {{manifest.model_id}}, got the "
+                f"string {self.models!r}"
+            )
+        else:
+            try:
+                object.__setattr__(self, "models", frozenset(self.models))
+            except TypeError:
+                problems.append(f"models must be a set of model ids, got {self.models!r}")
+            else:
+                if not self.models or not all(isinstance(m, str) and m for m in self.models):
+                    problems.append(
+                        f"models must name at least one model id (manifest.model_id), got "
+                        f"{set(self.models)}"
+                    )
         if not self.clip_norm > 0:
             problems.append(f"clip_norm must be > 0, got {self.clip_norm}")
         if not self.noise_multiplier >= 0:
@@ -166,7 +182,7 @@ def _check(payload: bytes, size: int, rules: UpdateRules) -> Verdict:
         return _reject(size, "other_bundle", f"bundle {obj['bundle']!r}, not {rules.bundle!r}")
     if obj["model"] not in rules.models:
         detail = f"model {obj['model'][:16]!r}..., not one this round distributes"
-        return _reject(size, "other_bundle", detail)
+        return _reject(size, "other_model", detail)
     if obj["base_version"] != rules.version:
         detail = f"base_version {obj['base_version']}, current {rules.version}"
         return _reject(size, "stale_version", detail)

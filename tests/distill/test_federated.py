@@ -92,7 +92,7 @@ def bad_uploads(rec: Recommender) -> dict[str, bytes]:
         "malformed version type": _payload(rec, base_version="0"),
         "wrong_schema": _payload(rec, format="pocketrec-update/0"),
         "other_bundle": _payload(rec, bundle="another-bundle"),
-        "other_bundle model": _payload(rec, model="0" * 64),
+        "other_model": _payload(rec, model="0" * 64),
         "malformed model": _payload(rec, model=None),
         "stale_version": _payload(rec, base_version=3),
         "wrong_shape": _payload(rec, delta=_encode(np.zeros((2, 8), np.float32))),
@@ -116,7 +116,7 @@ def bad_uploads(rec: Recommender) -> dict[str, bytes]:
         "malformed version type",
         "wrong_schema",
         "other_bundle",
-        "other_bundle model",
+        "other_model",
         "malformed model",
         "stale_version",
         "wrong_shape",
@@ -289,10 +289,13 @@ def test_a_new_bundle_version_loads_and_its_adapter_changes_recommendations(
     with pytest.raises(BundleError, match="shape"):
         wrong = Adapter(bundle=rec.manifest.name, bias=bias[:, :4], kind="shared", version=5)
         write_bundle_version(tiny, wrong, tmp_path / "wrong")
-    with pytest.raises(BundleError, match="another model"):
+    with pytest.raises(BundleError, match="another export of the same name"):
         other = Adapter(bundle=rec.manifest.name, bias=bias, kind="shared", version=5, model="0")
         write_bundle_version(tiny, other, tmp_path / "other")
-    assert not (tmp_path / "again").exists() and not (tmp_path / "wrong").exists()
+    for folder in ("again", "wrong", "other"):
+        assert not (tmp_path / folder).exists()
+    # An adapter without a model id is published naming this bundle's model.
+    assert new.adapters[0].model == rec.manifest.model_id and adapter.model is None
 
 
 def test_the_model_id_changes_with_any_model_file_and_not_with_the_adapter(
@@ -315,7 +318,33 @@ def test_the_model_id_changes_with_any_model_file_and_not_with_the_adapter(
     assert with_adapter.model_id == manifest.model_id
     upload = rec.federated_update(HISTORY, clip_norm=0.5, noise_multiplier=1.0, seed=0)
     verdict = check_update(upload, _rules(rec, models={retrained.model_id}))
-    assert verdict.reason == "other_bundle" and "model" in verdict.detail
+    assert verdict.reason == "other_model" and "model" in verdict.detail
+
+
+@pytest.mark.parametrize("models", ["ab12", set(), {""}, {3}, 0])
+def test_rules_need_a_set_of_model_ids(rec: Recommender, models: object) -> None:
+    with pytest.raises(ConfigError, match="models must"):
+        _rules(rec, models=models)
+
+
+def test_a_bundle_refuses_a_shared_adapter_published_for_another_model(
+    tiny: Path, rec: Recommender, tmp_path: Path
+) -> None:
+    """Files of one publish with the adapter of another: the bundle does not open."""
+    layout = rec.manifest.semantic_ids
+    bias = np.zeros((layout.num_levels, layout.codebook_size), np.float32)
+    adapter = Adapter(bundle=rec.manifest.name, bias=bias, kind="shared", version=1)
+    out = write_bundle_version(tiny, adapter, tmp_path / "v1")
+    manifest = json.loads((out / "manifest.json").read_text())
+    path = out / manifest["adapter"]
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"model": "0" * 64}))
+    manifest["files"][manifest["adapter"]] = {
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": path.stat().st_size,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="another model|published for model .*fetch"):
+        Recommender.from_bundle(out)
 
 
 def test_a_published_version_can_be_signed(tiny: Path, rec: Recommender, tmp_path: Path) -> None:

@@ -285,6 +285,7 @@ def test_cli_keygen_sign_verify(
     record = json.loads(capsys.readouterr().out)
     assert record["signed_by"] == kid and record["signature_checked"] is True
     assert record["files"] == len(read_manifest(bundle).files)
+    assert record["model"] == read_manifest(bundle).model_id  # what a server's rules name
     history = ["--history", "item3,item10", "--json"]
     assert main(["recommend", str(bundle), "--trusted-key", str(public), *history]) == 0
     assert len(json.loads(capsys.readouterr().out)["recommendations"]) == 10
