@@ -57,6 +57,7 @@ def write_tiny(resources: Path = RESOURCES) -> None:
     rec = Recommender.from_bundle(bundle)
     write_trace(record_trace(rec, tiny_cases()), resources / "tiny_trace.json.gz")
     sign_tiny(resources)
+    write_model_ids(resources)
 
 
 # A fixed, publicly derivable Ed25519 key: the signed tiny bundle must be reproducible, and a
@@ -92,6 +93,32 @@ def sign_tiny(resources: Path = RESOURCES) -> str:
     record = sign_bundle(resources / "tiny_bundle", keys / "key.pem")
     shutil.rmtree(keys)
     return record["key_id"]
+
+
+# Model ids (`Manifest.model_id`) the JVM core must compute alike: the tiny bundle's, and that of
+# its manifest with these extra file entries, whose names need JSON escaping and whose order by
+# code point differs from Java's default String order (U+FF01 before U+1F600).
+MODEL_IDS_FILE = "model_ids.json"
+ODD_FILE_NAMES = ["donn\u00e9es/\u00e9.bin", 'a"b', "\uff01", "\U0001f600", "tab\there"]
+
+
+def odd_files_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` (parsed JSON) with an entry per ODD_FILE_NAMES (sha256 "0"*64, "1"*64, ...)."""
+    extra = {name: {"sha256": str(n) * 64, "bytes": 1} for n, name in enumerate(ODD_FILE_NAMES)}
+    return manifest | {"files": manifest["files"] | extra}
+
+
+def write_model_ids(resources: Path = RESOURCES) -> None:
+    import json
+
+    from pocketrec._manifest import Manifest
+
+    obj = json.loads((resources / "tiny_bundle" / "manifest.json").read_text())
+    ids = {
+        "tiny_bundle": Manifest.parse(obj).model_id,
+        "tiny_bundle_with_odd_file_names": Manifest.parse(odd_files_manifest(obj)).model_id,
+    }
+    (resources / MODEL_IDS_FILE).write_text(json.dumps(ids, indent=2) + "\n")
 
 
 def anonymize(trace: dict[str, Any]) -> dict[str, Any]:

@@ -144,3 +144,17 @@ def test_trace_replays_through_the_sdk(path: Path) -> None:
             rtol=1e-12,
             err_msg=where,
         )
+
+
+def test_the_committed_model_ids_are_the_sdks() -> None:
+    """The JVM core computes `Manifest.model_id` for these manifests and must get these ids."""
+    from pocketrec._manifest import Manifest
+    from tests.android.fixtures import MODEL_IDS_FILE, odd_files_manifest
+
+    ids = json.loads((RESOURCES / MODEL_IDS_FILE).read_text())
+    manifest = json.loads((RESOURCES / "tiny_bundle" / "manifest.json").read_text())
+    assert ids == {
+        "tiny_bundle": Manifest.parse(manifest).model_id,
+        "tiny_bundle_with_odd_file_names": Manifest.parse(odd_files_manifest(manifest)).model_id,
+    }
+    assert ids["tiny_bundle"] == open_bundle(RESOURCES / "tiny_bundle").manifest.model_id

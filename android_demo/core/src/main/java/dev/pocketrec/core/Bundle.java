@@ -115,6 +115,12 @@ public final class Bundle {
           "shared adapter has shape [" + shared.numLevels() + ", " + shared.codebookSize()
               + "], expected [" + levels + ", " + codes + "]; re-export the bundle");
     }
+    if (shared.model() != null && !shared.model().equals(manifest.modelId())) {
+      throw new BundleException(
+          "the shared adapter " + manifest.adapter() + " was published for another model than "
+              + "this bundle's files; fetch the published version of this bundle again (its "
+              + "adapter and files must come from the same publish)");
+    }
     return shared;
   }
 

@@ -21,9 +21,11 @@ import java.util.Map;
  *
  * <p>The file format is the Python SDK's ({@code pocketrec._adapter.Adapter}): {@code {"format":
  * "pocketrec-adapter/1", "bundle": "<manifest name>", "kind": "personal" | "shared", "version":
- * n, "bias": {"dtype": "float32", "shape": [L, K], "b64": "..."}, "info": {...}}}, where {@code
- * kind}, {@code version} and {@code info} are optional. An adapter belongs to the bundle it names:
- * codes mean different things in another bundle.
+ * n, "bias": {"dtype": "float32", "shape": [L, K], "b64": "..."}, "info": {...}, "model":
+ * "<model id>"}}, where {@code kind}, {@code version}, {@code info} and {@code model} are
+ * optional. An adapter belongs to the bundle it names, and to the model it names ({@link
+ * Manifest#modelId}) when it names one: codes mean different things in another bundle, and may in
+ * another export of the same one.
  */
 public final class CodeBiasAdapter {
 
@@ -35,10 +37,17 @@ public final class CodeBiasAdapter {
   private final String kind;
   private final long version;
   private final Map<String, Object> info;
+  private final String model; // or null: fits any model of the bundle's name
 
   /** A personal adapter (version 0, no info) for the bundle named {@code bundle}. */
   public CodeBiasAdapter(String bundle, float[][] bias) {
-    this(bundle, bias, "personal", 0, Collections.<String, Object>emptyMap());
+    this(bundle, bias, "personal", 0, Collections.<String, Object>emptyMap(), null);
+  }
+
+  /** An adapter for the bundle named {@code bundle} that fits any model of that name. */
+  public CodeBiasAdapter(
+      String bundle, float[][] bias, String kind, long version, Map<String, Object> info) {
+    this(bundle, bias, kind, version, info, null);
   }
 
   /**
@@ -48,13 +57,24 @@ public final class CodeBiasAdapter {
    * @param kind "shared" (from the server) or "personal" (fitted on the device).
    * @param version shared-adapter version; each federated round that changes it adds one.
    * @param info free-form JSON-ready details (how it was fitted, on how many events).
+   * @param model {@link Manifest#modelId} of the bundle it was fitted on, or null for any model of
+   *     the bundle's name.
    * @throws IllegalArgumentException if the table is empty, ragged or holds non-finite values.
    */
   public CodeBiasAdapter(
-      String bundle, float[][] bias, String kind, long version, Map<String, Object> info) {
+      String bundle,
+      float[][] bias,
+      String kind,
+      long version,
+      Map<String, Object> info,
+      String model) {
     if (bundle == null || kind == null || bias.length == 0 || bias[0].length == 0) {
       throw new IllegalArgumentException("an adapter needs a bundle name, a kind and a bias");
     }
+    if (model != null && model.isEmpty()) {
+      throw new IllegalArgumentException("an adapter's model id must not be empty");
+    }
+    this.model = model;
     this.bundle = bundle;
     this.kind = kind;
     this.version = version;
@@ -106,13 +126,15 @@ public final class CodeBiasAdapter {
     Object kind = map.containsKey("kind") ? map.get("kind") : "personal";
     Object version = map.containsKey("version") ? map.get("version") : 0L;
     Object info = map.containsKey("info") ? map.get("info") : Collections.emptyMap();
+    Object model = map.get("model");
     if (!(bundle instanceof String)
         || !(kind instanceof String)
         || !(version instanceof Long)
-        || !(info instanceof Map)) {
+        || !(info instanceof Map)
+        || !(model == null || model instanceof String)) {
       throw new BundleException(
-          "adapter needs a \"bundle\" name (string); \"kind\", \"version\" and \"info\" must be "
-              + "a string, an integer and an object when present");
+          "adapter needs a \"bundle\" name (string); \"kind\", \"version\", \"info\" and "
+              + "\"model\" must be a string, an integer, an object and a string when present");
     }
     NdArray array;
     try {
@@ -136,7 +158,8 @@ public final class CodeBiasAdapter {
       details.put((String) entry.getKey(), entry.getValue());
     }
     try {
-      return new CodeBiasAdapter((String) bundle, bias, (String) kind, (Long) version, details);
+      return new CodeBiasAdapter(
+          (String) bundle, bias, (String) kind, (Long) version, details, (String) model);
     } catch (IllegalArgumentException e) {
       throw new BundleException("adapter is invalid: " + e.getMessage(), e);
     }
@@ -155,6 +178,9 @@ public final class CodeBiasAdapter {
     json.put("version", version);
     json.put("bias", NdArray.ofFloats(flat, numLevels(), codebookSize()).toJson());
     json.put("info", info);
+    if (model != null) {
+      json.put("model", model);
+    }
     return json;
   }
 
@@ -187,12 +213,17 @@ public final class CodeBiasAdapter {
       boosted[level] = bias[level].clone();
       boosted[level][semanticId[level]] += amount;
     }
-    return new CodeBiasAdapter(bundle, boosted, kind, version, info);
+    return new CodeBiasAdapter(bundle, boosted, kind, version, info, model);
   }
 
   /** The name of the bundle this adapter belongs to. */
   public String bundle() {
     return bundle;
+  }
+
+  /** {@link Manifest#modelId} of the bundle it was fitted on, or null for any model of the name. */
+  public String model() {
+    return model;
   }
 
   /** "shared" or "personal". */

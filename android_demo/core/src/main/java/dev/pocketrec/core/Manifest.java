@@ -561,6 +561,80 @@ public final class Manifest {
     return files;
   }
 
+  /**
+   * The model id: the SHA-256 (lower-case hex) of the bundle's files other than its shared
+   * adapter, as the compact JSON object {@code {"<name>":"<sha256>",...}} with names in code
+   * point order and non-ASCII escaped, exactly as the Python SDK's {@code Manifest.model_id}
+   * writes it. Every federated version of a bundle keeps it; any other change to the files (a
+   * re-export, a new catalogue) changes it. Adapters name it, so one fitted on another model of
+   * the same bundle name is refused.
+   */
+  public String modelId() {
+    TreeMap<String, String> named = new TreeMap<>(Manifest::compareCodePoints);
+    for (Map.Entry<String, FileEntry> e : files.entrySet()) {
+      if (!e.getKey().equals(adapter)) {
+        named.put(e.getKey(), e.getValue().sha256());
+      }
+    }
+    StringBuilder json = new StringBuilder("{");
+    for (Map.Entry<String, String> e : named.entrySet()) {
+      if (json.length() > 1) {
+        json.append(',');
+      }
+      appendAsciiJson(json, e.getKey());
+      json.append(':');
+      appendAsciiJson(json, e.getValue());
+    }
+    json.append('}');
+    try {
+      MessageDigest digest = MessageDigest.getInstance("SHA-256");
+      return hex(digest.digest(json.toString().getBytes(StandardCharsets.US_ASCII)));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException("every Java platform provides SHA-256", e);
+    }
+  }
+
+  /** Python's order of strings: by Unicode code point (not by UTF-16 unit). */
+  private static int compareCodePoints(String a, String b) {
+    int i = 0;
+    int j = 0;
+    while (i < a.length() && j < b.length()) {
+      int x = a.codePointAt(i);
+      int y = b.codePointAt(j);
+      if (x != y) {
+        return Integer.compare(x, y);
+      }
+      i += Character.charCount(x);
+      j += Character.charCount(y);
+    }
+    return Integer.compare(a.length() - i, b.length() - j);
+  }
+
+  /** A JSON string as Python's json.dumps writes it with ensure_ascii (its default). */
+  private static void appendAsciiJson(StringBuilder out, String s) {
+    out.append('"');
+    for (int i = 0; i < s.length(); i++) {
+      char c = s.charAt(i);
+      switch (c) {
+        case '"' -> out.append("\\\"");
+        case '\\' -> out.append("\\\\");
+        case '\n' -> out.append("\\n");
+        case '\r' -> out.append("\\r");
+        case '\t' -> out.append("\\t");
+        case '\b' -> out.append("\\b");
+        case '\f' -> out.append("\\f");
+        default -> {
+          if (c < 0x20 || c > 0x7e) {
+            out.append(String.format("\\u%04x", (int) c));
+          } else {
+            out.append(c);
+          }
+        }
+      }
+    }
+    out.append('"');
+  }
+
   /** The fixed batch of graphs built for NPUs, or null. */
   public Integer staticBatch() {
     return staticBatch;

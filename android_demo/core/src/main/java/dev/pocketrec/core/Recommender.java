@@ -48,6 +48,7 @@ public final class Recommender {
     Recommender plain =
         builder(bundle.catalog(), bundle.semanticIds(), runner)
             .bundleName(manifest.name())
+            .modelId(manifest.modelId())
             .window(manifest.maxLen())
             .codebookSize(manifest.semanticIds().codebookSize())
             .defaultBeamWidth(manifest.defaultBeamWidth())
@@ -68,7 +69,8 @@ public final class Recommender {
    * This recommender also applying {@code more} adapters: their biases and those of the adapters
    * it already applies are summed and added to the decoder's logits.
    *
-   * @throws InvalidRequestException if an adapter belongs to another bundle or has another shape.
+   * @throws InvalidRequestException if an adapter belongs to another bundle or another model of
+   *     this bundle, or has another shape.
    */
   public Recommender withAdapters(List<CodeBiasAdapter> more) {
     for (CodeBiasAdapter a : more) {
@@ -79,6 +81,16 @@ public final class Recommender {
             "adapter for bundle '" + a.bundle() + "' with shape [" + a.numLevels() + ", "
                 + a.codebookSize() + "] does not fit bundle '" + tables.bundleName + "' (["
                 + numLevels() + ", " + codebookSize() + "]); fit it on this bundle");
+      }
+      if (a.model() != null && tables.modelId != null && !a.model().equals(tables.modelId)) {
+        String fix =
+            a.kind().equals("personal")
+                ? "fit it again on this bundle"
+                : "use the shared adapter published with this bundle";
+        throw new InvalidRequestException(
+            "this " + a.kind() + " adapter was fitted on another model of bundle '" + a.bundle()
+                + "' (another export, or a changed catalogue), whose semantic IDs may mean other "
+                + "items; " + fix);
       }
     }
     List<CodeBiasAdapter> all = new ArrayList<>(adapters);
@@ -402,6 +414,7 @@ public final class Recommender {
     private final int[][] semanticIds;
     private final ModelRunner runner;
     private String bundleName;
+    private String modelId;
     private int window;
     private int codebookSize;
     private Integer defaultBeamWidth;
@@ -417,6 +430,15 @@ public final class Recommender {
     /** The bundle's name; adapters must name the same bundle. Required. */
     public Builder bundleName(String name) {
       this.bundleName = name;
+      return this;
+    }
+
+    /**
+     * The bundle's {@link Manifest#modelId}; adapters that name another model are refused. Null
+     * (the default) accepts an adapter of any model of the bundle's name.
+     */
+    public Builder modelId(String id) {
+      this.modelId = id;
       return this;
     }
 
@@ -477,6 +499,7 @@ public final class Recommender {
   /** What every copy of a recommender shares: tables, index and settings. */
   private static final class Tables {
     final String bundleName;
+    final String modelId; // or null
     final Catalog catalog;
     final int[][] semanticIds;
     final PrefixIndex index;
@@ -489,6 +512,7 @@ public final class Recommender {
 
     Tables(Builder b, PrefixIndex index) {
       bundleName = b.bundleName;
+      modelId = b.modelId;
       catalog = b.catalog;
       semanticIds = new int[b.semanticIds.length][];
       for (int i = 0; i < semanticIds.length; i++) {

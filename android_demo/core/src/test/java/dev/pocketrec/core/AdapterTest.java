@@ -43,6 +43,13 @@ public class AdapterTest {
     assertEquals(0.75f, back.bias(1, 2), 0f);
     assertEquals(-2f, back.bias(1, 0), 0f);
     assertEquals(0f, back.bias(0, 0), 0f);
+    assertEquals(null, back.model());
+    assertEquals(null, json.get("model")); // written only when the adapter names a model
+    CodeBiasAdapter named =
+        new CodeBiasAdapter("b", new float[2][3], "personal", 0, info, "abc")
+            .withBoost(new int[] {1, 2}, 1f);
+    named.write(file);
+    assertEquals("abc", CodeBiasAdapter.read(file).model());
   }
 
   @Test
@@ -79,6 +86,10 @@ public class AdapterTest {
         "{\"format\": \"pocketrec-adapter/1\", \"bundle\": \"b\", \"bias\": "
             + "{\"dtype\": \"float32\", \"shape\": [1, 1], \"b64\": \"AADAfw==\"}}",
         "must be finite");
+    assertParseFails(
+        "{\"format\": \"pocketrec-adapter/1\", \"bundle\": \"b\", \"model\": 7, \"bias\": "
+            + "{\"dtype\": \"float32\", \"shape\": [1, 1], \"b64\": \"AAAAAA==\"}}",
+        "\"model\" must be");
     CodeBiasAdapter twoByThree = CodeBiasAdapter.zeros("b", 2, 3);
     assertThrows(IllegalArgumentException.class, () -> twoByThree.withBoost(new int[] {1}, 1f));
     assertThrows(IllegalArgumentException.class, () -> twoByThree.withBoost(new int[] {1, 3}, 1f));

@@ -238,6 +238,58 @@ public class BundleTest {
   }
 
   /** Adds (or updates) the sha256 and size of {@code name} in the copy's manifest. */
+  @Test
+  public void modelIdIsThePythonSdks() throws IOException {
+    Path tiny = TestResources.tinyBundle();
+    Map<String, Object> ids =
+        GoldenTrace.map(Json.parse(read(TestResources.dir().resolve("model_ids.json"))));
+    Map<String, Object> json = GoldenTrace.map(Json.parse(read(tiny.resolve("manifest.json"))));
+    assertEquals(ids.get("tiny_bundle"), Manifest.parse(json).modelId());
+    assertEquals(ids.get("tiny_bundle"), Bundle.open(tiny).manifest().modelId());
+    // tests/android/fixtures.py: ODD_FILE_NAMES, the n-th with sha256 of 64 digits n
+    String[] odd = {"donn\u00e9es/\u00e9.bin", "a\"b", "\uff01", "\ud83d\ude00", "tab\there"};
+    Map<String, Object> files = GoldenTrace.map(json.get("files"));
+    for (int n = 0; n < odd.length; n++) {
+      Map<String, Object> entry = new LinkedHashMap<>();
+      entry.put("sha256", String.valueOf(n).repeat(64));
+      entry.put("bytes", 1L);
+      files.put(odd[n], entry);
+    }
+    assertEquals(ids.get("tiny_bundle_with_odd_file_names"), Manifest.parse(json).modelId());
+  }
+
+  @Test
+  public void adaptersOfAnotherModelAreRefused() throws IOException {
+    Path copy = copy();
+    Bundle plain = Bundle.open(copy);
+    String name = plain.manifest().name();
+    String other = "0".repeat(64);
+    Map<String, Object> none = Collections.<String, Object>emptyMap();
+    Recommender rec = Recommender.fromBundle(plain, new Fakes.Model(8));
+    CodeBiasAdapter mine =
+        new CodeBiasAdapter(name, new float[3][8], "personal", 0, none, plain.manifest().modelId());
+    assertEquals(1, rec.withAdapters(Collections.singletonList(mine)).adapters().size());
+    CodeBiasAdapter anyModel = CodeBiasAdapter.zeros(name, 3, 8);
+    assertEquals(1, rec.withAdapters(Collections.singletonList(anyModel)).adapters().size());
+    CodeBiasAdapter stale = new CodeBiasAdapter(name, new float[3][8], "personal", 0, none, other);
+    InvalidRequestException e =
+        assertThrows(
+            InvalidRequestException.class,
+            () -> rec.withAdapters(Collections.singletonList(stale)));
+    assertTrue(e.getMessage(), e.getMessage().contains("another model of bundle"));
+    assertTrue(e.getMessage(), e.getMessage().contains("fit it again"));
+
+    new CodeBiasAdapter(name, new float[3][8], "shared", 1, none, other)
+        .write(copy.resolve("shared_adapter.json"));
+    addFile(copy, "shared_adapter.json");
+    editManifest(copy, m -> m.put("adapter", "shared_adapter.json"));
+    assertOpenFails(copy, "was published for another model");
+  }
+
+  private static String read(Path file) throws IOException {
+    return new String(Files.readAllBytes(file), StandardCharsets.UTF_8);
+  }
+
   private static void addFile(Path copy, String name) throws IOException {
     Map<String, Object> entry = new LinkedHashMap<>();
     entry.put("sha256", Manifest.sha256(copy.resolve(name)));
