@@ -207,6 +207,7 @@ def _load_minilm_teacher(run: Path, cfg: dict[str, Any], base: Student):
             shape,
             base.dataset,
             base.sids,
+            split=base.split,
             seed=cfg["seeds"][0] + i,
             code_embeddings=cfg["teacher_codes"],
         )

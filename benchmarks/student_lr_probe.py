@@ -78,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             model = _student(cfg, dataset, sids, args.seed)
         else:
             model, _ = build_minilm_teacher(
-                cfg.teacher_model, dataset, sids, seed=args.seed, code_embeddings=cfg.teacher_codes
+                cfg.teacher_model,
+                dataset,
+                sids,
+                split=split,
+                seed=args.seed,
+                code_embeddings=cfg.teacher_codes,
             )
         out = work / f"lr_{lr:g}"
         metrics = train_genrec(model, split, index, train, out, desc=f"{args.model} lr={lr:g}")

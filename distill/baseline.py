@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from pocketrec.distill.data import Dataset, load_dataset
@@ -40,10 +40,13 @@ from pocketrec.distill.runinfo import (
 from pocketrec.distill.sasrec import SASRec, SASRecConfig
 from pocketrec.distill.training import (
     EarlyStopping,
+    load_best,
     load_checkpoint,
     pick_device,
     save_checkpoint,
+    save_durably,
     set_threads,
+    trim_log,
 )
 
 __all__ = ["train_baseline"]
@@ -104,6 +107,7 @@ def _fit(
     windows = windows[(windows != PAD).sum(1) >= 2]  # users with at least one training pair
     stopper = EarlyStopping(cfg.patience)
     start_epoch, elapsed = 0, 0.0
+    best: dict[str, torch.Tensor] | None = None  # the weights this phase keeps
     ckpt = out / f"checkpoint_{name}"
     if recover_staged(ckpt):  # resume an interrupted run exactly where it stopped
         meta = load_checkpoint(ckpt, model, optimizer)
@@ -111,6 +115,12 @@ def _fit(
         stopper = EarlyStopping(**meta["stopper"])
         rng.bit_generator.state = meta["numpy_rng"]
         gen.set_state(torch.tensor(meta["sampler_rng"], dtype=torch.uint8))
+        best = load_best(ckpt)
+        if best is None and weights.exists():  # checkpoints written before they kept it
+            best = load_file(weights)
+        if select and stopper.should_stop:  # stopped, then killed before it was marked done
+            start_epoch = epochs
+        trim_log(out / "log.jsonl", meta["epoch"], phase=name)
     predict = _predictor(model, device)
     bar = tqdm(range(start_epoch, epochs), desc=f"sasrec {name} seed {seed}", unit="epoch")
     for epoch in bar:
@@ -133,11 +143,9 @@ def _fit(
             record["valid_ndcg@10"] = valid["ndcg@10"]
             improved = stopper.step(valid["ndcg@10"], epoch)
         if improved:
-            save_file({k: v.cpu() for k, v in model.state_dict().items()}, weights)
+            best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         elapsed += time.perf_counter() - t0
         record["elapsed_s"] = round(elapsed, 1)
-        with open(out / "log.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
         bar.set_postfix(loss=f"{record['loss']:.3f}", best=f"{stopper.best:.4f}")
         state = {
             "epoch": epoch,
@@ -146,9 +154,16 @@ def _fit(
             "numpy_rng": rng.bit_generator.state,
             "sampler_rng": gen.get_state().tolist(),
         }
-        save_checkpoint(ckpt, model, optimizer, state)
+        save_checkpoint(ckpt, model, optimizer, state, best=best)
+        with open(
+            out / "log.jsonl", "a"
+        ) as log:  # after the checkpoint: a replayed epoch logs once
+            log.write(json.dumps(record) + "\n")
         if select and stopper.should_stop:
             break
+    if best is None:  # validation never improved on -inf (a NaN loss): the last weights
+        best = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_durably(best, weights)
     model.load_state_dict(load_file(weights))
     model.eval()
     write_json(finished, {"stopper": asdict(stopper), "elapsed_s": elapsed})

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from pocketrec._errors import ConfigError
@@ -31,7 +31,14 @@ from pocketrec.distill.kd import valid_children
 from pocketrec.distill.metrics import KS
 from pocketrec.distill.protocol import PAD, Split, Stage, evaluate
 from pocketrec.distill.runinfo import recover_staged, seed_everything, write_json
-from pocketrec.distill.training import EarlyStopping, load_checkpoint, save_checkpoint
+from pocketrec.distill.training import (
+    EarlyStopping,
+    load_best,
+    load_checkpoint,
+    save_checkpoint,
+    save_durably,
+    trim_log,
+)
 
 __all__ = ["TrainConfig", "evaluate_genrec", "make_predictor", "train_genrec"]
 
@@ -257,14 +264,23 @@ def train_genrec(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)
     start_epoch, elapsed = 0, 0.0
+    best: dict[str, torch.Tensor] | None = None  # rank 0: weights of the best validation so far
     ckpt = out_dir / "checkpoint"
+    log_path = out_dir / "log.jsonl"
+    final_path = out_dir / "model.safetensors"
     if recover_staged(ckpt):
         meta = load_checkpoint(ckpt, model, optimizer)
         start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
         stopper = EarlyStopping(**meta["stopper"])
         rng.bit_generator.state = meta["numpy_rng"]
+        best = load_best(ckpt)
+        if best is None and final_path.exists():  # checkpoints written before they kept it
+            best = load_file(final_path)
+        if stopper.should_stop:  # it had stopped, and was killed during the final evaluation
+            start_epoch = cfg.max_epochs
+        if rank == 0:
+            trim_log(log_path, meta["epoch"])
     bar = tqdm(range(start_epoch, cfg.max_epochs), desc=desc, unit="epoch", disable=rank != 0)
-    log_path = out_dir / "log.jsonl"
     for epoch in bar:
         t0 = time.perf_counter()
         trained.train()
@@ -317,15 +333,10 @@ def train_genrec(
                 record["valid_ndcg@10"] = score
             score = dist.broadcast_float(score)
             if stopper.step(score, epoch) and rank == 0:
-                save_file(
-                    {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                    out_dir / "model.safetensors",
-                )
+                best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         elapsed += time.perf_counter() - t0
         record["elapsed_s"] = round(elapsed, 1)
         if rank == 0:
-            with open(log_path, "a") as log:
-                log.write(json.dumps(record) + "\n")
             save_checkpoint(
                 ckpt,
                 model,
@@ -336,12 +347,19 @@ def train_genrec(
                     "stopper": asdict(stopper),
                     "numpy_rng": rng.bit_generator.state,
                 },
+                best=best,
             )
+            with open(log_path, "a") as log:  # after the checkpoint: a replayed epoch logs once
+                log.write(json.dumps(record) + "\n")
         bar.set_postfix(loss=f"{record['loss']:.3f}", best=f"{stopper.best:.4f}")
         if stopper.should_stop:
             break
+    if rank == 0:
+        if best is None:  # validation never scored (a NaN loss): the last weights
+            best = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_durably(best, final_path)
     dist.barrier()
-    model.load_state_dict(load_file(out_dir / "model.safetensors"), strict=False)
+    model.load_state_dict(load_file(final_path), strict=False)
     metrics: dict[str, Any] = {}
     if rank == 0:
         metrics = {

@@ -41,7 +41,15 @@ from pocketrec.distill.genrec_train import TrainConfig, evaluate_genrec, train_g
 from pocketrec.distill.kd import cache_teacher_outputs, load_teacher_cache, sid_hash
 from pocketrec.distill.metrics import summarize_seeds
 from pocketrec.distill.protocol import Split, training_split
-from pocketrec.distill.runinfo import command_line, git_commit, machine_info, utc_now, write_json
+from pocketrec.distill.runinfo import (
+    command_line,
+    git_commit,
+    machine_info,
+    recover_staged,
+    staged_folder,
+    utc_now,
+    write_json,
+)
 from pocketrec.distill.sids.stage import SIDConfig, build_semantic_ids, load_semantic_ids
 from pocketrec.distill.teacher import (
     MINILM_PARAMETERS,
@@ -201,7 +209,13 @@ def preset(name: str, dataset: str, history_len: int) -> DistillConfig:
 
 
 def _prepare_sids(cfg: DistillConfig, dataset: Dataset, split: Split, out: Path) -> Path:
-    if (out / "semantic_ids.npy").exists():
+    """The run's semantic IDs in `out`, built (or copied from --sids) in a staged folder.
+
+    A folder is complete once it has config.json (written last); one left without it by a
+    kill during an older, unstaged build is built again.
+    """
+    recover_staged(out)
+    if (out / "semantic_ids.npy").exists() and (out / "config.json").exists():
         return out
     if cfg.sids is not None:
         source = Path(cfg.sids)
@@ -215,10 +229,12 @@ def _prepare_sids(cfg: DistillConfig, dataset: Dataset, split: Split, out: Path)
                 f"--sids {source} was built for another catalogue ({len(item_ids)} items, "
                 f"dataset {dataset.name!r} has {dataset.num_items}); build semantic IDs for it"
             )
-        shutil.copytree(source, out, dirs_exist_ok=True)
+        with staged_folder(out) as tmp:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
         return out
     if dist.rank() == 0:
-        build_semantic_ids(cfg.sid, out, dataset=dataset, split=split)
+        with staged_folder(out) as tmp:
+            build_semantic_ids(cfg.sid, tmp, dataset=dataset, split=split)
     dist.barrier()
     return out
 
@@ -358,7 +374,12 @@ def _train_minilm_teacher(
     for i in range(n):
         seed = cfg.seeds[0] + i
         model, features = build_minilm_teacher(
-            cfg.teacher_model, dataset, sids, seed=seed, code_embeddings=cfg.teacher_codes
+            cfg.teacher_model,
+            dataset,
+            sids,
+            split=split,
+            seed=seed,
+            code_embeddings=cfg.teacher_codes,
         )
         model.to(device)
         runs.append(

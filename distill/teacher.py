@@ -24,7 +24,7 @@ from torch import nn
 from pocketrec._errors import ConfigError
 from pocketrec.distill.data import Dataset
 from pocketrec.distill.genrec import GenRecConfig
-from pocketrec.distill.protocol import leave_one_out
+from pocketrec.distill.protocol import Split
 from pocketrec.distill.sasrec import SASRec, SASRecConfig
 from pocketrec.distill.sids.embed import cf_embeddings, encode_texts
 
@@ -72,13 +72,17 @@ def parse_teacher(value: str) -> TeacherSpec:
 
 
 def item_features(
-    dataset: Dataset, *, seed: int = 0, progress: bool = True
+    dataset: Dataset, split: Split, *, seed: int = 0, progress: bool = True
 ) -> tuple[np.ndarray, str]:
-    """(num_items, dim) frozen item features for the teacher, and which kind they are."""
+    """(num_items, dim) frozen item features for the teacher, and which kind they are.
+
+    Without item text, co-occurrence vectors of `split`'s training events: the run's own split,
+    so events held back for on-device personalization never shape the teacher.
+    """
     if dataset.item_text is not None and all(not t.is_empty() for t in dataset.item_text):
         texts = [t.render() for t in dataset.item_text]
         return encode_texts(texts, progress=progress), "minilm-text"
-    return cf_embeddings(leave_one_out(dataset), 64, seed=seed), "cooccurrence-svd"
+    return cf_embeddings(split, 64, seed=seed), "cooccurrence-svd"
 
 
 class ItemTeacher(nn.Module):
@@ -251,10 +255,15 @@ def build_minilm_teacher(
     dataset: Dataset,
     semantic_ids: np.ndarray,
     *,
+    split: Split,
     seed: int = 0,
     code_embeddings: bool = True,
 ) -> tuple[ItemTeacher, str]:
-    """The item-level MiniLM teacher (see `ItemTeacher`); returns it and the feature kind."""
-    features, kind = item_features(dataset, seed=seed)
+    """The item-level MiniLM teacher (see `ItemTeacher`); returns it and the feature kind.
+
+    `split` is the one the teacher trains on (`training_split`), whose training events are the
+    only ones its item features may read.
+    """
+    features, kind = item_features(dataset, split, seed=seed)
     torch.manual_seed(seed)
     return ItemTeacher(cfg, semantic_ids, features, code_embeddings=code_embeddings), kind

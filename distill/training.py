@@ -5,6 +5,7 @@ Checkpoints are safetensors (tensors) + JSON (everything else): no pickle on any
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,21 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from pocketrec._files import fsync
 from pocketrec.distill.runinfo import read_json, staged_folder, write_json
 
-__all__ = ["EarlyStopping", "load_checkpoint", "pick_device", "save_checkpoint", "set_threads"]
+__all__ = [
+    "EarlyStopping",
+    "load_best",
+    "load_checkpoint",
+    "pick_device",
+    "save_checkpoint",
+    "save_durably",
+    "set_threads",
+    "trim_log",
+]
+
+BEST_FILE = "best.safetensors"  # in a checkpoint folder: the best weights so far
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -54,14 +67,24 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None,
     meta: dict[str, Any],
+    *,
+    best: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write model, optimizer and RNG state so training can resume exactly; atomic per folder."""
+    """Write model, optimizer and RNG state so training can resume exactly; atomic per folder.
+
+    `best` (the weights of the best validation so far) is written into the same folder, so the
+    weights a run will be tested with always match the early-stopping state beside them.
+    """
     with staged_folder(folder) as tmp:
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
             tmp / "model.safetensors",
         )
+        if best is not None:
+            save_file(best, tmp / BEST_FILE)
         extra = {"torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on the GPU
+            extra |= {f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
         if optimizer is not None:
             tensors, plain = _optimizer_tensors(optimizer)
             save_file(tensors | extra, tmp / "optimizer.safetensors")
@@ -69,6 +92,45 @@ def save_checkpoint(
         else:
             save_file(extra, tmp / "optimizer.safetensors")
         write_json(tmp / "state.json", meta)
+
+
+def save_durably(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors written to a temp file, flushed, and renamed over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, tmp)
+    fsync(tmp)
+    os.replace(tmp, path)
+    fsync(path.parent)
+
+
+def trim_log(path: Path, last_epoch: int, *, phase: str | None = None) -> None:
+    """Keep a JSON-lines training log's records up to a checkpoint's epoch.
+
+    The epochs after it run again on resume and log themselves again. With `phase`, only that
+    phase's records (`"phase"` key) are trimmed. A partial line (a kill mid-write) is dropped.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        ours = phase is None or record.get("phase") == phase
+        if not ours or record.get("epoch", last_epoch + 1) <= last_epoch:
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def load_best(folder: Path) -> dict[str, torch.Tensor] | None:
+    """The best weights `save_checkpoint` kept in `folder`, or None if it kept none."""
+    path = folder / BEST_FILE
+    return load_file(path) if path.exists() else None
 
 
 def load_checkpoint(
@@ -79,6 +141,10 @@ def load_checkpoint(
     meta = read_json(folder / "state.json")
     tensors = load_file(folder / "optimizer.safetensors")
     torch.set_rng_state(tensors.pop("torch_rng"))
+    keys = sorted((k for k in tensors if k.startswith("cuda_rng.")), key=lambda k: int(k[9:]))
+    cuda = [tensors.pop(k) for k in keys]
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
     if optimizer is not None and "optimizer" in meta:
         plain = meta.pop("optimizer")
         state: dict[int, dict[str, Any]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -221,3 +223,76 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, interrupt_traini
     b = load_file(tmp_path / "resumed" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "resumed" / "checkpoint").exists()
+    # Each epoch is logged once, though epochs after the checkpoint ran twice.
+    logged = [json.loads(x)["epoch"] for x in (tmp_path / "resumed" / "log.jsonl").open()]
+    assert logged == list(range(6))
+
+
+def _walk_split():
+    n = 40
+    rng = np.random.default_rng(1)
+    seqs = [[f"i{(s + 3 * t) % n}" for t in range(7)] for s in rng.integers(0, n, 60)]
+    ds = build_dataset("walk", [f"u{u}" for u in range(60)], seqs, default_history_len=6)
+    return leave_one_out(ds), PrefixIndex(_sids(n), K)
+
+
+def test_a_checkpoint_keeps_the_best_weights_and_older_checkpoints_still_resume(
+    tmp_path, interrupt_training
+) -> None:
+    """The best weights live in the checkpoint (one atomic write with the stopper); a checkpoint
+    written before that, with the best weights beside it, resumes to the same model."""
+    from safetensors.torch import load_file
+
+    split, index = _walk_split()
+    train = TrainConfig(lr=1e-2, batch_size=16, max_epochs=6, eval_every=2, patience=5)
+    full = train_genrec(_model(dropout=0.2), split, index, train, tmp_path / "full")
+    old = tmp_path / "old"
+    with interrupt_training(4):
+        train_genrec(_model(dropout=0.2), split, index, train, old)
+    assert (old / "checkpoint" / "best.safetensors").exists()
+    assert not (old / "model.safetensors").exists()  # written once, before the final tests
+    (old / "checkpoint" / "best.safetensors").rename(old / "model.safetensors")
+    resumed = train_genrec(_model(dropout=0.2), split, index, train, old)
+    assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(old / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_killed_during_its_final_evaluation_trains_no_further(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Early stopping had ended training; resuming goes straight to the final evaluation."""
+    from safetensors.torch import load_file
+
+    import pocketrec.distill.genrec_train as genrec_train
+
+    real = genrec_train.evaluate_genrec
+    calls = {"periodic": 0, "test": 0}
+
+    def evaluate(model, split, index, stage, *, beam_width, limit=None):
+        if limit == 55:  # the periodic validation: scores that only fall, so epoch 1 is best
+            calls["periodic"] += 1
+            return {"ndcg@10": 1.0 / calls["periodic"]}
+        if stage == "test":
+            calls["test"] += 1
+            if calls["test"] == 1:
+                raise KeyboardInterrupt
+        return real(model, split, index, stage, beam_width=beam_width, limit=limit)
+
+    monkeypatch.setattr(genrec_train, "evaluate_genrec", evaluate)
+    split, index = _walk_split()
+    train = TrainConfig(
+        lr=1e-2, batch_size=16, max_epochs=20, eval_every=2, patience=2, eval_limit=55
+    )
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_genrec(_model(), split, index, train, out)
+    assert calls["periodic"] == 3  # best at epoch 1, two worse evaluations: stopped after epoch 5
+    stopped_at = load_file(out / "model.safetensors")
+    metrics = train_genrec(_model(), split, index, train, out)
+    assert calls["periodic"] == 3 and calls["test"] == 2  # no epoch trained after the restart
+    assert metrics["best_epoch"] == 1
+    logged = [json.loads(x)["epoch"] for x in (out / "log.jsonl").open()]
+    assert logged == list(range(6))
+    final = load_file(out / "model.safetensors")
+    assert all(torch.equal(final[k], stopped_at[k]) for k in final)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,24 @@ def test_a_reader_puts_back_what_a_crash_left_aside_before_it_looks(tmp_path: Pa
     assert recover_staged(checkpoint)  # training resumes instead of starting over
     assert (checkpoint / "file.txt").read_text() == "epoch 7"
     assert not recover_staged(tmp_path / "never-written")
+
+
+def test_trim_log_keeps_records_up_to_the_checkpoint_and_other_phases(tmp_path: Path) -> None:
+    from pocketrec.distill.training import trim_log
+
+    log = tmp_path / "log.jsonl"
+    lines = [
+        {"phase": "model", "epoch": 0},
+        {"phase": "model", "epoch": 1},
+        {"phase": "refit", "epoch": 0},
+        {"phase": "refit", "epoch": 1},
+        {"phase": "refit", "epoch": 2},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"phase": "refit", "ep')
+    trim_log(log, 0, phase="refit")
+    kept = [json.loads(x) for x in log.read_text().splitlines()]
+    assert kept == lines[:3]  # the other phase untouched, the partial line dropped
+    trim_log(log, 0)
+    assert [json.loads(x) for x in log.read_text().splitlines()] == [lines[0], lines[2]]
+    trim_log(tmp_path / "missing.jsonl", 3)  # nothing to trim
+    assert not (tmp_path / "missing.jsonl").exists()

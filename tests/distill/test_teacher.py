@@ -141,3 +141,19 @@ def test_item_tables_of_the_wrong_length_are_refused() -> None:
         SASRec(shape, 10, torch.zeros(9, 4))
     with pytest.raises(ConfigError, match="semantic IDs have 11 rows for 10 items"):
         SASRec(shape, 10, None, torch.zeros(11, 2, dtype=torch.long))
+
+
+def test_collaborative_features_read_only_the_runs_training_events() -> None:
+    """Without item text the teacher's features come from its split: events held back for
+    on-device personalization (here, half of the users) must not shape them."""
+    from pocketrec.distill.protocol import training_split
+    from pocketrec.distill.teacher import item_features
+
+    rng = np.random.default_rng(0)
+    seqs = [[f"i{(s + 2 * t) % 30}" for t in range(8)] for s in rng.integers(0, 30, 80)]
+    ds = build_dataset("walk", [f"u{u}" for u in range(80)], seqs, default_history_len=6)
+    everyone, kind = item_features(ds, training_split(ds), progress=False)
+    assert kind == "cooccurrence-svd"
+    np.testing.assert_array_equal(everyone, item_features(ds, leave_one_out(ds))[0])
+    held_back, _ = item_features(ds, training_split(ds, device_users=0.5), progress=False)
+    assert not np.allclose(held_back, everyone)
