@@ -400,8 +400,13 @@ def _train_minilm_teacher(
     else:
         teacher = TeacherEnsemble(members)
         metrics = {"members": runs}
+        done = out / "metrics.json"
+        previous = json.loads(done.read_text()) if done.exists() else {}
         if dist.rank() == 0:
             for stage in ("valid", "test"):
+                if previous.get("members") == runs and stage in previous:
+                    metrics[stage] = previous[stage]  # scored when a resumed run got here
+                    continue
                 metrics[stage] = evaluate_genrec(
                     teacher, split, index, stage, beam_width=cfg.teacher_train.beam_width
                 )

@@ -140,6 +140,16 @@ def test_a_teacher_ensemble_trains_each_member_and_is_scored_as_one(
     assert teacher["test"]["valid_item_rate"] == 1.0
     assert 0.0 <= teacher["test"]["ndcg@10"] <= 1.0
     assert json.loads((run / "teacher" / "config.json").read_text())["members"] == 2
+    # A resumed run reuses the ensemble's scores instead of ranking every user again.
+    import pocketrec.distill.pipeline as pipeline
+
+    calls = []
+    real = pipeline.evaluate_genrec
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(pipeline, "evaluate_genrec", lambda *a, **k: calls.append(a) or real(*a, **k))
+        distill(cfg, run)
+    assert calls == []
+    assert json.loads((run / "metrics.json").read_text())["teacher"] == teacher
 
 
 def test_device_holdout_keeps_the_last_events_out_of_training(shop: Path, tmp_path: Path) -> None:
