@@ -155,9 +155,8 @@ def _fit(
             "sampler_rng": gen.get_state().tolist(),
         }
         save_checkpoint(ckpt, model, optimizer, state, best=best)
-        with open(
-            out / "log.jsonl", "a"
-        ) as log:  # after the checkpoint: a replayed epoch logs once
+        # after the checkpoint: an epoch replayed after a kill logs once
+        with open(out / "log.jsonl", "a") as log:
             log.write(json.dumps(record) + "\n")
         if select and stopper.should_stop:
             break
