@@ -40,6 +40,7 @@ from pocketrec.distill.runinfo import (
 from pocketrec.distill.sasrec import SASRec, SASRecConfig
 from pocketrec.distill.training import (
     EarlyStopping,
+    cpu_state,
     load_best,
     load_checkpoint,
     pick_device,
@@ -115,9 +116,7 @@ def _fit(
         stopper = EarlyStopping(**meta["stopper"])
         rng.bit_generator.state = meta["numpy_rng"]
         gen.set_state(torch.tensor(meta["sampler_rng"], dtype=torch.uint8))
-        best = load_best(ckpt)
-        if best is None and weights.exists():  # checkpoints written before they kept it
-            best = load_file(weights)
+        best = load_best(ckpt, fallback=weights)
         if select and stopper.should_stop:  # stopped, then killed before it was marked done
             start_epoch = epochs
         trim_log(out / "log.jsonl", meta["epoch"], phase=name)
@@ -143,7 +142,7 @@ def _fit(
             record["valid_ndcg@10"] = valid["ndcg@10"]
             improved = stopper.step(valid["ndcg@10"], epoch)
         if improved:
-            best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best = cpu_state(model)
         elapsed += time.perf_counter() - t0
         record["elapsed_s"] = round(elapsed, 1)
         bar.set_postfix(loss=f"{record['loss']:.3f}", best=f"{stopper.best:.4f}")
@@ -161,7 +160,7 @@ def _fit(
         if select and stopper.should_stop:
             break
     if best is None:  # validation never improved on -inf (a NaN loss): the last weights
-        best = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        best = cpu_state(model)
     save_durably(best, weights)
     model.load_state_dict(load_file(weights))
     model.eval()

@@ -33,6 +33,7 @@ from pocketrec.distill.protocol import PAD, Split, Stage, evaluate
 from pocketrec.distill.runinfo import recover_staged, seed_everything, write_json
 from pocketrec.distill.training import (
     EarlyStopping,
+    cpu_state,
     load_best,
     load_checkpoint,
     save_checkpoint,
@@ -273,9 +274,7 @@ def train_genrec(
         start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
         stopper = EarlyStopping(**meta["stopper"])
         rng.bit_generator.state = meta["numpy_rng"]
-        best = load_best(ckpt)
-        if best is None and final_path.exists():  # checkpoints written before they kept it
-            best = load_file(final_path)
+        best = load_best(ckpt, fallback=final_path)
         if stopper.should_stop:  # it had stopped, and was killed during the final evaluation
             start_epoch = cfg.max_epochs
         if rank == 0:
@@ -333,7 +332,7 @@ def train_genrec(
                 record["valid_ndcg@10"] = score
             score = dist.broadcast_float(score)
             if stopper.step(score, epoch) and rank == 0:
-                best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best = cpu_state(model)
         elapsed += time.perf_counter() - t0
         record["elapsed_s"] = round(elapsed, 1)
         if rank == 0:
@@ -356,7 +355,7 @@ def train_genrec(
             break
     if rank == 0:
         if best is None:  # validation never scored (a NaN loss): the last weights
-            best = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            best = cpu_state(model)
         save_durably(best, final_path)
     dist.barrier()
     model.load_state_dict(load_file(final_path), strict=False)

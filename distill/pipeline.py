@@ -400,9 +400,9 @@ def _train_minilm_teacher(
     else:
         teacher = TeacherEnsemble(members)
         metrics = {"members": runs}
-        done = out / "metrics.json"
-        previous = json.loads(done.read_text()) if done.exists() else {}
         if dist.rank() == 0:
+            done = out / "metrics.json"
+            previous = json.loads(done.read_text()) if done.exists() else {}
             for stage in ("valid", "test"):
                 if previous.get("members") == runs and stage in previous:
                     metrics[stage] = previous[stage]  # scored when a resumed run got here

@@ -19,6 +19,7 @@ from pocketrec.distill.runinfo import read_json, staged_folder, write_json
 
 __all__ = [
     "EarlyStopping",
+    "cpu_state",
     "load_best",
     "load_checkpoint",
     "pick_device",
@@ -127,10 +128,18 @@ def trim_log(path: Path, last_epoch: int, *, phase: str | None = None) -> None:
     os.replace(tmp, path)
 
 
-def load_best(folder: Path) -> dict[str, torch.Tensor] | None:
-    """The best weights `save_checkpoint` kept in `folder`, or None if it kept none."""
-    path = folder / BEST_FILE
-    return load_file(path) if path.exists() else None
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of `model`'s weights that later training steps do not change."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def load_best(folder: Path, fallback: Path) -> dict[str, torch.Tensor] | None:
+    """The best weights `save_checkpoint` kept in `folder`; for checkpoints written before it
+    kept them, the weights file `fallback` the trainer wrote beside it; else None."""
+    for path in (folder / BEST_FILE, fallback):
+        if path.exists():
+            return load_file(path)
+    return None
 
 
 def load_checkpoint(
