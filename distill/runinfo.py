@@ -47,6 +47,11 @@ def command_line() -> str:
     argv = list(sys.argv)
     if argv and argv[0].endswith(("pocketrec", "__main__.py")):
         argv[0] = "pocketrec"
+    # torchrun (and accelerate) start each rank with the module's own argv; the launcher and
+    # its process count are what a rerun needs to reproduce the run, so they are put back.
+    ranks = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE")
+    if ranks and int(ranks) > 1 and argv and argv[0] == "pocketrec":
+        argv = ["torchrun", "--nproc_per_node", ranks, "-m", *argv]
     return shlex.join(argv)
 
 
@@ -110,6 +115,7 @@ def machine_info() -> dict[str, Any]:
     torch = sys.modules.get("torch")
     if torch is not None:
         info["torch_threads"] = torch.get_num_threads()
+        info["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return info
 

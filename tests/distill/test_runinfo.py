@@ -68,3 +68,19 @@ def test_trim_log_keeps_records_up_to_the_checkpoint_and_other_phases(tmp_path: 
     assert [json.loads(x) for x in log.read_text().splitlines()] == [lines[0], lines[2]]
     trim_log(tmp_path / "missing.jsonl", 3)  # nothing to trim
     assert not (tmp_path / "missing.jsonl").exists()
+
+
+def test_the_command_names_torchrun_when_ranks_were_launched_by_it(monkeypatch) -> None:
+    from pocketrec.distill import runinfo
+
+    argv = ["/x/pocketrec/__main__.py", "distill", "ml-1m", "--out", "runs/a b"]
+    monkeypatch.setattr(runinfo.sys, "argv", argv)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert runinfo.command_line() == "pocketrec distill ml-1m --out 'runs/a b'"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert runinfo.command_line() == (
+        "torchrun --nproc_per_node 2 -m pocketrec distill ml-1m --out 'runs/a b'"
+    )
+    assert runinfo.machine_info()["world_size"] == 2
