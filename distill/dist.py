@@ -1,22 +1,26 @@
 """Distributed data parallel, with the single-process path as the special case.
 
 Launch any training command with `torchrun --nproc_per_node N -m pocketrec ...` (or
-`accelerate launch`): ranks split each batch of users, DDP averages the gradients, rank 0
-evaluates, writes artifacts and logs. Without a launcher, every helper here is a no-op, so
+`accelerate launch`): ranks split each batch of users, DDP averages the gradients, ranks
+split each evaluation's batches of users and share their ranks, rank 0 writes artifacts and
+logs. Without a launcher, every helper here is a no-op, so
 there is one code path. CPU ranks use the gloo backend, CUDA ranks NCCL.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as td
 from torch import nn
 
+T = TypeVar("T")
+
 __all__ = [
     "barrier",
-    "broadcast_float",
+    "gather",
     "init",
     "is_distributed",
     "rank",
@@ -79,10 +83,13 @@ def share_of_batch(count: int) -> float:
     return world_size() * count / max(float(t.item()), 1.0)
 
 
-def broadcast_float(value: float, src: int = 0) -> float:
-    """Rank `src`'s value on every rank (e.g. the validation score rank 0 computed)."""
+def gather(value: T) -> list[T]:
+    """Every rank's `value`, in rank order, on every rank (`[value]` in a single process).
+
+    For small picklable results such as one rank's share of an evaluation.
+    """
     if not is_distributed():
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    td.broadcast(t, src)
-    return float(t.item())
+        return [value]
+    out: list[Any] = [None] * world_size()
+    td.all_gather_object(out, value)
+    return out

@@ -29,7 +29,7 @@ from pocketrec.distill import dist
 from pocketrec.distill.genrec import GenRec, code_loss
 from pocketrec.distill.kd import valid_children
 from pocketrec.distill.metrics import KS
-from pocketrec.distill.protocol import PAD, Split, Stage, evaluate
+from pocketrec.distill.protocol import PAD, Split, Stage, metrics_of, target_ranks
 from pocketrec.distill.runinfo import recover_staged, seed_everything, write_json
 from pocketrec.distill.training import (
     EarlyStopping,
@@ -159,11 +159,16 @@ def evaluate_genrec(
     beam_width: int,
     limit: int | None = None,
     exclude_history: bool = False,
+    shared: bool = False,
 ) -> dict[str, float]:
     """Recall/NDCG@5/10/20 by beam search, plus the valid-item rate of the returned lists.
 
     `exclude_history` ranks without the items of each user's history window (see
     `protocol.evaluate`); not this project's protocol, which ranks every item.
+
+    `shared`: every rank of a distributed run calls this together; each scores every
+    world-size-th batch of users and all of them return the metrics of every user, the same
+    as one process scoring them all. Otherwise the caller scores every user itself.
     """
     model.eval()
     predict = make_predictor(model, index, beam_width=beam_width, exclude_history=exclude_history)
@@ -175,15 +180,22 @@ def evaluate_genrec(
         returned["total"] += items.size
         return items
 
-    metrics = evaluate(
+    by_batch = target_ranks(
         counting,
         split,
         stage,
         max_len=model.cfg.max_len,
         limit=limit,
         exclude_history=exclude_history,
+        part=(dist.rank(), dist.world_size()) if shared else (0, 1),
     )
-    metrics["valid_item_rate"] = returned["valid"] / max(1, returned["total"])
+    parts = dist.gather((by_batch, returned)) if shared else [(by_batch, returned)]
+    merged = {
+        start: ranks for ranks_by_batch, _ in parts for start, ranks in ranks_by_batch.items()
+    }
+    metrics = metrics_of(merged)
+    valid, total = (sum(counts[key] for _, counts in parts) for key in ("valid", "total"))
+    metrics["valid_item_rate"] = valid / max(1, total)
     return metrics
 
 
@@ -269,7 +281,10 @@ def train_genrec(
     ckpt = out_dir / "checkpoint"
     log_path = out_dir / "log.jsonl"
     final_path = out_dir / "model.safetensors"
-    if recover_staged(ckpt):
+    if rank == 0:  # one rank puts back what a crash left aside; then every rank reads it
+        recover_staged(ckpt)
+    dist.barrier()
+    if ckpt.exists():
         meta = load_checkpoint(ckpt, model, optimizer)
         start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
         stopper = EarlyStopping(**meta["stopper"])
@@ -323,14 +338,17 @@ def train_genrec(
             total += loss.item()
         record: dict[str, Any] = {"epoch": epoch, "loss": total / max(1, steps)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.max_epochs:
-            score = 0.0
-            if rank == 0:
-                valid_metrics = evaluate_genrec(
-                    model, split, index, "valid", beam_width=cfg.beam_width, limit=cfg.eval_limit
-                )
-                score = valid_metrics["ndcg@10"]
-                record["valid_ndcg@10"] = score
-            score = dist.broadcast_float(score)
+            valid_metrics = evaluate_genrec(
+                model,
+                split,
+                index,
+                "valid",
+                beam_width=cfg.beam_width,
+                limit=cfg.eval_limit,
+                shared=True,
+            )
+            score = valid_metrics["ndcg@10"]  # the same on every rank
+            record["valid_ndcg@10"] = score
             if stopper.step(score, epoch) and rank == 0:
                 best = cpu_state(model)
         elapsed += time.perf_counter() - t0
@@ -359,6 +377,10 @@ def train_genrec(
         save_durably(best, final_path)
     dist.barrier()
     model.load_state_dict(load_file(final_path), strict=False)
+    scores = {
+        stage: evaluate_genrec(model, split, index, stage, beam_width=cfg.beam_width, shared=True)
+        for stage in ("valid", "test")
+    }
     metrics: dict[str, Any] = {}
     if rank == 0:
         metrics = {
@@ -366,8 +388,7 @@ def train_genrec(
             "best_epoch": stopper.best_epoch,
             "train_time_s": round(elapsed, 1),
             "parameters": model.num_parameters(),
-            "valid": evaluate_genrec(model, split, index, "valid", beam_width=cfg.beam_width),
-            "test": evaluate_genrec(model, split, index, "test", beam_width=cfg.beam_width),
+            **scores,
             "train_config": asdict(cfg),
             "world_size": world,
         }

@@ -214,10 +214,9 @@ def _prepare_sids(cfg: DistillConfig, dataset: Dataset, split: Split, out: Path)
     A folder is complete once it has config.json (written last); one left without it by a
     kill during an older, unstaged build is built again.
     """
-    recover_staged(out)
-    if (out / "semantic_ids.npy").exists() and (out / "config.json").exists():
-        return out
-    if cfg.sids is not None:
+    # Every rank checks (read-only, so all raise the same errors); rank 0 alone writes.
+    complete = _sids_complete(out) or _sids_complete(out.with_name(out.name + ".old"))
+    if not complete and cfg.sids is not None:
         source = Path(cfg.sids)
         if not (source / "semantic_ids.npy").exists():
             raise DataError(
@@ -227,16 +226,23 @@ def _prepare_sids(cfg: DistillConfig, dataset: Dataset, split: Split, out: Path)
         if item_ids != [str(i) for i in dataset.item_ids]:
             raise DataError(
                 f"--sids {source} was built for another catalogue ({len(item_ids)} items, "
-                f"dataset {dataset.name!r} has {dataset.num_items}); build semantic IDs for it"
+                f"dataset {dataset.name!r} has {dataset.num_items}); build semantic IDs "
+                "for it"
             )
-        with staged_folder(out) as tmp:
-            shutil.copytree(source, tmp, dirs_exist_ok=True)
-        return out
     if dist.rank() == 0:
-        with staged_folder(out) as tmp:
-            build_semantic_ids(cfg.sid, tmp, dataset=dataset, split=split)
+        recover_staged(out)
+        if not _sids_complete(out):
+            with staged_folder(out) as tmp:
+                if cfg.sids is not None:
+                    shutil.copytree(cfg.sids, tmp, dirs_exist_ok=True)
+                else:
+                    build_semantic_ids(cfg.sid, tmp, dataset=dataset, split=split)
     dist.barrier()
     return out
+
+
+def _sids_complete(folder: Path) -> bool:
+    return (folder / "semantic_ids.npy").exists() and (folder / "config.json").exists()
 
 
 def _check_shapes(cfg: DistillConfig, sids: np.ndarray, sid_config: dict[str, Any]) -> None:

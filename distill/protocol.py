@@ -23,7 +23,17 @@ import numpy as np
 from pocketrec.distill.data import Dataset
 from pocketrec.distill.metrics import KS, metrics_from_ranks, ranks_from_scores, ranks_from_topk
 
-__all__ = ["PAD", "PROTOCOL", "Split", "evaluate", "leave_one_out", "pad_left", "training_split"]
+__all__ = [
+    "PAD",
+    "PROTOCOL",
+    "Split",
+    "evaluate",
+    "leave_one_out",
+    "metrics_of",
+    "pad_left",
+    "target_ranks",
+    "training_split",
+]
 
 PAD = -1
 PROTOCOL = (
@@ -217,16 +227,60 @@ def evaluate(
     Returns:
         recall@K / ndcg@K for each K, plus "num_users".
     """
+    by_batch = target_ranks(
+        predict,
+        split,
+        stage,
+        max_len=max_len,
+        batch_size=batch_size,
+        ks=ks,
+        limit=limit,
+        progress=progress,
+        exclude_history=exclude_history,
+    )
+    return metrics_of(by_batch, ks)
+
+
+def metrics_of(by_batch: dict[int, np.ndarray], ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """`evaluate`'s metrics from `target_ranks` results (the parts of several callers merged)."""
+    ranks = np.concatenate([by_batch[s] for s in sorted(by_batch)]) if by_batch else np.zeros(0)
+    metrics = metrics_from_ranks(ranks, ks)
+    metrics["num_users"] = float(len(ranks))
+    return metrics
+
+
+def target_ranks(
+    predict: Callable[[np.ndarray], np.ndarray],
+    split: Split,
+    stage: Stage,
+    *,
+    max_len: int,
+    batch_size: int = 512,
+    ks: tuple[int, ...] = KS,
+    limit: int | None = None,
+    progress: bool = False,
+    exclude_history: bool = False,
+    part: tuple[int, int] = (0, 1),
+) -> dict[int, np.ndarray]:
+    """Each evaluated user's rank of its target, as {first user of a batch: the batch's ranks}.
+
+    The arguments are `evaluate`'s. `part=(i, n)` scores only batches i, i + n, i + 2n, ...:
+    n workers (the ranks of a distributed run) each score one part, every batch exactly as one
+    caller would, and `metrics_of` on the merged dicts gives `evaluate`'s result.
+    """
+    index, parts = part
+    if not 0 <= index < parts:
+        raise ValueError(f"part {part}: want (i, n) with 0 <= i < n")
     hist, targets = split.histories(stage, max_len)
     if limit is not None and limit < len(targets):
         pick = np.linspace(0, len(targets) - 1, limit).round().astype(np.int64)
         hist, targets = hist[pick], targets[pick]
-    starts = range(0, len(targets), batch_size)
+    starts = range(index * batch_size, len(targets), parts * batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"evaluate {stage}", unit="batch", leave=False)
-    ranks = []
+    ranks = {}
     for s in starts:
         batch_hist = hist[s : s + batch_size]
         out = np.asarray(predict(batch_hist))
@@ -236,16 +290,14 @@ def evaluate(
                 _check_lists_exclude(out, batch_hist, first_user=s)
             if out.shape[1] < max(ks):
                 raise ValueError(f"top-K lists have {out.shape[1]} items; need >= {max(ks)}")
-            ranks.append(ranks_from_topk(out, batch_targets))
+            ranks[s] = ranks_from_topk(out, batch_targets)
         else:
             if exclude_history:
                 rows, cols = np.nonzero(batch_hist != PAD)
                 out = out.copy()  # same dtype: a cast could create ties
                 out[rows, batch_hist[rows, cols]] = -np.inf
-            ranks.append(ranks_from_scores(out, batch_targets))
-    metrics = metrics_from_ranks(np.concatenate(ranks), ks)
-    metrics["num_users"] = float(len(targets))
-    return metrics
+            ranks[s] = ranks_from_scores(out, batch_targets)
+    return ranks
 
 
 def _check_lists_exclude(topk: np.ndarray, hist: np.ndarray, *, first_user: int) -> None:

@@ -19,12 +19,15 @@ from pocketrec._prefix import PrefixIndex
 from pocketrec.distill import dist
 from pocketrec.distill.data import build_dataset
 from pocketrec.distill.genrec import GenRec, GenRecConfig
-from pocketrec.distill.genrec_train import TrainConfig, train_genrec
+from pocketrec.distill import genrec_train, protocol
+from pocketrec.distill.genrec_train import TrainConfig, evaluate_genrec, train_genrec
 from pocketrec.distill.protocol import leave_one_out
 from pocketrec.distill.sids.vocab import disambiguate
 
 dist.init()
 torch.set_num_threads(1)
+# batches of 8 users: the ranks share every evaluation (each scores every other batch)
+genrec_train.target_ranks = lambda *a, **k: protocol.target_ranks(*a, **k, batch_size=8)
 n, k = 30, 8
 rng = np.random.default_rng(0)
 seqs = [[f"i{(s + t) % n}" for t in range(7)] for s in rng.integers(0, n, 64)]
@@ -37,11 +40,15 @@ cfg = GenRecConfig(num_levels=3, codebook_size=k, max_len=5, hidden=16, num_laye
 torch.manual_seed(0)
 model = GenRec(cfg, torch.from_numpy(sids))
 train = TrainConfig(lr=5e-3, batch_size=16, max_epochs=4, eval_every=2, patience=10)
-metrics = train_genrec(model, leave_one_out(ds), PrefixIndex(sids, k), train, Path(sys.argv[1]))
+split, index = leave_one_out(ds), PrefixIndex(sids, k)
+metrics = train_genrec(model, split, index, train, Path(sys.argv[1]))
+shared = evaluate_genrec(model, split, index, "valid", beam_width=20, shared=True)
+alone = evaluate_genrec(model, split, index, "valid", beam_width=20)
+agree = dist.gather(shared == alone and shared["num_users"] == 64)
 if dist.rank() == 0:
     w = model.code_emb.detach().sum().item()
     Path(sys.argv[2]).write_text(json.dumps({"test": metrics["test"], "weight_sum": w,
-                                             "world": metrics["world_size"]}))
+                                             "world": metrics["world_size"], "agree": agree}))
 """
 
 
@@ -85,6 +92,9 @@ def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
     )
     a, b = json.loads(single.read_text()), json.loads(double.read_text())
     assert (a["world"], b["world"]) == (1, 2)
+    # Split between the ranks, an evaluation gives every rank what one caller scoring every
+    # user gets, to the last digit.
+    assert a["agree"] == [True] and b["agree"] == [True, True]
     # Same batches, gradients averaged as if one process saw the whole batch: equal up to
     # floating-point summation order.
     assert b["weight_sum"] == pytest.approx(a["weight_sum"], rel=1e-3, abs=1e-4)

@@ -269,7 +269,7 @@ def test_a_run_killed_during_its_final_evaluation_trains_no_further(
     real = genrec_train.evaluate_genrec
     calls = {"periodic": 0, "test": 0}
 
-    def evaluate(model, split, index, stage, *, beam_width, limit=None):
+    def evaluate(model, split, index, stage, *, beam_width, limit=None, shared=False):
         if limit == 55:  # the periodic validation: scores that only fall, so epoch 1 is best
             calls["periodic"] += 1
             return {"ndcg@10": 1.0 / calls["periodic"]}
@@ -277,7 +277,7 @@ def test_a_run_killed_during_its_final_evaluation_trains_no_further(
             calls["test"] += 1
             if calls["test"] == 1:
                 raise KeyboardInterrupt
-        return real(model, split, index, stage, beam_width=beam_width, limit=limit)
+        return real(model, split, index, stage, beam_width=beam_width, limit=limit, shared=shared)
 
     monkeypatch.setattr(genrec_train, "evaluate_genrec", evaluate)
     split, index = _walk_split()

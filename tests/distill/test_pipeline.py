@@ -298,3 +298,47 @@ def test_semantic_ids_left_half_written_are_built_again(shop: Path, tmp_path: Pa
     np.testing.assert_array_equal(load_semantic_ids(out)[0], built)
     assert (out / "codebooks.npy").exists()
     assert not out.with_name("sids.tmp").exists() and not out.with_name("sids.old").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_run_every_stage_and_copy_the_semantic_ids_once(
+    shop: Path, tmp_path: Path
+) -> None:
+    """`torchrun ... pocketrec distill --sids DIR`: rank 0 alone writes shared folders."""
+    import dataclasses
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from tests.distill.test_dist import _free_port
+
+    alone = tmp_path / "alone"
+    distill(dataclasses.replace(_tiny_cfg(shop), ablation=False), alone)
+    cfg = dataclasses.replace(
+        _tiny_cfg(shop), sids=str(alone / "sids"), teacher_members=2, ablation=False
+    )
+    (tmp_path / "cfg.pkl").write_bytes(pickle.dumps(cfg))  # a test's own object, read back below
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import pickle, sys\n"
+        "from pathlib import Path\n"
+        "from pocketrec.distill.pipeline import distill\n"
+        "distill(pickle.loads(Path(sys.argv[1]).read_bytes()), Path(sys.argv[2]))\n"
+    )
+    run = tmp_path / "ranks"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        str(script), str(tmp_path / "cfg.pkl"), str(run),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for _ in range(2):  # the second invocation resumes a finished run: nothing is trained
+        subprocess.run(command, check=True, env=env, timeout=600, cwd=Path.cwd())
+    seed = json.loads((run / "student" / "seed_0" / "metrics.json").read_text())
+    assert seed["world_size"] == 2 and seed["test"]["valid_item_rate"] == 1.0
+    assert json.loads((run / "metrics.json").read_text())["teacher"]["valid"]["ndcg@10"] >= 0
+    assert len(json.loads((run / "config.json").read_text())["resumed"]) == 1
+    for name in ("semantic_ids.npy", "tokenizer.json", "config.json"):
+        assert (run / "sids" / name).read_bytes() == (alone / "sids" / name).read_bytes()
+    assert [p for p in run.rglob("*") if p.suffix in (".tmp", ".old")] == []

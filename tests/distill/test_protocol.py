@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pocketrec.distill.data import build_dataset, load_dataset
-from pocketrec.distill.protocol import PAD, evaluate, leave_one_out
+from pocketrec.distill.protocol import PAD, evaluate, leave_one_out, metrics_of, target_ranks
 
 
 def _toy():
@@ -111,6 +111,30 @@ def test_evaluate_oracle_and_topk() -> None:
     assert out["recall@5"] == 1.0 and out["num_users"] == 2.0
     with pytest.raises(ValueError, match="need >= 20"):
         evaluate(lambda h: np.zeros((len(h), 3), dtype=np.int64), split, "test", max_len=3)
+
+
+def test_parts_of_an_evaluation_merge_into_the_whole() -> None:
+    rng = np.random.default_rng(0)
+    seqs = [
+        [f"i{j}" for j in rng.choice(40, size=rng.integers(3, 9), replace=False)] for _ in range(50)
+    ]
+    ds = build_dataset("r", [f"u{u}" for u in range(50)], seqs, default_history_len=4)
+    split = leave_one_out(ds)
+    table = rng.normal(size=(ds.num_items, ds.num_items))
+
+    def scores(hist: np.ndarray) -> np.ndarray:  # depends on the history only
+        return table[np.where(hist >= 0, hist, 0)].sum(1)
+
+    whole = evaluate(scores, split, "valid", max_len=4, batch_size=7, limit=45)
+    parts = [
+        target_ranks(scores, split, "valid", max_len=4, batch_size=7, limit=45, part=(i, 3))
+        for i in range(3)
+    ]
+    assert all(parts) and not set(parts[0]) & set(parts[1])  # each part has its own batches
+    assert metrics_of({s: r for part in parts for s, r in part.items()}) == whole
+    assert whole["num_users"] == 45
+    with pytest.raises(ValueError, match="part"):
+        target_ranks(scores, split, "valid", max_len=4, part=(3, 3))
 
 
 def test_excluding_history_ranks_without_the_users_past_items() -> None:
