@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from pocketrec.distill import dist
 from pocketrec.distill.data import Dataset, load_dataset
 from pocketrec.distill.metrics import summarize_seeds
 from pocketrec.distill.protocol import PAD, Split, evaluate, leave_one_out
@@ -246,6 +247,7 @@ def train_baseline(
             seeds it scored are taken from it instead of retrained, so seeds run on different
             days or machines merge into one record. Its provenance is kept under `merged_from`.
     """
+    dist.refuse_ranks("the SASRec baseline")
     set_threads(cfg.threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / "config.json"

@@ -9,12 +9,15 @@ there is one code path. CPU ranks use the gloo backend, CUDA ranks NCCL.
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as td
 from torch import nn
+
+from pocketrec._errors import ConfigError
 
 T = TypeVar("T")
 
@@ -23,7 +26,9 @@ __all__ = [
     "gather",
     "init",
     "is_distributed",
+    "launched_ranks",
     "rank",
+    "refuse_ranks",
     "share_of_batch",
     "world_size",
     "wrap",
@@ -34,14 +39,33 @@ def is_distributed() -> bool:
     return td.is_available() and td.is_initialized()
 
 
+def launched_ranks() -> int:
+    """How many processes the launcher started (WORLD_SIZE; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def refuse_ranks(what: str) -> None:
+    """Stop before any work when `what` runs in one process only and torchrun started several."""
+    if launched_ranks() > 1:
+        raise ConfigError(
+            f"{what} runs in one process; start it without torchrun (WORLD_SIZE is "
+            f"{launched_ranks()})",
+            where="torchrun",
+        )
+
+
 def init() -> None:
     """Join the process group when launched by torchrun/accelerate (WORLD_SIZE > 1)."""
-    if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if is_distributed() or launched_ranks() <= 1:
         return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    td.init_process_group(backend=backend)
-    if backend == "nccl":
+    # NCCL serves CUDA tensors only; the small CPU collectives (loss shares, gathered
+    # evaluation ranks) go over gloo on every machine.
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # Ranks wait while rank 0 alone builds semantic IDs or writes the teacher cache: minutes on
+    # a big catalogue, longer than the backends' default timeouts (10 min for NCCL).
+    td.init_process_group(backend=backend, timeout=datetime.timedelta(hours=2))
 
 
 def rank() -> int:

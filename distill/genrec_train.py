@@ -36,6 +36,7 @@ from pocketrec.distill.training import (
     cpu_state,
     load_best,
     load_checkpoint,
+    rng_state,
     save_checkpoint,
     save_durably,
     trim_log,
@@ -285,7 +286,7 @@ def train_genrec(
         recover_staged(ckpt)
     dist.barrier()
     if ckpt.exists():
-        meta = load_checkpoint(ckpt, model, optimizer)
+        meta = load_checkpoint(ckpt, model, optimizer, rank=rank)
         start_epoch, elapsed = meta["epoch"] + 1, meta["elapsed_s"]
         stopper = EarlyStopping(**meta["stopper"])
         rng.bit_generator.state = meta["numpy_rng"]
@@ -353,6 +354,7 @@ def train_genrec(
                 best = cpu_state(model)
         elapsed += time.perf_counter() - t0
         record["elapsed_s"] = round(elapsed, 1)
+        random_states = dist.gather(rng_state())  # each rank's dropout stream, to resume exactly
         if rank == 0:
             save_checkpoint(
                 ckpt,
@@ -365,6 +367,7 @@ def train_genrec(
                     "numpy_rng": rng.bit_generator.state,
                 },
                 best=best,
+                rng=random_states,
             )
             with open(log_path, "a") as log:  # after the checkpoint: a replayed epoch logs once
                 log.write(json.dumps(record) + "\n")

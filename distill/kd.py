@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,8 @@ def cache_teacher_outputs(
     _save(part / "coords.npy", np.concatenate(coords) if coords else np.zeros((0, 2), np.int64))
     dist.barrier()
     if dist.rank() == 0:
-        parts = sorted(out_dir.glob("part*"), key=lambda p: int(p.name[4:]))
+        # This run's parts only: a run killed here with more ranks may have left others.
+        parts = [out_dir / f"part{r}" for r in range(dist.world_size())]
         all_logp = np.concatenate([np.load(p / "logp.npy") for p in parts])
         all_codes = np.concatenate([np.load(p / "codes.npy") for p in parts])
         all_coords = np.concatenate([np.load(p / "coords.npy") for p in parts])
@@ -144,10 +146,8 @@ def cache_teacher_outputs(
         _save(out_dir / "logp.npy", all_logp)
         _save(out_dir / "codes.npy", all_codes)
         _save(out_dir / "position_index.npy", position_index)
-        for p in parts:
-            for f in p.iterdir():
-                f.unlink()
-            p.rmdir()
+        for p in out_dir.glob("part*"):
+            shutil.rmtree(p)
         write_json(
             out_dir / "meta.json",
             meta

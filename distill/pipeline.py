@@ -300,6 +300,7 @@ def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
             "new --out, or --force to delete it and start over",
             where="run folder",
         )
+    dist.barrier()  # every rank has read the old config before it goes
     if dist.rank() == 0:
         shutil.rmtree(run_dir)
 
@@ -406,16 +407,18 @@ def _train_minilm_teacher(
     else:
         teacher = TeacherEnsemble(members)
         metrics = {"members": runs}
+        done = out / "metrics.json"
+        previous = json.loads(done.read_text()) if done.exists() else {}
+        # The members' metrics are rank 0's alone, so its answer holds for every rank.
+        same_members = dist.gather(previous.get("members") == runs)[0]
+        for stage in ("valid", "test"):
+            if same_members and stage in previous:
+                metrics[stage] = previous[stage]  # scored when a resumed run got here
+                continue
+            metrics[stage] = evaluate_genrec(
+                teacher, split, index, stage, beam_width=cfg.teacher_train.beam_width, shared=True
+            )
         if dist.rank() == 0:
-            done = out / "metrics.json"
-            previous = json.loads(done.read_text()) if done.exists() else {}
-            for stage in ("valid", "test"):
-                if previous.get("members") == runs and stage in previous:
-                    metrics[stage] = previous[stage]  # scored when a resumed run got here
-                    continue
-                metrics[stage] = evaluate_genrec(
-                    teacher, split, index, stage, beam_width=cfg.teacher_train.beam_width
-                )
             metrics["train_time_s"] = round(sum(r["train_time_s"] for r in runs), 1)
     if dist.rank() == 0:
         metrics.update(
@@ -450,9 +453,11 @@ def distill(
     cfg: DistillConfig, run_dir: Path, *, data_root: Path | None = None, force: bool = False
 ) -> Path:
     """Run every stage; returns `run_dir` (see the module docstring for what it holds)."""
+    spec = parse_teacher(cfg.teacher)  # before any work: a bad teacher fails here
+    if spec.kind == "hf":  # its LoRA fine-tuning is not data-parallel: each rank would redo it
+        dist.refuse_ranks("the hf: teacher")
     dist.init()
     set_threads(cfg.threads)
-    spec = parse_teacher(cfg.teacher)  # before any work: a bad teacher fails here
     if spec.kind == "hf" and cfg.teacher_quant not in ("none", "nf4", "int8"):
         raise ConfigError(
             f"--teacher-quant must be none, nf4 or int8, got {cfg.teacher_quant!r}",

@@ -23,6 +23,7 @@ __all__ = [
     "load_best",
     "load_checkpoint",
     "pick_device",
+    "rng_state",
     "save_checkpoint",
     "save_durably",
     "set_threads",
@@ -35,10 +36,12 @@ BEST_FILE = "best.safetensors"  # in a checkpoint folder: the best weights so fa
 def pick_device(name: str = "auto") -> torch.device:
     """ "auto" picks CUDA when present, else CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu'")
+    if device.type == "cuda" and device.index is None:  # this rank's GPU under torchrun
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
@@ -63,6 +66,19 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"], "plain": plain}
 
 
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's torch random state: the CPU's, and its GPUs' where CUDA is in use (one
+    GPU per rank under torch distributed)."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on the GPU
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            device = torch.cuda.current_device()
+            state[f"cuda_rng.{device}"] = torch.cuda.get_rng_state(device)
+        else:
+            state |= {f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+    return state
+
+
 def save_checkpoint(
     folder: Path,
     model: torch.nn.Module,
@@ -70,11 +86,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     *,
     best: dict[str, torch.Tensor] | None = None,
+    rng: list[dict[str, torch.Tensor]] | None = None,
 ) -> None:
     """Write model, optimizer and RNG state so training can resume exactly; atomic per folder.
 
     `best` (the weights of the best validation so far) is written into the same folder, so the
     weights a run will be tested with always match the early-stopping state beside them.
+    `rng`: every rank's `rng_state()` in rank order, under torch distributed (default: this
+    process's).
     """
     with staged_folder(folder) as tmp:
         save_file(
@@ -83,9 +102,12 @@ def save_checkpoint(
         )
         if best is not None:
             save_file(best, tmp / BEST_FILE)
-        extra = {"torch_rng": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on the GPU
-            extra |= {f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+        # Rank 0's state unprefixed (as single-process checkpoints have it), rank r's as "rank{r}.".
+        extra = {
+            (key if r == 0 else f"rank{r}.{key}"): value
+            for r, state in enumerate(rng or [rng_state()])
+            for key, value in state.items()
+        }
         if optimizer is not None:
             tensors, plain = _optimizer_tensors(optimizer)
             save_file(tensors | extra, tmp / "optimizer.safetensors")
@@ -143,17 +165,25 @@ def load_best(folder: Path, fallback: Path) -> dict[str, torch.Tensor] | None:
 
 
 def load_checkpoint(
-    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, rank: int = 0
 ) -> dict[str, Any]:
-    """Restore what `save_checkpoint` wrote; returns its meta dict."""
+    """Restore what `save_checkpoint` wrote (and rank `rank`'s random state); returns its meta."""
     model.load_state_dict(load_file(folder / "model.safetensors"))
     meta = read_json(folder / "state.json")
     tensors = load_file(folder / "optimizer.safetensors")
-    torch.set_rng_state(tensors.pop("torch_rng"))
-    keys = sorted((k for k in tensors if k.startswith("cuda_rng.")), key=lambda k: int(k[9:]))
-    cuda = [tensors.pop(k) for k in keys]
-    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-        torch.cuda.set_rng_state_all(cuda)
+    states: dict[str, dict[str, torch.Tensor]] = {}  # rank prefix -> its random state
+    for key in list(tensors):  # the rest are the optimizer's "<param>.<slot>" tensors
+        owner, _, name = key.partition(".") if key.startswith("rank") else ("", "", key)
+        if name == "torch_rng" or name.startswith("cuda_rng."):
+            states.setdefault(owner, {})[name] = tensors.pop(key)
+    # This rank's own state; checkpoints from one process (or before ranks had their own)
+    # hold only rank 0's, which every rank then takes.
+    mine = states.get(f"rank{rank}", states[""])
+    torch.set_rng_state(mine["torch_rng"])
+    cuda = {int(k[9:]): v for k, v in mine.items() if k.startswith("cuda_rng.")}
+    if cuda and torch.cuda.is_available() and max(cuda) < torch.cuda.device_count():
+        for device, cuda_state in cuda.items():
+            torch.cuda.set_rng_state(cuda_state, device)
     if optimizer is not None and "optimizer" in meta:
         plain = meta.pop("optimizer")
         state: dict[int, dict[str, Any]] = {}

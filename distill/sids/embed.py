@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +135,10 @@ def encode_texts(
         show_progress_bar=progress,
     ).astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, vectors)
+    # A temp name of its own: ranks of a distributed run embed the same catalogue at once.
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.stem}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, vectors)
     os.replace(tmp, cache)
     return vectors
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = r"""
-import json, sys
+import hashlib, json, os, sys
 from pathlib import Path
 import numpy as np, torch
 from pocketrec._prefix import PrefixIndex
@@ -26,6 +26,16 @@ from pocketrec.distill.sids.vocab import disambiguate
 
 dist.init()
 torch.set_num_threads(1)
+if os.environ.get("INTERRUPT_AT"):  # Ctrl-C every rank after that many epochs, once saved
+    from pocketrec.distill.training import EarlyStopping
+    calls = {"n": 0}
+    def should_stop(self):
+        calls["n"] += 1
+        if calls["n"] == int(os.environ["INTERRUPT_AT"]):
+            dist.barrier()  # rank 0 has written the checkpoint
+            raise KeyboardInterrupt
+        return False
+    EarlyStopping.should_stop = property(should_stop)
 # batches of 8 users: the ranks share every evaluation (each scores every other batch)
 genrec_train.target_ranks = lambda *a, **k: protocol.target_ranks(*a, **k, batch_size=8)
 n, k = 30, 8
@@ -36,10 +46,11 @@ ds = build_dataset("walk", [f"u{u}" for u in range(64)], seqs, default_history_l
 codes = np.stack([np.arange(n) % k, np.arange(n) // k], 1)
 sids = disambiguate(codes, k)
 cfg = GenRecConfig(num_levels=3, codebook_size=k, max_len=5, hidden=16, num_layers=1,
-                   num_heads=2, dropout=0.0, num_items=n)
+                   num_heads=2, dropout=float(os.environ.get("DROPOUT", "0")), num_items=n)
 torch.manual_seed(0)
 model = GenRec(cfg, torch.from_numpy(sids))
-train = TrainConfig(lr=5e-3, batch_size=16, max_epochs=4, eval_every=2, patience=10)
+batch = int(os.environ.get("BATCH", "16"))
+train = TrainConfig(lr=5e-3, batch_size=batch, max_epochs=4, eval_every=2, patience=10)
 split, index = leave_one_out(ds), PrefixIndex(sids, k)
 metrics = train_genrec(model, split, index, train, Path(sys.argv[1]))
 shared = evaluate_genrec(model, split, index, "valid", beam_width=20, shared=True)
@@ -47,8 +58,10 @@ alone = evaluate_genrec(model, split, index, "valid", beam_width=20)
 agree = dist.gather(shared == alone and shared["num_users"] == 64)
 if dist.rank() == 0:
     w = model.code_emb.detach().sum().item()
+    digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values()))
     Path(sys.argv[2]).write_text(json.dumps({"test": metrics["test"], "weight_sum": w,
-                                             "world": metrics["world_size"], "agree": agree}))
+                                             "world": metrics["world_size"], "agree": agree,
+                                             "weights": digest.hexdigest()}))
 """
 
 
@@ -56,6 +69,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ranks(script: Path, out: Path, record: Path, **env: str) -> int:
+    """Run the training script on two gloo ranks; returns torchrun's exit code."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        str(script), str(out), str(record),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run(command, env=env, timeout=600, capture_output=True).returncode
 
 
 @pytest.mark.slow
@@ -71,25 +95,7 @@ def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
         timeout=600,
     )
     double = tmp_path / "double.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
-            str(script),
-            str(tmp_path / "b"),
-            str(double),
-        ],
-        check=True,
-        env=env,
-        timeout=600,
-    )
+    assert _ranks(script, tmp_path / "b", double) == 0
     a, b = json.loads(single.read_text()), json.loads(double.read_text())
     assert (a["world"], b["world"]) == (1, 2)
     # Split between the ranks, an evaluation gives every rank what one caller scoring every
@@ -100,3 +106,20 @@ def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
     assert b["weight_sum"] == pytest.approx(a["weight_sum"], rel=1e-3, abs=1e-4)
     for key in ("ndcg@10", "recall@10"):
         assert b["test"][key] == pytest.approx(a["test"][key], abs=0.02)
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_exactly_with_their_own_dropout_streams(tmp_path: Path) -> None:
+    """Each rank draws its own dropout masks; a resumed run restores each rank's stream.
+
+    Batches of 15 split 8 / 7, so the two ranks' streams differ after the first step.
+    """
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    whole, resumed = tmp_path / "whole.json", tmp_path / "resumed.json"
+    assert _ranks(script, tmp_path / "a", whole, DROPOUT="0.3", BATCH="15") == 0
+    assert _ranks(script, tmp_path / "b", resumed, DROPOUT="0.3", BATCH="15", INTERRUPT_AT="2") != 0
+    assert not resumed.exists() and (tmp_path / "b" / "checkpoint").exists()
+    assert _ranks(script, tmp_path / "b", resumed, DROPOUT="0.3", BATCH="15") == 0
+    a, b = json.loads(whole.read_text()), json.loads(resumed.read_text())
+    assert a["weights"] == b["weights"] and a["test"] == b["test"]

@@ -224,6 +224,21 @@ def test_bad_teacher_is_refused_before_training(
     assert not (tmp_path / "r").exists()  # nothing started
 
 
+def test_one_process_stages_refuse_torchrun_before_any_work(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lm = tmp_path / "lm"
+    write_text(lm / "config.json", json.dumps({"architectures": ["Qwen2ForCausalLM"]}))
+    write_text(lm / "tokenizer.json", "{}")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; no process group is joined
+    code = main(["distill", str(shop), "--out", str(tmp_path / "r"), "--teacher", f"hf:{lm}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the hf: teacher runs in one process" in err and "torchrun" in err
+    code = main(["baseline", str(shop), "--out", str(tmp_path / "b")])
+    assert code == 2 and "the SASRec baseline runs in one process" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "b").exists()
+
+
 def test_semantic_ids_of_another_catalogue_are_refused(shop: Path, tmp_path: Path) -> None:
     import dataclasses
 
@@ -333,6 +348,10 @@ def test_two_ranks_run_every_stage_and_copy_the_semantic_ids_once(
         str(script), str(tmp_path / "cfg.pkl"), str(run),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    stale = run / "teacher_cache" / "part5"  # left by a killed run with more ranks
+    stale.mkdir(parents=True)
+    for name in ("logp", "codes", "coords"):
+        np.save(stale / f"{name}.npy", np.zeros((3, 2), np.int64))
     for _ in range(2):  # the second invocation resumes a finished run: nothing is trained
         subprocess.run(command, check=True, env=env, timeout=600, cwd=Path.cwd())
     seed = json.loads((run / "student" / "seed_0" / "metrics.json").read_text())
@@ -342,3 +361,8 @@ def test_two_ranks_run_every_stage_and_copy_the_semantic_ids_once(
     for name in ("semantic_ids.npy", "tokenizer.json", "config.json"):
         assert (run / "sids" / name).read_bytes() == (alone / "sids" / name).read_bytes()
     assert [p for p in run.rglob("*") if p.suffix in (".tmp", ".old")] == []
+    meta = json.loads((run / "teacher_cache" / "meta.json").read_text())
+    assert meta["positions"] == len(np.load(run / "teacher_cache" / "logp.npy"))
+    assert not stale.exists()
+    alone_meta = json.loads((alone / "teacher_cache" / "meta.json").read_text())
+    assert meta["positions"] == alone_meta["positions"]
