@@ -453,19 +453,29 @@ def noise_control_table(records: list[dict[str, Any]]) -> str:
 
 def lr_probe_table(records: list[dict[str, Any]]) -> str:
     rows = [
-        "| dataset | model | learning rate | epochs | validation NDCG@10 every 2 epochs | best "
-        "validation NDCG@10 (all users) | the same, history window excluded | training time | "
-        "record |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | model | width (parameters) | learning rate | epochs | validation NDCG@10 "
+        "every 2 epochs | best validation NDCG@10 (all users) | the same, history window "
+        "excluded | training time | record |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     kinds = {"pocketrec-student-lr-probe": "student", "pocketrec-teacher-lr-probe": "teacher"}
     probes = [r for r in records if r.get("model") in kinds]
-    probes.sort(key=lambda r: (_dataset_rank(r), kinds[r["model"]], r["epochs"]))
+    probes.sort(
+        key=lambda r: (
+            _dataset_rank(r),
+            kinds[r["model"]],
+            r[kinds[r["model"]]]["hidden"],
+            r["epochs"],
+        )
+    )
     for r in probes:
+        width = r[kinds[r["model"]]]["hidden"]
         for run in r["runs"]:
             curve = " / ".join(f"{c['valid_ndcg@10']:.4f}" for c in run["curve"])
+            size = f" ({run['parameters']:,})" if "parameters" in run else ""
             rows.append(
-                f"| {r['dataset']} | {kinds[r['model']]} | {run['lr']:g} | {r['epochs']} | "
+                f"| {r['dataset']} | {kinds[r['model']]} | d={width}{size} | {run['lr']:g} | "
+                f"{r['epochs']} | "
                 f"{curve} | "
                 f"{run['valid']['ndcg@10']:.4f} (epoch {run['best_epoch']}) | "
                 f"{run['valid_history_excluded']['ndcg@10']:.4f} | "

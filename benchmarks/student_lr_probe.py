@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lrs", default="0.001,0.003", help="comma-separated learning rates")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hidden", type=int, help="model width instead of the preset's (students and teachers)"
+    )
     parser.add_argument("--sids", type=Path, help="an existing semantic-ID folder")
     parser.add_argument("--work", type=Path, help="model folders (default runs/...)")
     parser.add_argument("--threads", type=int, default=2)
@@ -59,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, sid=sid)
     if args.sids is not None:
         cfg = dataclasses.replace(cfg, sids=str(args.sids))
-    work = args.work or Path("runs") / f"{args.model}_lr_probe_{dataset.name}"
+    if args.hidden is not None:
+        cfg = dataclasses.replace(
+            cfg,
+            student=dataclasses.replace(cfg.student, hidden=args.hidden),
+            teacher_model=dataclasses.replace(cfg.teacher_model, hidden=args.hidden),
+        )
+    width = "" if args.hidden is None else f"_d{args.hidden}"
+    work = args.work or Path("runs") / f"{args.model}_lr_probe_{dataset.name}{width}"
     split = training_split(dataset)
     sids, _, _ = load_semantic_ids(_prepare_sids(cfg, dataset, split, work / "sids"))
     index = PrefixIndex(sids, cfg.student.codebook_size)
@@ -107,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "best_epoch": metrics["best_epoch"] + 1,
                 "train_time_s": metrics["train_time_s"],
+                "parameters": metrics["parameters"],
             }
         )
         print(
