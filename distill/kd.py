@@ -42,6 +42,7 @@ __all__ = [
     "cache_teacher_outputs",
     "load_teacher_cache",
     "sid_hash",
+    "teacher_fingerprint",
     "valid_children",
 ]
 
@@ -163,14 +164,38 @@ def cache_teacher_outputs(
     return out_dir
 
 
-def load_teacher_cache(cache_dir: Path, *, window: int, sid_fingerprint: str) -> dict[str, Any]:
-    """Memory-map a cache, refusing one made for other windows or semantic IDs."""
+def teacher_fingerprint(folder: Path) -> str:
+    """Fingerprint of a trained teacher: every weights file under `folder`, names and bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.safetensors")):
+        if "checkpoint" in path.relative_to(folder).parts:  # training state, not the teacher
+            continue
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def load_teacher_cache(
+    cache_dir: Path, *, window: int, sid_fingerprint: str, teacher: str | None = None
+) -> dict[str, Any]:
+    """Memory-map a cache, refusing one made for other windows, semantic IDs or teacher weights
+    (`teacher`: `teacher_fingerprint` of the teacher now in the run; caches written before it
+    was recorded are taken as they are)."""
     meta = json.loads((cache_dir / "meta.json").read_text())
     if meta["window"] != window or meta.get("sid_hash") != sid_fingerprint:
         raise DataError(
             f"teacher cache {cache_dir} was made for window {meta['window']} and semantic IDs "
             f"{meta.get('sid_hash')}, but the student uses window {window} and {sid_fingerprint}; "
             "delete the cache folder to recompute it"
+        )
+    made_with = meta.get("teacher_weights")
+    if teacher is not None and made_with is not None and made_with != teacher:
+        raise DataError(
+            f"teacher cache {cache_dir} holds the outputs of other teacher weights ({made_with}; "
+            f"the run's teacher is {teacher}): the teacher was trained again after the cache "
+            "was written. Delete the cache folder to recompute it from this teacher"
         )
     return {
         "logp": np.load(cache_dir / "logp.npy", mmap_mode="r"),

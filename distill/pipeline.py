@@ -8,7 +8,9 @@ training stage from its last checkpoint):
 1. `sids/`: the semantic IDs (built, or copied from `--sids DIR` after checking they belong to
    this dataset).
 2. `teacher/`: the teacher (MiniLM-feature GenRec, or an LM with LoRA), its metrics.
-3. `teacher_cache/`: the teacher's per-level code distributions on every training position.
+3. `teacher_cache/`: the teacher's per-level code distributions on every training position,
+   with the fingerprint of the teacher weights they came from (a teacher trained again
+   afterwards makes the cache refuse to load).
 4. `student/seed_<s>/`: the distilled student, per seed; `student_nokd/seed_<s>/`: the same
    student trained without the teacher (the ablation).
 5. `metrics.json`: teacher, student, student-without-distillation (mean ± std over seeds):
@@ -38,7 +40,12 @@ from pocketrec.distill.data import Dataset, load_dataset
 from pocketrec.distill.errors import DataError
 from pocketrec.distill.genrec import GenRec, GenRecConfig
 from pocketrec.distill.genrec_train import TrainConfig, evaluate_genrec, train_genrec
-from pocketrec.distill.kd import cache_teacher_outputs, load_teacher_cache, sid_hash
+from pocketrec.distill.kd import (
+    cache_teacher_outputs,
+    load_teacher_cache,
+    sid_hash,
+    teacher_fingerprint,
+)
 from pocketrec.distill.metrics import summarize_seeds
 from pocketrec.distill.protocol import Split, training_split
 from pocketrec.distill.runinfo import (
@@ -495,6 +502,7 @@ def distill(
     teacher_fn, teacher_metrics = _train_teacher(
         cfg, spec, dataset, split, sids, index, run_dir, device
     )
+    teacher_weights = teacher_fingerprint(run_dir / "teacher")
     cache_dir = cache_teacher_outputs(
         teacher_fn,
         split,
@@ -504,9 +512,18 @@ def distill(
         semantic_ids=sids,
         top_k=cfg.kd_top_k,
         temperature=cfg.student_train.kd_temperature,
-        meta={"teacher": spec.describe(), "sid_hash": fingerprint},
+        meta={
+            "teacher": spec.describe(),
+            "sid_hash": fingerprint,
+            "teacher_weights": teacher_weights,
+        },
     )
-    cache = load_teacher_cache(cache_dir, window=cfg.student.max_len, sid_fingerprint=fingerprint)
+    cache = load_teacher_cache(
+        cache_dir,
+        window=cfg.student.max_len,
+        sid_fingerprint=fingerprint,
+        teacher=teacher_weights,
+    )
     students, ablations = [], []
     for seed in cfg.seeds:
         kd_cfg = dataclasses.replace(cfg.student_train, seed=seed)

@@ -152,6 +152,26 @@ def test_a_teacher_ensemble_trains_each_member_and_is_scored_as_one(
     assert json.loads((run / "metrics.json").read_text())["teacher"] == teacher
 
 
+def test_a_cache_of_other_teacher_weights_is_refused(shop: Path, tmp_path: Path) -> None:
+    """A teacher trained again by hand after its outputs were cached does not teach from them."""
+    import dataclasses
+
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    cfg = dataclasses.replace(_tiny_cfg(shop), ablation=False)
+    distill(cfg, run)
+    meta = json.loads((run / "teacher_cache" / "meta.json").read_text())
+    assert len(meta["teacher_weights"]) == 16
+    distill(cfg, run)  # the same teacher: resumes
+    weights = load_file(run / "teacher" / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1.0
+    save_file(weights, run / "teacher" / "model.safetensors")
+    with pytest.raises(DataError, match="other teacher weights"):
+        distill(cfg, run)
+
+
 def test_device_holdout_keeps_the_last_events_out_of_training(shop: Path, tmp_path: Path) -> None:
     import dataclasses
 
