@@ -14,7 +14,7 @@ ranking (HSTU's evaluation, see `history_excluded.py`). The record keeps validat
 choice it informs must not see the test items.
 
 Semantic IDs are built as `pocketrec distill` builds them (or taken from `--sids`). The models
-stay in `--work` (default `runs/<model>_lr_probe_<dataset>`); rerunning resumes them.
+stay in `--work` (default `runs/<model>_lr_probe_<dataset>_d<width>`); rerunning resumes them.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             student=dataclasses.replace(cfg.student, hidden=args.hidden),
             teacher_model=dataclasses.replace(cfg.teacher_model, hidden=args.hidden),
         )
-    width = "" if args.hidden is None else f"_d{args.hidden}"
-    work = args.work or Path("runs") / f"{args.model}_lr_probe_{dataset.name}{width}"
+    width = (cfg.student if args.model == "student" else cfg.teacher_model).hidden
+    work = args.work or Path("runs") / f"{args.model}_lr_probe_{dataset.name}_d{width}"
     split = training_split(dataset)
     sids, _, _ = load_semantic_ids(_prepare_sids(cfg, dataset, split, work / "sids"))
     index = PrefixIndex(sids, cfg.student.codebook_size)

@@ -1,10 +1,11 @@
 """Distributed data parallel, with the single-process path as the special case.
 
-Launch any training command with `torchrun --nproc_per_node N -m pocketrec ...` (or
+Launch `pocketrec distill` with `torchrun --nproc_per_node N -m pocketrec ...` (or
 `accelerate launch`): ranks split each batch of users, DDP averages the gradients, ranks
 split each evaluation's batches of users and share their ranks, rank 0 writes artifacts and
-logs. Without a launcher, every helper here is a no-op, so
-there is one code path. CPU ranks use the gloo backend, CUDA ranks NCCL.
+logs. Without a launcher, every helper here is a no-op, so there is one code path. CPU ranks
+use the gloo backend; CUDA ranks use NCCL for the model and gloo for small CPU collectives.
+Stages that run in one process only (the `hf:` teacher, `pocketrec baseline`) refuse torchrun.
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ def launched_ranks() -> int:
 
 
 def refuse_ranks(what: str) -> None:
-    """Stop before any work when `what` runs in one process only and torchrun started several."""
+    """Stop before any work when `what` runs in one process only and torchrun started several.
+
+    Raises:
+        ConfigError: WORLD_SIZE > 1; the message names `what` and says to drop torchrun.
+    """
     if launched_ranks() > 1:
         raise ConfigError(
             f"{what} runs in one process; start it without torchrun (WORLD_SIZE is "

@@ -165,7 +165,14 @@ def cache_teacher_outputs(
 
 
 def teacher_fingerprint(folder: Path) -> str:
-    """Fingerprint of a trained teacher: every weights file under `folder`, names and bytes."""
+    """Fingerprint of a trained teacher: every weights file under `folder`, names and bytes.
+
+    Args:
+        folder: the run's `teacher/` folder (training checkpoints in it are left out).
+
+    Returns:
+        16 hex digits of a sha256.
+    """
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*.safetensors")):
         if "checkpoint" in path.relative_to(folder).parts:  # training state, not the teacher
@@ -195,7 +202,9 @@ def load_teacher_cache(
         raise DataError(
             f"teacher cache {cache_dir} holds the outputs of other teacher weights ({made_with}; "
             f"the run's teacher is {teacher}): the teacher was trained again after the cache "
-            "was written. Delete the cache folder to recompute it from this teacher"
+            "was written, and students distilled from the cache learned from the old one. "
+            "Rerun with --force, or delete teacher_cache/, student/ and student_nokd/ to "
+            "distill again from this teacher"
         )
     return {
         "logp": np.load(cache_dir / "logp.npy", mmap_mode="r"),

@@ -170,6 +170,8 @@ def full(dataset: str = "beauty", history_len: int = 20) -> DistillConfig:
     # unused at d=64 (481K); at d=128 (1.22M) the student reaches validation NDCG@10 0.1127
     # after 6 epochs against 0.0891 at d=64, the level d=64 reaches after 14
     # (benchmarks/results/student_lr_probe_ml-1m*.json). Amazon catalogues fill the budget at 64.
+    # The rule reads the history length (the preset does not see the catalogue): long-history
+    # data with a much larger catalogue would put a d=128 student over the budget.
     hidden = 64 if _amazon_like(history_len) else 128
     return DistillConfig(
         dataset=dataset,

@@ -49,9 +49,11 @@ def command_line() -> str:
         argv[0] = "pocketrec"
     # torchrun (and accelerate) start each rank with the module's own argv; the launcher and
     # its process count are what a rerun needs to reproduce the run, so they are put back.
-    ranks = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE")
-    if ranks and int(ranks) > 1 and argv and argv[0] == "pocketrec":
-        argv = ["torchrun", "--nproc_per_node", ranks, "-m", *argv]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and argv and argv[0] == "pocketrec":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        nodes = ["--nnodes", str(world // local)] if local != world else []
+        argv = ["torchrun", *nodes, "--nproc_per_node", str(local), "-m", *argv]
     return shlex.join(argv)
 
 

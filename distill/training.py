@@ -34,7 +34,8 @@ BEST_FILE = "best.safetensors"  # in a checkpoint folder: the best weights so fa
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """ "auto" picks CUDA when present, else CPU."""
+    """ "auto" picks CUDA when present, else CPU. A CUDA device without an index is the
+    current one: under torchrun, this rank's GPU (`dist.init` selects it)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
@@ -181,6 +182,10 @@ def load_checkpoint(
     mine = states.get(f"rank{rank}", states[""])
     torch.set_rng_state(mine["torch_rng"])
     cuda = {int(k[9:]): v for k, v in mine.items() if k.startswith("cuda_rng.")}
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and cuda:
+        # one GPU per rank: touching the others would open a CUDA context on each of them
+        here = torch.cuda.current_device()
+        cuda = {here: cuda[here]} if here in cuda else {}
     if cuda and torch.cuda.is_available() and max(cuda) < torch.cuda.device_count():
         for device, cuda_state in cuda.items():
             torch.cuda.set_rng_state(cuda_state, device)

@@ -84,3 +84,34 @@ def test_the_command_names_torchrun_when_ranks_were_launched_by_it(monkeypatch) 
         "torchrun --nproc_per_node 2 -m pocketrec distill ml-1m --out 'runs/a b'"
     )
     assert runinfo.machine_info()["world_size"] == 2
+    monkeypatch.setenv("WORLD_SIZE", "8")  # two machines of four ranks
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert runinfo.command_line().startswith("torchrun --nnodes 2 --nproc_per_node 4 -m pocketrec")
+
+
+def test_each_rank_resumes_its_own_random_stream_and_old_checkpoints_give_rank_0s(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    from pocketrec.distill.training import load_checkpoint, rng_state, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()  # the optimizer has state tensors beside the random states
+    torch.manual_seed(1)
+    rank0 = rng_state()
+    torch.manual_seed(2)
+    rank1 = rng_state()
+    save_checkpoint(tmp_path / "ranks", model, optimizer, {"epoch": 0}, rng=[rank0, rank1])
+    save_checkpoint(tmp_path / "single", model, optimizer, {"epoch": 0}, rng=[rank0])
+    for folder, rank, expected in (
+        ("ranks", 0, rank0),
+        ("ranks", 1, rank1),
+        ("single", 1, rank0),  # one process (or before ranks kept their own): rank 0's
+    ):
+        torch.manual_seed(99)
+        load_checkpoint(tmp_path / folder, model, optimizer, rank=rank)
+        assert torch.equal(torch.get_rng_state(), expected["torch_rng"]), (folder, rank)
+    assert optimizer.state_dict()["state"][0]["step"] == 1
