@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pocketrec._files import fsync
+from pocketrec.distill import dist
 from pocketrec.distill.runinfo import read_json, staged_folder, write_json
 
 __all__ = [
@@ -72,7 +73,7 @@ def rng_state() -> dict[str, torch.Tensor]:
     GPU per rank under torch distributed)."""
     state = {"torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on the GPU
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if dist.is_distributed():
             device = torch.cuda.current_device()
             state[f"cuda_rng.{device}"] = torch.cuda.get_rng_state(device)
         else:
@@ -182,7 +183,7 @@ def load_checkpoint(
     mine = states.get(f"rank{rank}", states[""])
     torch.set_rng_state(mine["torch_rng"])
     cuda = {int(k[9:]): v for k, v in mine.items() if k.startswith("cuda_rng.")}
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and cuda:
+    if dist.is_distributed() and cuda:
         # one GPU per rank: touching the others would open a CUDA context on each of them
         here = torch.cuda.current_device()
         cuda = {here: cuda[here]} if here in cuda else {}
