@@ -302,6 +302,21 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=_seeds, default=None, help="student seeds (preset default)")
     p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="train the teacher and every student for at most N epochs (preset default; "
+        "early stopping still applies)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="bf16: train under bfloat16 autocast, about 1.6x faster on CPUs with AVX-512 BF16 "
+        "and on recent GPUs; weights and evaluation stay float32 (default fp32)",
+    )
+    p.add_argument(
         "--ablation",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -342,18 +357,13 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_distill)
 
 
-def _distill(args: argparse.Namespace) -> int:
-    from pocketrec._cli import require_extra
-
-    require_extra("torch", "distill")
+def distill_config(args: argparse.Namespace, dataset: Any) -> Any:
+    """The DistillConfig a parsed `pocketrec distill` command line runs on `dataset`."""
     import dataclasses
 
-    from pocketrec.distill.data import load_dataset
-    from pocketrec.distill.pipeline import distill, parse_teacher, preset
+    from pocketrec.distill.pipeline import preset
     from pocketrec.distill.sids.stage import default_source
 
-    parse_teacher(args.teacher)  # a bad --teacher fails before the dataset is even read
-    dataset = load_dataset(args.dataset, root=args.data_root)
     cfg = preset(args.preset, args.dataset, dataset.default_history_len)
     source = args.sid_source or default_source(dataset)
     overrides: dict[str, Any] = {
@@ -376,7 +386,27 @@ def _distill(args: argparse.Namespace) -> int:
         overrides["device_holdout"] = args.device_holdout
     if args.device_users:
         overrides["device_users"] = args.device_users
-    cfg = dataclasses.replace(cfg, **overrides)
+    train: dict[str, Any] = {}
+    if args.epochs is not None:
+        train["max_epochs"] = args.epochs
+    if args.precision is not None:
+        train["precision"] = args.precision
+    if train:
+        overrides["teacher_train"] = dataclasses.replace(cfg.teacher_train, **train)
+        overrides["student_train"] = dataclasses.replace(cfg.student_train, **train)
+    return dataclasses.replace(cfg, **overrides)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from pocketrec._cli import require_extra
+
+    require_extra("torch", "distill")
+    from pocketrec.distill.data import load_dataset
+    from pocketrec.distill.pipeline import distill, parse_teacher
+
+    parse_teacher(args.teacher)  # a bad --teacher fails before the dataset is even read
+    dataset = load_dataset(args.dataset, root=args.data_root)
+    cfg = distill_config(args, dataset)
     out = distill(cfg, args.out, data_root=args.data_root, force=args.force)
     from pocketrec.distill import dist
 

@@ -65,6 +65,10 @@ class TrainConfig:
     # data, but the batches' gradients are correlated and models generalise worse (Beauty,
     # item-level teacher, validation NDCG@10 after 2 epochs: 0.0302 by length, 0.0339 random).
     batching: str = "random"
+    # "bf16": forward and loss under torch.autocast in bfloat16 (weights, optimizer state and
+    # evaluation stay float32). On CPUs with AVX-512 BF16 a d=128 MovieLens training step takes
+    # 1.14 s instead of 1.82 s; on CPUs without it, autocast emulates bfloat16 and is slower.
+    precision: str = "fp32"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,6 +80,8 @@ class TrainConfig:
         for name in ("batch_size", "max_epochs", "eval_every", "patience"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
+        if self.precision not in ("fp32", "bf16"):
+            problems.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.batching not in ("random", "length"):
             problems.append(f"batching must be 'random' or 'length', got {self.batching!r}")
         if self.lr <= 0 or self.kd_weight < 0 or self.kd_temperature <= 0:
@@ -295,6 +301,9 @@ def train_genrec(
             start_epoch = cfg.max_epochs
         if rank == 0:
             trim_log(log_path, meta["epoch"])
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
+    )  # torch's own mixed precision: float32 master weights, no loss scaling needed for bf16
     bar = tqdm(range(start_epoch, cfg.max_epochs), desc=desc, unit="epoch", disable=rank != 0)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -308,10 +317,15 @@ def train_genrec(
             width = int(lengths[batch_users].max())  # drop columns that are padding for all
             batch = torch.from_numpy(windows[mine][:, -width:]).to(device)  # (b, width)
             if item_level:  # the item-level teacher: item cross-entropy (= summed code CE)
-                scores, target_codes, valid = trained(batch[:, :-1], batch[:, 1:], marginals=False)
-                loss = F.cross_entropy(scores, batch[:, 1:][valid].long())
+                with autocast:
+                    scores, target_codes, valid = trained(
+                        batch[:, :-1], batch[:, 1:], marginals=False
+                    )
+                loss = F.cross_entropy(scores.float(), batch[:, 1:][valid].long())
             else:
-                logits, target_codes, valid = trained(batch[:, :-1], batch[:, 1:])  # (M, lv, K)
+                with autocast:  # (M, levels, K); losses below are taken in float32
+                    logits, target_codes, valid = trained(batch[:, :-1], batch[:, 1:])
+                logits = logits.float()
                 if cfg.constrained:
                     logits = logits.masked_fill(~valid_children(index, target_codes), float("-inf"))
                 loss = code_loss(logits, target_codes)

@@ -305,11 +305,19 @@ def test_student_shape_must_match_the_semantic_ids(shop: Path, tmp_path: Path) -
 def test_every_distill_record_was_made_with_its_presets_current_settings() -> None:
     """Rerunning a record's command trains the same models: presets change only where no
     committed record used them (MovieLens-1M `full` trains at 3e-3; its `quick` record and
-    every Amazon record keep 1e-3)."""
+    every Amazon record keep 1e-3). A record's command is parsed as the CLI parses it, so its
+    overrides (`--epochs`, `--precision`, ...) count; a setting added after a record was made
+    must keep, at its default, what the record ran."""
     import dataclasses
+    import shlex
+    import types
 
+    from pocketrec._cli import build_parser
+    from pocketrec.distill.cli import distill_config
+    from pocketrec.distill.genrec_train import TrainConfig
     from pocketrec.distill.pipeline import preset
 
+    train_defaults = dataclasses.asdict(TrainConfig())
     records = sorted((Path(__file__).parents[2] / "benchmarks" / "results").glob("distill_*.json"))
     checked = 0
     for path in records:
@@ -318,13 +326,37 @@ def test_every_distill_record_was_made_with_its_presets_current_settings() -> No
             continue
         made = record["config"]
         history = 200 if made["dataset"] == "ml-1m" else 20
-        now = dataclasses.asdict(preset(made["preset"], made["dataset"], history))
+        words = shlex.split(record["command"])
+        if "distill" in words:  # torchrun ... -m pocketrec distill ... or pocketrec distill ...
+            args = build_parser().parse_args(words[words.index("distill") :])
+            catalogue = types.SimpleNamespace(default_history_len=history, item_text=None)
+            now = dataclasses.asdict(distill_config(args, catalogue))
+        else:  # quickstart runs a preset as it is
+            now = dataclasses.asdict(preset(made["preset"], made["dataset"], history))
         for key in ("student", "teacher_model", "student_train", "teacher_train"):
-            assert now[key] == made[key], f"{path.name}: the preset's {key} changed"
+            recorded = dict(made[key])
+            if key.endswith("_train"):
+                for name, value in train_defaults.items():
+                    recorded.setdefault(name, value)
+            assert now[key] == recorded, f"{path.name}: the preset's {key} changed"
         assert now["teacher_members"] == made["teacher_members"], path.name
         checked += 1
     assert checked >= 4
     assert preset("full", "ml-1m", 200).student_train.lr == 3e-3
+
+
+def test_distill_epochs_and_precision_reach_both_models() -> None:
+    from pocketrec._cli import build_parser
+    from pocketrec.distill.cli import distill_config
+
+    command = "distill ml-1m --preset full --epochs 5 --precision bf16 --out run"
+    args = build_parser().parse_args(command.split())
+    import types
+
+    cfg = distill_config(args, types.SimpleNamespace(default_history_len=200, item_text=None))
+    for train in (cfg.teacher_train, cfg.student_train):
+        assert (train.max_epochs, train.precision) == (5, "bf16")
+    assert cfg.student_train.eval_limit == 6000  # the rest of the preset stays
 
 
 def test_semantic_ids_left_half_written_are_built_again(shop: Path, tmp_path: Path) -> None:
