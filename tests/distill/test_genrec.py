@@ -138,8 +138,10 @@ def test_config_and_table_mismatches_are_refused() -> None:
         GenRecConfig(hidden=30, num_heads=4)
 
 
-def test_learns_a_deterministic_next_item(tmp_path) -> None:
-    """Users walk item i -> i+1; a trained model ranks the true next item first."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_learns_a_deterministic_next_item(tmp_path, precision: str) -> None:
+    """Users walk item i -> i+1; a trained model ranks the true next item first, also when it
+    trains under bfloat16 autocast (whose weights stay float32)."""
     n = 40
     rng = np.random.default_rng(0)
     seqs = [[f"i{(s + t) % n}" for t in range(8)] for s in rng.integers(0, n, 150)]
@@ -161,9 +163,16 @@ def test_learns_a_deterministic_next_item(tmp_path) -> None:
     model = GenRec(cfg, torch.from_numpy(sids))
     split = leave_one_out(ds)
     train = TrainConfig(
-        lr=1e-2, batch_size=32, max_epochs=15, eval_every=5, patience=10, beam_width=20
+        lr=1e-2,
+        batch_size=32,
+        max_epochs=15,
+        eval_every=5,
+        patience=10,
+        beam_width=20,
+        precision=precision,
     )
     metrics = train_genrec(model, split, index, train, tmp_path / "m")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
     assert metrics["test"]["ndcg@10"] > 0.9
     assert metrics["test"]["valid_item_rate"] == 1.0
     again = evaluate_genrec(model, split, index, "test", beam_width=20)
@@ -296,3 +305,25 @@ def test_a_run_killed_during_its_final_evaluation_trains_no_further(
     assert logged == list(range(6))
     final = load_file(out / "model.safetensors")
     assert all(torch.equal(final[k], stopped_at[k]) for k in final)
+
+
+def test_bf16_training_runs_under_autocast(tmp_path) -> None:
+    """The first epoch's loss differs from float32 training's: bfloat16 autocast was on."""
+    ds = build_dataset(
+        "walk",
+        [f"u{u}" for u in range(40)],
+        [[f"i{(u + t) % 40}" for t in range(8)] for u in range(40)],
+    )
+    split, sids = leave_one_out(ds), _sids(40)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        train = TrainConfig(max_epochs=1, eval_every=1, beam_width=20, precision=precision)
+        train_genrec(_model(num_items=40), split, PrefixIndex(sids, K), train, tmp_path / precision)
+        losses[precision] = json.loads((tmp_path / precision / "log.jsonl").read_text())["loss"]
+    assert losses["bf16"] != losses["fp32"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(ConfigError, match="precision must be"):
+        TrainConfig(precision="fp16")

@@ -75,8 +75,10 @@ def test_marginals_give_no_nan_gradient_through_missing_codes() -> None:
     assert scores.grad is not None and torch.isfinite(scores.grad).all()
 
 
-def test_teacher_trains_and_ranks_exactly(tmp_path) -> None:
-    """A next-item pattern the teacher learns; it is ranked by exact full-catalogue top-K."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_teacher_trains_and_ranks_exactly(tmp_path, precision: str) -> None:
+    """A next-item pattern the teacher learns, also under bfloat16 autocast; it is ranked by
+    exact full-catalogue top-K."""
     n = 60
     rng = np.random.default_rng(1)
     seqs = [[f"i{(s + t) % n}" for t in range(8)] for s in rng.integers(0, n, 150)]
@@ -85,7 +87,9 @@ def test_teacher_trains_and_ranks_exactly(tmp_path) -> None:
     split = leave_one_out(data)
     teacher, sids = _teacher(n)
     index = PrefixIndex(sids, K)
-    cfg = TrainConfig(max_epochs=30, eval_every=10, patience=3, lr=5e-3, beam_width=20)
+    cfg = TrainConfig(
+        max_epochs=30, eval_every=10, patience=3, lr=5e-3, beam_width=20, precision=precision
+    )
     metrics = train_genrec(teacher.train(), split, index, cfg, tmp_path / "t", desc="teacher")
     assert metrics["test"]["ndcg@10"] > 0.5
     assert metrics["test"]["valid_item_rate"] == 1.0
