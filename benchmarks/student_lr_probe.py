@@ -29,7 +29,8 @@ from pathlib import Path
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import load_dataset
 from pocketrec.distill.genrec_train import evaluate_genrec, train_genrec
-from pocketrec.distill.pipeline import _prepare_sids, _student, preset
+from pocketrec.distill.pipeline import _prepare_sids, _student
+from pocketrec.distill.presets import preset
 from pocketrec.distill.protocol import training_split
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
 from pocketrec.distill.sids.stage import default_source, load_semantic_ids

@@ -361,7 +361,7 @@ def distill_config(args: argparse.Namespace, dataset: Any) -> Any:
     """The DistillConfig a parsed `pocketrec distill` command line runs on `dataset`."""
     import dataclasses
 
-    from pocketrec.distill.pipeline import preset
+    from pocketrec.distill.presets import preset
     from pocketrec.distill.sids.stage import default_source
 
     cfg = preset(args.preset, args.dataset, dataset.default_history_len)

@@ -144,7 +144,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _distill_config(cfg: QuickstartConfig, dataset: Any) -> Any:
-    from pocketrec.distill.pipeline import preset
+    from pocketrec.distill.presets import preset
     from pocketrec.distill.sids.stage import default_source
 
     distill_cfg = preset(cfg.preset, cfg.dataset, dataset.default_history_len)

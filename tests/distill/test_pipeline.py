@@ -11,7 +11,8 @@ import pytest
 from pocketrec._cli import main
 from pocketrec._errors import ConfigError
 from pocketrec.distill.errors import DataError
-from pocketrec.distill.pipeline import distill, smoke
+from pocketrec.distill.pipeline import distill
+from pocketrec.distill.presets import smoke
 from tests.conftest import write_text
 
 KINDS = ["lipstick", "shampoo", "nail polish", "face cream", "perfume", "brush"]
@@ -315,7 +316,7 @@ def test_every_distill_record_was_made_with_its_presets_current_settings() -> No
     from pocketrec._cli import build_parser
     from pocketrec.distill.cli import distill_config
     from pocketrec.distill.genrec_train import TrainConfig
-    from pocketrec.distill.pipeline import preset
+    from pocketrec.distill.presets import preset
 
     train_defaults = dataclasses.asdict(TrainConfig())
     records = sorted((Path(__file__).parents[2] / "benchmarks" / "results").glob("distill_*.json"))
