@@ -42,7 +42,7 @@ from pocketrec.distill.training import (
     trim_log,
 )
 
-__all__ = ["TrainConfig", "evaluate_genrec", "make_predictor", "train_genrec"]
+__all__ = ["TrainConfig", "evaluate_genrec", "make_predictor", "next_item_loss", "train_genrec"]
 
 
 @dataclass
@@ -248,6 +248,46 @@ def _kd_loss(
     return terms.sum((-1, -2)).mean() * temperature**2
 
 
+def next_item_loss(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    index: PrefixIndex,
+    *,
+    constrained: bool = True,
+    precision: str = "fp32",
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """The ground-truth loss of one batch of windows: every position predicts the next item.
+
+    Args:
+        model: a GenRec (code cross-entropy per level) or the item-level teacher (item
+            cross-entropy, which equals the summed code cross-entropy), or either under DDP.
+        batch: (b, width) item ids, PAD on the left.
+        index: prefix index; with `constrained`, each level's softmax covers only the valid
+            children of the target's prefix, as at inference.
+        precision: "bf16" runs the forward pass under torch.autocast (torch's own mixed
+            precision: float32 master weights; bfloat16 needs no loss scaling). Losses are
+            taken in float32 either way.
+
+    Returns:
+        (loss, logits, target_codes, valid): logits (M, levels, K) for the distillation term,
+        None for the item-level teacher; target_codes (M, levels); valid (b, width - 1) marks
+        the M real positions.
+    """
+    autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    item_level = getattr(getattr(model, "module", model), "item_level", False)
+    if item_level:
+        with autocast:
+            scores, target_codes, valid = model(batch[:, :-1], batch[:, 1:], marginals=False)
+        loss = F.cross_entropy(scores.float(), batch[:, 1:][valid].long())
+        return loss, None, target_codes, valid
+    with autocast:
+        logits, target_codes, valid = model(batch[:, :-1], batch[:, 1:])
+    logits = logits.float()
+    if constrained:
+        logits = logits.masked_fill(~valid_children(index, target_codes), float("-inf"))
+    return code_loss(logits, target_codes), logits, target_codes, valid
+
+
 def train_genrec(
     model: GenRec,
     split: Split,
@@ -280,7 +320,8 @@ def train_genrec(
     lengths = (windows != PAD).sum(1)  # (U,) real items per window
     users = np.flatnonzero(lengths >= 2)  # users with a training pair
     trained = dist.wrap(model)
-    item_level = getattr(model, "item_level", False)
+    if getattr(model, "item_level", False) and teacher_cache is not None:
+        raise ConfigError("the item-level teacher learns from the data only, not from a cache")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)
     start_epoch, elapsed = 0, 0.0
@@ -301,9 +342,6 @@ def train_genrec(
             start_epoch = cfg.max_epochs
         if rank == 0:
             trim_log(log_path, meta["epoch"])
-    autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
-    )  # torch's own mixed precision: float32 master weights, no loss scaling needed for bf16
     bar = tqdm(range(start_epoch, cfg.max_epochs), desc=desc, unit="epoch", disable=rank != 0)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -316,21 +354,11 @@ def train_genrec(
             mine = np.array_split(batch_users, world)[rank]  # this rank's share
             width = int(lengths[batch_users].max())  # drop columns that are padding for all
             batch = torch.from_numpy(windows[mine][:, -width:]).to(device)  # (b, width)
-            if item_level:  # the item-level teacher: item cross-entropy (= summed code CE)
-                with autocast:
-                    scores, target_codes, valid = trained(
-                        batch[:, :-1], batch[:, 1:], marginals=False
-                    )
-                loss = F.cross_entropy(scores.float(), batch[:, 1:][valid].long())
-            else:
-                with autocast:  # (M, levels, K); losses below are taken in float32
-                    logits, target_codes, valid = trained(batch[:, :-1], batch[:, 1:])
-                logits = logits.float()
-                if cfg.constrained:
-                    logits = logits.masked_fill(~valid_children(index, target_codes), float("-inf"))
-                loss = code_loss(logits, target_codes)
+            loss, logits, target_codes, valid = next_item_loss(
+                trained, batch, index, constrained=cfg.constrained, precision=cfg.precision
+            )
             loss = loss * dist.share_of_batch(len(target_codes))
-            if teacher_cache is not None and cfg.kd_weight > 0:
+            if teacher_cache is not None and cfg.kd_weight > 0 and logits is not None:
                 positions = teacher_cache["position_index"][mine][:, -(width - 1) :]  # (b, w-1)
                 rows = positions[valid.cpu().numpy()]  # (M,)
                 has = rows >= 0

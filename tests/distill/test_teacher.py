@@ -161,3 +161,18 @@ def test_collaborative_features_read_only_the_runs_training_events() -> None:
     np.testing.assert_array_equal(everyone, item_features(ds, leave_one_out(ds))[0])
     held_back, _ = item_features(ds, training_split(ds, device_users=0.5), progress=False)
     assert not np.allclose(held_back, everyone)
+
+
+def test_the_item_level_teacher_refuses_a_teacher_cache(tmp_path) -> None:
+    data = build_dataset("walk", ["u0", "u1"], [[f"i{t}" for t in range(8)]] * 2)
+    teacher, sids = _teacher(8)
+    with pytest.raises(ConfigError, match="not from a cache"):
+        train_genrec(
+            teacher,
+            leave_one_out(data),
+            PrefixIndex(sids, K),
+            TrainConfig(max_epochs=1, beam_width=20),
+            tmp_path / "t",
+            teacher_cache={},
+        )
+    assert not (tmp_path / "t" / "log.jsonl").exists()
