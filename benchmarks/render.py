@@ -484,12 +484,34 @@ def lr_probe_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def step_time_table(records: list[dict[str, Any]]) -> str:
+    rows = [
+        "| dataset | model | width (trainable parameters) | users per step | threads | fp32 step | bf16 step "
+        "| fp32 / bf16 | CPU bf16 flags | record |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    timed = sorted(
+        (r for r in records if r.get("model") == "pocketrec-train-step-time"), key=_dataset_rank
+    )
+    for r in timed:
+        flags = ", ".join(r["cpu_bf16_flags"]) or "none"
+        for name, m in r["models"].items():
+            rows.append(
+                f"| {r['dataset']} | {name} | d={m['hidden']} ({m['parameters']:,}) | "
+                f"{r['batch_users']} | {r['threads']} | {m['step_s']['fp32']:.3f} s | "
+                f"{m['step_s']['bf16']:.3f} s | {m['fp32_over_bf16']:.2f}x | {flags} | "
+                f"[{r['_file']}](results/{r['_file']}) |"
+            )
+    return "\n".join(rows)
+
+
 TABLES = {
     "baselines": baseline_table,
     "sids": sids_table,
     "sid_downstream": sid_downstream_table,
     "distill": distill_table,
     "lr_probe": lr_probe_table,
+    "step_time": step_time_table,
     "quickstart": quickstart_table,
     "bench": bench_table,
     "personalize": personalize_table,

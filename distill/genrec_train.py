@@ -65,9 +65,10 @@ class TrainConfig:
     # data, but the batches' gradients are correlated and models generalise worse (Beauty,
     # item-level teacher, validation NDCG@10 after 2 epochs: 0.0302 by length, 0.0339 random).
     batching: str = "random"
-    # "bf16": forward and loss under torch.autocast in bfloat16 (weights, optimizer state and
-    # evaluation stay float32). On CPUs with AVX-512 BF16 a d=128 MovieLens training step takes
-    # 1.14 s instead of 1.82 s; on CPUs without it, autocast emulates bfloat16 and is slower.
+    # "bf16": the forward pass under torch.autocast in bfloat16 (weights, optimizer state and
+    # evaluation stay float32). On CPUs with AVX-512 BF16 a d=128 MovieLens student step takes
+    # 1.64x less time (benchmarks/results/train_step_time_ml-1m.json); on CPUs without it,
+    # autocast emulates bfloat16 and is slower.
     precision: str = "fp32"
     seed: int = 0
 
