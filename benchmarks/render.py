@@ -486,8 +486,8 @@ def lr_probe_table(records: list[dict[str, Any]]) -> str:
 
 def step_time_table(records: list[dict[str, Any]]) -> str:
     rows = [
-        "| dataset | model | width (trainable parameters) | users per step | threads | fp32 step | bf16 step "
-        "| fp32 / bf16 | CPU bf16 flags | record |",
+        "| dataset | model | width (trainable parameters) | users per step | threads "
+        "| fp32 step | bf16 step | fp32 / bf16 | CPU bf16 flags | record |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     timed = sorted(
