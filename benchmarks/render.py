@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,21 @@ def _plain(record: dict[str, Any], kind: str) -> dict[str, Any]:
     return {k: v["mean"] if isinstance(v, dict) else v for k, v in test.items()}
 
 
+# Command-line settings that change what a preset trains; a record made with them names them.
+OVERRIDES = ("--epochs", "--precision", "--teacher-members", "--seeds", "--no-ablation")
+
+
+def _preset_label(record: dict[str, Any]) -> str:
+    """`full`, or `full (--epochs 12, ...)` for a record whose command changed the preset."""
+    words = shlex.split(record.get("command", ""))
+    changed = [
+        " ".join(words[i : i + (1 if word.startswith("--no-") else 2)])
+        for i, word in enumerate(words)
+        if word in OVERRIDES
+    ]
+    return record["preset"] + (f" ({', '.join(changed)})" if changed else "")
+
+
 def distill_table(records: list[dict[str, Any]]) -> str:
     rows = [
         "| dataset | preset | model | parameters | Recall@10 | NDCG@10 | Recall@5 | NDCG@5 | "
@@ -170,6 +186,7 @@ def distill_table(records: list[dict[str, Any]]) -> str:
     excluded = {(r["dataset"], r["preset"]): r for r in _history_excluded(records, "distill")}
     for r in ours:
         link = f"[{r['_file']}](results/{r['_file']})"
+        label = _preset_label(r)
         nokd = r.get("student_nokd") or {}
         members = r["config"].get("teacher_members", 1)
         teacher = r["teacher"]["kind"] + (f", mean of {members}" if members > 1 else "")
@@ -210,7 +227,7 @@ def distill_table(records: list[dict[str, Any]]) -> str:
             rate = _cell(test, "valid_item_rate")
             seeds = seeds or str(len(block.get("seeds", [])))
             rows.append(
-                f"| {r['dataset']} | {r['preset']} | {name} | {block['parameters']:,} | "
+                f"| {r['dataset']} | {label} | {name} | {block['parameters']:,} | "
                 f"{_cell(test, 'recall@10')} | {_cell(test, 'ndcg@10')} | "
                 f"{_cell(test, 'recall@5')} | {_cell(test, 'ndcg@5')} | {rate} | {seeds} | "
                 f"{source} |"
@@ -226,7 +243,7 @@ def distill_table(records: list[dict[str, Any]]) -> str:
         else:
             cost = f"{r['wall_time_s'] / 60:.1f} min end to end"
         rows.append(
-            f"| {r['dataset']} | {r['preset']} | student / teacher | "
+            f"| {r['dataset']} | {label} | student / teacher | "
             f"1 / {r['size_ratio_teacher_over_student']:.1f} | | "
             f"{'–' if retention is None else f'{retention:.1%}'} NDCG@10 kept | | | | | "
             f"{cost} |"
