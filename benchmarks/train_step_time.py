@@ -4,11 +4,12 @@
         --json benchmarks/results/train_step_time_ml-1m.json
 
 Builds the `full` preset's student and MiniLM teacher member for the dataset, and times the
-training step `train_genrec` runs (`next_item_loss`, backward, AdamW step) on the same random
+training step `train_genrec` runs (`next_item_loss`, backward, AdamW step; a distilled
+student's step adds the distillation term, not timed here) on the same random
 batches of training windows, alternating fp32 and bf16 step by step so that whatever else the
 machine is doing lands on both alike. The first step of each is a warm-up and is not counted.
 The record gives the median step time of each precision and their ratio, and whether the CPU
-has AVX-512 BF16 or AMX (without them, torch emulates bfloat16 and bf16 is slower).
+has AVX-512 BF16 or AMX (without them torch emulates bfloat16, expected to be slower).
 Semantic IDs are built as `pocketrec distill` builds them (or taken from `--sids`).
 """
 
@@ -50,12 +51,19 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
     parser.add_argument("--models", default="student,teacher", help="comma-separated")
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per precision")
-    parser.add_argument("--batch", type=int, default=64, help="users per step")
+    parser.add_argument("--steps", type=_positive, default=12, help="timed steps per precision")
+    parser.add_argument("--batch", type=_positive, default=64, help="users per step")
     parser.add_argument("--sids", type=Path, help="an existing semantic-ID folder")
     parser.add_argument("--work", type=Path, help="semantic-ID folder (default runs/...)")
     parser.add_argument("--threads", type=int, default=1)
@@ -63,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path)
     parser.add_argument("--json", type=Path, required=True, help="record to write")
     args = parser.parse_args(argv)
+    names = args.models.split(",")
+    if unknown := sorted(set(names) - {"student", "teacher"}):
+        parser.error(f"unknown model {', '.join(unknown)}; choose student, teacher")
     started, t0 = utc_now(), time.perf_counter()
     set_threads(args.threads)
     dataset = load_dataset(args.dataset, root=args.data_root)
@@ -75,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     index = PrefixIndex(sids, cfg.student.codebook_size)
     rng = np.random.default_rng(args.seed)
     models = {}
-    for name in args.models.split(","):
+    for name in names:
         if name == "student":
             model, shape = _student(cfg, dataset, sids, args.seed), cfg.student
-        elif name == "teacher":
+        else:
             model, _ = build_minilm_teacher(
                 cfg.teacher_model,
                 dataset,
@@ -88,12 +99,11 @@ def main(argv: list[str] | None = None) -> int:
                 code_embeddings=cfg.teacher_codes,
             )
             shape = cfg.teacher_model
-        else:
-            parser.error(f"unknown model {name!r}; choose student, teacher")
         windows = split.train_windows(shape.max_len)
         lengths = (windows != PAD).sum(1)
         users = np.flatnonzero(lengths >= 2)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.student_train.lr)
+        train = cfg.student_train if name == "student" else cfg.teacher_train
+        optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr)
         times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
         model.train()
         for _ in range(args.steps + 1):

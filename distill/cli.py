@@ -12,7 +12,11 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pocketrec.distill.data import Dataset
+    from pocketrec.distill.presets import DistillConfig
 
 
 def _non_negative_int(text: str) -> int:
@@ -306,15 +310,16 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="train the teacher and every student for at most N epochs (preset default; "
-        "early stopping still applies)",
+        help="set the maximum epochs of the MiniLM teacher and every student to N instead of "
+        "the preset's (early stopping still applies; an hf: teacher keeps its own settings)",
     )
     p.add_argument(
         "--precision",
         choices=("fp32", "bf16"),
         default=None,
-        help="bf16: train under bfloat16 autocast, about 1.6x faster on CPUs with AVX-512 BF16 "
-        "and on recent GPUs; weights and evaluation stay float32 (default fp32)",
+        help="bf16: train the MiniLM teacher and the students under bfloat16 autocast, 1.6x "
+        "faster steps on a CPU with AVX-512 BF16; weights and evaluation stay float32 "
+        "(default fp32)",
     )
     p.add_argument(
         "--ablation",
@@ -357,8 +362,14 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_distill)
 
 
-def distill_config(args: argparse.Namespace, dataset: Any) -> Any:
-    """The DistillConfig a parsed `pocketrec distill` command line runs on `dataset`."""
+def distill_config(args: argparse.Namespace, dataset: Dataset) -> DistillConfig:
+    """The config a parsed `pocketrec distill` command line runs.
+
+    Args:
+        args: `pocketrec distill` arguments, parsed.
+        dataset: the loaded dataset (its history length picks the preset's shapes; its item
+            text, the default semantic-ID source).
+    """
     import dataclasses
 
     from pocketrec.distill.presets import preset

@@ -68,7 +68,7 @@ class TrainConfig:
     # "bf16": the forward pass under torch.autocast in bfloat16 (weights, optimizer state and
     # evaluation stay float32). On CPUs with AVX-512 BF16 a d=128 MovieLens student step takes
     # 1.64x less time (benchmarks/results/train_step_time_ml-1m.json); on CPUs without it,
-    # autocast emulates bfloat16 and is slower.
+    # torch emulates bfloat16, which is expected to be slower (not measured).
     precision: str = "fp32"
     seed: int = 0
 
@@ -276,13 +276,14 @@ def next_item_loss(
     """
     autocast = torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     item_level = getattr(getattr(model, "module", model), "item_level", False)
+    inputs, targets = batch[:, :-1], batch[:, 1:]  # (b, width - 1): each position's next item
     if item_level:
         with autocast:
-            scores, target_codes, valid = model(batch[:, :-1], batch[:, 1:], marginals=False)
-        loss = F.cross_entropy(scores.float(), batch[:, 1:][valid].long())
+            scores, target_codes, valid = model(inputs, targets, marginals=False)  # (M, N)
+        loss = F.cross_entropy(scores.float(), targets[valid].long())  # targets[valid]: (M,)
         return loss, None, target_codes, valid
     with autocast:
-        logits, target_codes, valid = model(batch[:, :-1], batch[:, 1:])
+        logits, target_codes, valid = model(inputs, targets)  # logits (M, levels, K)
     logits = logits.float()
     if constrained:
         logits = logits.masked_fill(~valid_children(index, target_codes), float("-inf"))
@@ -309,7 +310,13 @@ def train_genrec(
         out_dir: where the best weights, checkpoint, log and metrics go.
         teacher_cache: for distillation, arrays from `pocketrec.distill.kd.load_teacher_cache`.
         desc: progress-bar label.
+
+    Raises:
+        ConfigError: a teacher cache given to the item-level teacher, which learns from the
+            data only.
     """
+    if getattr(model, "item_level", False) and teacher_cache is not None:
+        raise ConfigError("the item-level teacher learns from the data only, not from a cache")
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "metrics.json").exists():
         model.load_state_dict(load_file(out_dir / "model.safetensors"), strict=False)
@@ -321,8 +328,6 @@ def train_genrec(
     lengths = (windows != PAD).sum(1)  # (U,) real items per window
     users = np.flatnonzero(lengths >= 2)  # users with a training pair
     trained = dist.wrap(model)
-    if getattr(model, "item_level", False) and teacher_cache is not None:
-        raise ConfigError("the item-level teacher learns from the data only, not from a cache")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)
     start_epoch, elapsed = 0, 0.0
@@ -359,6 +364,7 @@ def train_genrec(
                 trained, batch, index, constrained=cfg.constrained, precision=cfg.precision
             )
             loss = loss * dist.share_of_batch(len(target_codes))
+            # logits is None only for the item-level teacher, which takes no cache (see above)
             if teacher_cache is not None and cfg.kd_weight > 0 and logits is not None:
                 positions = teacher_cache["position_index"][mine][:, -(width - 1) :]  # (b, w-1)
                 rows = positions[valid.cpu().numpy()]  # (M,)

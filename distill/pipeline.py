@@ -14,7 +14,8 @@ training stage from its last checkpoint):
 4. `student/seed_<s>/`: the distilled student, per seed; `student_nokd/seed_<s>/`: the same
    student trained without the teacher (the ablation).
 5. `metrics.json`: teacher, student, student-without-distillation (mean ± std over seeds):
-   R@5/10/20, N@5/10/20, valid-item rate, parameters, training time.
+   R@5/10/20, N@5/10/20, valid-item rate, parameters, training time, and every model's
+   validation curve ([epoch, NDCG@10] per validation run, from its log).
 
 Every input is checked before training starts: the teacher form, the LM path, and that
 semantic IDs, teacher, cache and students all refer to the same semantic-ID table.
@@ -157,6 +158,8 @@ def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
     current.pop("threads", None)
     previous.setdefault("device_holdout", 0)  # runs made before the setting existed
     previous.setdefault("device_users", 0.0)
+    for train in ("teacher_train", "student_train"):
+        previous[train].setdefault("precision", "fp32")
     if previous == current:
         return
     if not force:
@@ -422,6 +425,20 @@ def _save_student_config(out: Path, model: GenRec, fingerprint: str) -> None:
         write_json(out / "config.json", {"model": asdict(model.cfg), "sid_hash": fingerprint})
 
 
+def _curves(folder: Path, runs: list[dict[str, Any]]) -> list[list[list[float]]]:
+    """Each seed's validation curve, in the order of `runs`."""
+    return [_curve(folder / f"seed_{r['seed']}") for r in runs]
+
+
+def _curve(folder: Path) -> list[list[float]]:
+    """[epoch, validation NDCG@10] of each validation run a model's log holds (1-based)."""
+    log = folder / "log.jsonl"
+    if not log.exists():
+        return []
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [[r["epoch"] + 1, r["valid_ndcg@10"]] for r in rows if "valid_ndcg@10" in r]
+
+
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "valid_item_rate")
     return {
@@ -455,9 +472,24 @@ def _write_summary(cfg, run_dir, dataset, split, teacher, students, ablations, w
             "parameters_trainable": teacher.get("parameters_trainable"),
             "features": teacher.get("features"),
             "train_time_s": teacher.get("train_time_s"),
+            # each member's validation curve (one for a single teacher; none for hf:)
+            "curves": [
+                _curve(folder)
+                for folder in (
+                    [run_dir / "teacher" / f"member_{i}" for i in range(cfg.teacher_members)]
+                    if cfg.teacher_members > 1
+                    else [run_dir / "teacher"]
+                )
+                if (folder / "log.jsonl").exists()
+            ],
         },
-        "student": student,
-        "student_nokd": _summary(ablations) if ablations else None,
+        "student": {**student, "curves": _curves(run_dir / "student", students)},
+        "student_nokd": {
+            **_summary(ablations),
+            "curves": _curves(run_dir / "student_nokd", ablations),
+        }
+        if ablations
+        else None,
         "retention_vs_teacher": student["test"]["ndcg@10"]["mean"] / teacher_n
         if teacher_n
         else None,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pocketrec._cli import main
+from pocketrec._cli import build_parser, main
 from pocketrec._errors import ConfigError
+from pocketrec.distill.cli import distill_config
 from pocketrec.distill.errors import DataError
 from pocketrec.distill.pipeline import distill
 from pocketrec.distill.presets import smoke
@@ -49,7 +53,6 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tiny_cfg(shop: Path):
-    import dataclasses
 
     cfg = smoke(str(shop), 20)
     sid = dataclasses.replace(
@@ -86,6 +89,11 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
     assert m["teacher"]["features"] == "minilm-text"
     assert m["teacher"]["parameters"] > 10 * m["student"]["parameters"]
     assert m["size_ratio_teacher_over_student"] > 10
+    # Every model's validation curve, one point per epoch (eval_every=1), as its log has it.
+    logged = [json.loads(line) for line in (run / "teacher" / "log.jsonl").open()]
+    assert m["teacher"]["curves"] == [[[r["epoch"] + 1, r["valid_ndcg@10"]] for r in logged]]
+    for part in ("student", "student_nokd"):
+        assert [[epoch for epoch, _ in c] for c in m[part]["curves"]] == [[1, 2, 3]], part
     started = json.loads((run / "config.json").read_text())
     assert m["git_commit"] == started["git_commit"] and "git_commit_finished" in m
     for f in (
@@ -112,7 +120,6 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
     total = m["teacher"]["train_time_s"] + sum(b["train_time_s"]["mean"] for b in models)
     assert m["train_time_total_s"] == pytest.approx(total, abs=0.2)
     # The same folder with another config is refused; --force starts over.
-    import dataclasses
 
     distill(dataclasses.replace(cfg, threads=2), run)  # other CPU threads: the same run
     assert {p: p.read_text() for p in run.rglob("log.jsonl")} == logs
@@ -127,7 +134,6 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
 def test_a_teacher_ensemble_trains_each_member_and_is_scored_as_one(
     shop: Path, tmp_path: Path
 ) -> None:
-    import dataclasses
 
     cfg = dataclasses.replace(_tiny_cfg(shop), teacher_members=2, ablation=False)
     run = tmp_path / "run"
@@ -155,7 +161,6 @@ def test_a_teacher_ensemble_trains_each_member_and_is_scored_as_one(
 
 def test_a_cache_of_other_teacher_weights_is_refused(shop: Path, tmp_path: Path) -> None:
     """A teacher trained again by hand after its outputs were cached does not teach from them."""
-    import dataclasses
 
     from safetensors.torch import load_file, save_file
 
@@ -186,7 +191,6 @@ def test_a_cache_of_other_teacher_weights_is_refused(shop: Path, tmp_path: Path)
 
 
 def test_device_holdout_keeps_the_last_events_out_of_training(shop: Path, tmp_path: Path) -> None:
-    import dataclasses
 
     from pocketrec.distill.data import load_dataset
     from pocketrec.distill.protocol import leave_one_out
@@ -206,7 +210,6 @@ def test_device_holdout_keeps_the_last_events_out_of_training(shop: Path, tmp_pa
 
 
 def test_device_users_stay_out_of_training(shop: Path, tmp_path: Path) -> None:
-    import dataclasses
 
     from pocketrec.distill.data import load_dataset
     from pocketrec.distill.protocol import leave_one_out
@@ -224,7 +227,6 @@ def test_device_users_stay_out_of_training(shop: Path, tmp_path: Path) -> None:
 
 def test_every_stage_reads_the_same_training_split(shop: Path, tmp_path: Path) -> None:
     """Collaborative IDs and the exported bundle see only the events the model trained on."""
-    import dataclasses
 
     from pocketrec.export.bundle import Student, _catalog
 
@@ -273,7 +275,6 @@ def test_one_process_stages_refuse_torchrun_before_any_work(
 
 
 def test_semantic_ids_of_another_catalogue_are_refused(shop: Path, tmp_path: Path) -> None:
-    import dataclasses
 
     from pocketrec.distill.sids.stage import SIDConfig, build_semantic_ids
 
@@ -294,7 +295,6 @@ def test_semantic_ids_of_another_catalogue_are_refused(shop: Path, tmp_path: Pat
 
 
 def test_student_shape_must_match_the_semantic_ids(shop: Path, tmp_path: Path) -> None:
-    import dataclasses
 
     cfg = _tiny_cfg(shop)
     cfg = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, num_levels=4))
@@ -309,12 +309,6 @@ def test_every_distill_record_was_made_with_its_presets_current_settings() -> No
     every Amazon record keep 1e-3). A record's command is parsed as the CLI parses it, so its
     overrides (`--epochs`, `--precision`, ...) count; a setting added after a record was made
     must keep, at its default, what the record ran."""
-    import dataclasses
-    import shlex
-    import types
-
-    from pocketrec._cli import build_parser
-    from pocketrec.distill.cli import distill_config
     from pocketrec.distill.genrec_train import TrainConfig
     from pocketrec.distill.presets import preset
 
@@ -347,17 +341,30 @@ def test_every_distill_record_was_made_with_its_presets_current_settings() -> No
 
 
 def test_distill_epochs_and_precision_reach_both_models() -> None:
-    from pocketrec._cli import build_parser
-    from pocketrec.distill.cli import distill_config
-
     command = "distill ml-1m --preset full --epochs 5 --precision bf16 --out run"
     args = build_parser().parse_args(command.split())
-    import types
-
     cfg = distill_config(args, types.SimpleNamespace(default_history_len=200, item_text=None))
     for train in (cfg.teacher_train, cfg.student_train):
         assert (train.max_epochs, train.precision) == (5, "bf16")
     assert cfg.student_train.eval_limit == 6000  # the rest of the preset stays
+
+
+def test_a_run_folder_from_before_the_precision_setting_resumes(shop: Path, tmp_path: Path) -> None:
+    """Folders written before `precision` existed hold no such key; they ran float32."""
+    run = tmp_path / "run"
+    cfg = _tiny_cfg(shop)
+    distill(cfg, run)
+    path = run / "config.json"
+    record = json.loads(path.read_text())
+    for train in ("teacher_train", "student_train"):
+        del record["config"][train]["precision"]
+    path.write_text(json.dumps(record))
+    distill(cfg, run)  # resumes: nothing to train
+    bf16 = dataclasses.replace(
+        cfg, student_train=dataclasses.replace(cfg.student_train, precision="bf16")
+    )
+    with pytest.raises(ConfigError, match="changed: student_train"):
+        distill(bf16, run)
 
 
 def test_semantic_ids_left_half_written_are_built_again(shop: Path, tmp_path: Path) -> None:
@@ -385,7 +392,6 @@ def test_two_ranks_run_every_stage_and_copy_the_semantic_ids_once(
     shop: Path, tmp_path: Path
 ) -> None:
     """`torchrun ... pocketrec distill --sids DIR`: rank 0 alone writes shared folders."""
-    import dataclasses
     import os
     import pickle
     import subprocess
