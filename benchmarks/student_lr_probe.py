@@ -29,7 +29,7 @@ from pathlib import Path
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import load_dataset
 from pocketrec.distill.genrec_train import evaluate_genrec, train_genrec
-from pocketrec.distill.pipeline import _prepare_sids, _student
+from pocketrec.distill.pipeline import build_student, prepare_sids
 from pocketrec.distill.presets import preset
 from pocketrec.distill.protocol import training_split
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     width = (cfg.student if args.model == "student" else cfg.teacher_model).hidden
     work = args.work or Path("runs") / f"{args.model}_lr_probe_{dataset.name}_d{width}"
     split = training_split(dataset)
-    sids, _, _ = load_semantic_ids(_prepare_sids(cfg, dataset, split, work / "sids"))
+    sids, _, _ = load_semantic_ids(prepare_sids(cfg, dataset, split, work / "sids"))
     index = PrefixIndex(sids, cfg.student.codebook_size)
     base = cfg.student_train if args.model == "student" else cfg.teacher_train
     runs = []
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             patience=args.epochs,  # every epoch runs: the curves are compared, not a stop
         )
         if args.model == "student":
-            model = _student(cfg, dataset, sids, args.seed)
+            model = build_student(cfg, dataset, sids, args.seed)
         else:
             model, _ = build_minilm_teacher(
                 cfg.teacher_model,

@@ -28,7 +28,7 @@ import torch
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import load_dataset
 from pocketrec.distill.genrec_train import next_item_loss
-from pocketrec.distill.pipeline import _prepare_sids, _student
+from pocketrec.distill.pipeline import build_student, prepare_sids
 from pocketrec.distill.presets import preset
 from pocketrec.distill.protocol import PAD, training_split
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, sid=sid, sids=None if args.sids is None else str(args.sids))
     work = args.work or Path("runs") / f"train_step_time_{dataset.name}"
     split = training_split(dataset)
-    sids, _, _ = load_semantic_ids(_prepare_sids(cfg, dataset, split, work / "sids"))
+    sids, _, _ = load_semantic_ids(prepare_sids(cfg, dataset, split, work / "sids"))
     index = PrefixIndex(sids, cfg.student.codebook_size)
     rng = np.random.default_rng(args.seed)
     models = {}
     for name in names:
         if name == "student":
-            model, shape = _student(cfg, dataset, sids, args.seed), cfg.student
+            model, shape = build_student(cfg, dataset, sids, args.seed), cfg.student
         else:
             model, _ = build_minilm_teacher(
                 cfg.teacher_model,

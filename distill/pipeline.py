@@ -69,13 +69,13 @@ from pocketrec.distill.teacher import (
 )
 from pocketrec.distill.training import pick_device, set_threads
 
-__all__ = ["distill", "parse_teacher"]
+__all__ = ["build_student", "distill", "parse_teacher", "prepare_sids"]
 
 
 # --- stages -------------------------------------------------------------------------------
 
 
-def _prepare_sids(cfg: DistillConfig, dataset: Dataset, split: Split, out: Path) -> Path:
+def prepare_sids(cfg: DistillConfig, dataset: Dataset, split: Split, out: Path) -> Path:
     """The run's semantic IDs in `out`, built (or copied from --sids) in a staged folder.
 
     A folder is complete once it has config.json (written last); one left without it by a
@@ -310,7 +310,8 @@ def _train_minilm_teacher(
     return teacher, metrics
 
 
-def _student(cfg: DistillConfig, dataset: Dataset, sids: np.ndarray, seed: int) -> GenRec:
+def build_student(cfg: DistillConfig, dataset: Dataset, sids: np.ndarray, seed: int) -> GenRec:
+    """The config's student for this catalogue and semantic-ID table, initialised from `seed`."""
     shape = dataclasses.replace(
         cfg.student, num_items=dataset.num_items if cfg.student_item_ids else 0
     )
@@ -342,7 +343,7 @@ def distill(
     split = training_split(
         dataset, device_holdout=cfg.device_holdout, device_users=cfg.device_users
     )
-    sid_dir = _prepare_sids(cfg, dataset, split, run_dir / "sids")
+    sid_dir = prepare_sids(cfg, dataset, split, run_dir / "sids")
     sids, _, sid_config = load_semantic_ids(sid_dir)
     _check_shapes(cfg, sids, sid_config)
     fingerprint = sid_hash(sids)
@@ -382,7 +383,7 @@ def distill(
     students, ablations = [], []
     for seed in cfg.seeds:
         kd_cfg = dataclasses.replace(cfg.student_train, seed=seed)
-        model = _student(cfg, dataset, sids, seed).to(device)
+        model = build_student(cfg, dataset, sids, seed).to(device)
         students.append(
             train_genrec(
                 model,
@@ -397,7 +398,7 @@ def distill(
         _save_student_config(run_dir / "student" / f"seed_{seed}", model, fingerprint)
         if cfg.ablation:
             plain = dataclasses.replace(kd_cfg, kd_weight=0.0)
-            model = _student(cfg, dataset, sids, seed).to(device)
+            model = build_student(cfg, dataset, sids, seed).to(device)
             out = run_dir / "student_nokd" / f"seed_{seed}"
             ablations.append(
                 train_genrec(

@@ -370,18 +370,18 @@ def test_a_run_folder_from_before_the_precision_setting_resumes(shop: Path, tmp_
 def test_semantic_ids_left_half_written_are_built_again(shop: Path, tmp_path: Path) -> None:
     """A kill during an older, unstaged build left semantic_ids.npy without config.json."""
     from pocketrec.distill.data import load_dataset
-    from pocketrec.distill.pipeline import _prepare_sids
+    from pocketrec.distill.pipeline import prepare_sids
     from pocketrec.distill.protocol import training_split
     from pocketrec.distill.sids.stage import load_semantic_ids
 
     cfg = _tiny_cfg(shop)
     dataset = load_dataset(str(shop))
     split, out = training_split(dataset), tmp_path / "sids"
-    _prepare_sids(cfg, dataset, split, out)
+    prepare_sids(cfg, dataset, split, out)
     built = load_semantic_ids(out)[0]
     (out / "config.json").unlink()
     (out / "codebooks.npy").unlink()
-    _prepare_sids(cfg, dataset, split, out)
+    prepare_sids(cfg, dataset, split, out)
     np.testing.assert_array_equal(load_semantic_ids(out)[0], built)
     assert (out / "codebooks.npy").exists()
     assert not out.with_name("sids.tmp").exists() and not out.with_name("sids.old").exists()
