@@ -159,7 +159,8 @@ def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
     previous.setdefault("device_holdout", 0)  # runs made before the setting existed
     previous.setdefault("device_users", 0.0)
     for train in ("teacher_train", "student_train"):
-        previous[train].setdefault("precision", "fp32")
+        if isinstance(previous.get(train), dict):
+            previous[train].setdefault("precision", "fp32")
     if previous == current:
         return
     if not force:
