@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -338,9 +339,13 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     personalized = [r for r in records if r.get("kind") == "personalize"]
+    # Two records of one dataset and user set scored different bundles: the rows name them.
+    seen = Counter((r["dataset"], r.get("scored_users")) for r in personalized)
     for r in sorted(personalized, key=_dataset_rank):
         link = f"[{r['_file']}](results/{r['_file']})"
         test = r["test"]
+        if seen[(r["dataset"], r.get("scored_users"))] > 1:
+            r = r | {"dataset": f"{r['dataset']} (bundle {r['bundle']})"}
         if r.get("scored_users", "every evaluated user") != "every evaluated user":
             r = r | {"dataset": f"{r['dataset']} (users not trained on)"}
         for g in test["groups"]:
