@@ -238,8 +238,8 @@ def distill_table(records: list[dict[str, Any]]) -> str:
             # A resumed run's wall time is its last invocation's; its models' training time
             # is the whole run's cost.
             cost = (
-                f"{r['train_time_total_s'] / 60:.1f} min training, over "
-                f"{len(r['resumed']) + 1} invocations"
+                f"{r['train_time_total_s'] / 60:.1f} min training, in a run invoked "
+                f"{len(r['resumed']) + 1} times"
             )
         else:
             cost = f"{r['wall_time_s'] / 60:.1f} min end to end"
@@ -521,7 +521,8 @@ def step_time_table(records: list[dict[str, Any]]) -> str:
             rows.append(
                 f"| {r['dataset']} | {name} | d={m['hidden']} ({m['parameters']:,}) | "
                 f"{r['batch_users']} | {r['threads']} | {m['step_s']['fp32']:.3f} s | "
-                f"{m['step_s']['bf16']:.3f} s | {m['fp32_over_bf16']:.2f}x | {flags} | "
+                f"{m['step_s']['bf16']:.3f} s | {m['step_s']['fp32'] / m['step_s']['bf16']:.2f}x | "
+                f"{flags} | "
                 f"[{r['_file']}](results/{r['_file']}) |"
             )
     return "\n".join(rows)

@@ -67,7 +67,7 @@ class TrainConfig:
     batching: str = "random"
     # "bf16": the forward pass under torch.autocast in bfloat16 (weights, optimizer state and
     # evaluation stay float32). On CPUs with AVX-512 BF16 a d=128 MovieLens student step takes
-    # 1.64x less time (benchmarks/results/train_step_time_ml-1m.json); on CPUs without it,
+    # 1.63x faster (benchmarks/results/train_step_time_ml-1m.json); on CPUs without it,
     # torch emulates bfloat16, which is expected to be slower (not measured).
     precision: str = "fp32"
     seed: int = 0
