@@ -72,14 +72,20 @@ def _free_port() -> int:
 
 
 def _ranks(script: Path, out: Path, record: Path, **env: str) -> int:
-    """Run the training script on two gloo ranks; returns torchrun's exit code."""
+    """Run the training script on two gloo ranks; returns torchrun's exit code.
+
+    A failed run prints the end of its output, which pytest shows beside the failing assert.
+    """
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
         str(script), str(out), str(record),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run(command, env=env, timeout=600, capture_output=True).returncode
+    done = subprocess.run(command, env=env, timeout=600, capture_output=True, text=True)
+    if done.returncode:
+        print(f"torchrun exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}")
+    return done.returncode
 
 
 @pytest.mark.slow
