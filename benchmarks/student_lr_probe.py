@@ -29,12 +29,11 @@ from pathlib import Path
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import load_dataset
 from pocketrec.distill.genrec_train import evaluate_genrec, train_genrec
-from pocketrec.distill.pipeline import build_student, prepare_sids
+from pocketrec.distill.pipeline import build_student, build_teacher_member, prepare_sids
 from pocketrec.distill.presets import preset
 from pocketrec.distill.protocol import training_split
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
 from pocketrec.distill.sids.stage import default_source, load_semantic_ids
-from pocketrec.distill.teacher import build_minilm_teacher
 from pocketrec.distill.training import set_threads
 
 
@@ -88,14 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model == "student":
             model = build_student(cfg, dataset, sids, args.seed)
         else:
-            model, _ = build_minilm_teacher(
-                cfg.teacher_model,
-                dataset,
-                sids,
-                split=split,
-                seed=args.seed,
-                code_embeddings=cfg.teacher_codes,
-            )
+            model, _ = build_teacher_member(cfg, dataset, sids, split, args.seed)
         out = work / f"lr_{lr:g}"
         metrics = train_genrec(model, split, index, train, out, desc=f"{args.model} lr={lr:g}")
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

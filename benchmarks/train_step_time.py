@@ -28,12 +28,11 @@ import torch
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import load_dataset
 from pocketrec.distill.genrec_train import next_item_loss
-from pocketrec.distill.pipeline import build_student, prepare_sids
+from pocketrec.distill.pipeline import build_student, build_teacher_member, prepare_sids
 from pocketrec.distill.presets import preset
 from pocketrec.distill.protocol import PAD, training_split
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
 from pocketrec.distill.sids.stage import default_source, load_semantic_ids
-from pocketrec.distill.teacher import build_minilm_teacher
 from pocketrec.distill.training import set_threads
 
 PRECISIONS = ("fp32", "bf16")
@@ -90,14 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "student":
             model, shape = build_student(cfg, dataset, sids, args.seed), cfg.student
         else:
-            model, _ = build_minilm_teacher(
-                cfg.teacher_model,
-                dataset,
-                sids,
-                split=split,
-                seed=args.seed,
-                code_embeddings=cfg.teacher_codes,
-            )
+            model, _ = build_teacher_member(cfg, dataset, sids, split, args.seed)
             shape = cfg.teacher_model
         windows = split.train_windows(shape.max_len)
         lengths = (windows != PAD).sum(1)

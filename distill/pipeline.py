@@ -69,7 +69,7 @@ from pocketrec.distill.teacher import (
 )
 from pocketrec.distill.training import pick_device, set_threads
 
-__all__ = ["build_student", "distill", "parse_teacher", "prepare_sids"]
+__all__ = ["build_student", "build_teacher_member", "distill", "parse_teacher", "prepare_sids"]
 
 
 # --- stages -------------------------------------------------------------------------------
@@ -250,14 +250,7 @@ def _train_minilm_teacher(
     members, runs = [], []
     for i in range(n):
         seed = cfg.seeds[0] + i
-        model, features = build_minilm_teacher(
-            cfg.teacher_model,
-            dataset,
-            sids,
-            split=split,
-            seed=seed,
-            code_embeddings=cfg.teacher_codes,
-        )
+        model, features = build_teacher_member(cfg, dataset, sids, split, seed)
         model.to(device)
         runs.append(
             train_genrec(
@@ -309,6 +302,15 @@ def _train_minilm_teacher(
             },
         )
     return teacher, metrics
+
+
+def build_teacher_member(
+    cfg: DistillConfig, dataset: Dataset, sids: np.ndarray, split: Split, seed: int
+) -> tuple[ItemTeacher, str]:
+    """One MiniLM teacher of the config's shape, initialised from `seed`; and its feature kind."""
+    return build_minilm_teacher(
+        cfg.teacher_model, dataset, sids, split=split, seed=seed, code_embeddings=cfg.teacher_codes
+    )
 
 
 def build_student(cfg: DistillConfig, dataset: Dataset, sids: np.ndarray, seed: int) -> GenRec:
