@@ -66,7 +66,7 @@ class TrainConfig:
     # item-level teacher, validation NDCG@10 after 2 epochs: 0.0302 by length, 0.0339 random).
     batching: str = "random"
     # "bf16": the forward pass under torch.autocast in bfloat16 (weights, optimizer state and
-    # evaluation stay float32). On CPUs with AVX-512 BF16 a d=128 MovieLens student step takes
+    # evaluation stay float32). On CPUs with AVX-512 BF16 a d=128 MovieLens student step runs
     # 1.63x faster (benchmarks/results/train_step_time_ml-1m.json); on CPUs without it,
     # torch emulates bfloat16, which is expected to be slower (not measured).
     precision: str = "fp32"
