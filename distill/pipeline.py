@@ -56,6 +56,7 @@ from pocketrec.distill.runinfo import (
     machine_info,
     recover_staged,
     staged_folder,
+    to_jsonable,
     utc_now,
     write_json,
 )
@@ -146,6 +147,25 @@ def _record_invocation(cfg: DistillConfig, run_dir: Path) -> None:
     write_json(path, record)
 
 
+def _field_defaults(cls: type) -> dict[str, Any]:
+    """The JSON form of a dataclass's field defaults (nested dataclasses as their defaults)."""
+    defaults = {}
+    for f in dataclasses.fields(cls):
+        factory = f.default_factory
+        value = f.default if factory is dataclasses.MISSING else factory()
+        defaults[f.name] = to_jsonable(value)
+    return defaults
+
+
+def _fill_missing(config: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Add to `config`, at every depth, the keys of `defaults` it lacks."""
+    for key, value in defaults.items():
+        if key not in config:
+            config[key] = value
+        elif isinstance(value, dict) and isinstance(config[key], dict):
+            _fill_missing(config[key], value)
+
+
 def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
     """Refuse to mix two configs in one run folder (unless --force starts it over)."""
     path = run_dir / "config.json"
@@ -153,14 +173,11 @@ def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
         return
     # CPU threads change how fast a run goes, not what it computes: a run may resume with others.
     previous = json.loads(path.read_text())["config"]
+    # A setting added after the folder was made is absent from it: the run had its default.
+    _fill_missing(previous, _field_defaults(DistillConfig))
     current = json.loads(json.dumps(asdict(cfg)))
     previous.pop("threads", None)
     current.pop("threads", None)
-    previous.setdefault("device_holdout", 0)  # runs made before the setting existed
-    previous.setdefault("device_users", 0.0)
-    for train in ("teacher_train", "student_train"):
-        if isinstance(previous.get(train), dict):
-            previous[train].setdefault("precision", "fp32")
     if previous == current:
         return
     if not force:
