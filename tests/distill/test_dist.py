@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -65,12 +64,6 @@ if dist.rank() == 0:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ranks(script: Path, out: Path, record: Path, **env: str) -> int:
     """Run the training script on two gloo ranks; returns torchrun's exit code.
 
@@ -78,7 +71,7 @@ def _ranks(script: Path, out: Path, record: Path, **env: str) -> int:
     """
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "--standalone",  # the rendezvous binds a free port itself: no port picked, then lost
         str(script), str(out), str(record),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env}

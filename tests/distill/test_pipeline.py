@@ -397,8 +397,6 @@ def test_two_ranks_run_every_stage_and_copy_the_semantic_ids_once(
     import subprocess
     import sys
 
-    from tests.distill.test_dist import _free_port
-
     alone = tmp_path / "alone"
     distill(dataclasses.replace(_tiny_cfg(shop), ablation=False), alone)
     cfg = dataclasses.replace(
@@ -415,8 +413,7 @@ def test_two_ranks_run_every_stage_and_copy_the_semantic_ids_once(
     run = tmp_path / "ranks"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        str(script), str(tmp_path / "cfg.pkl"), str(run),
+        "--standalone", str(script), str(tmp_path / "cfg.pkl"), str(run),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     stale = run / "teacher_cache" / "part5"  # left by a killed run with more ranks
