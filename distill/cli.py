@@ -1,4 +1,4 @@
-"""Subcommands of the training side: `data` and `baseline`.
+"""Subcommands of the training side: `data`, `baseline` and `distill` (`sids` lives with its stage).
 
 Argument definitions only import the standard library; each handler imports its stage when it
 runs, so `pocketrec --help` stays fast and works without the `[distill]` extra.
@@ -8,82 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pocketrec.distill.arguments import (
+    add_data_root,
+    emit_json,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seeds,
+)
+from pocketrec.distill.sids import cli as sids_cli
 
 if TYPE_CHECKING:
     from pocketrec.distill.data import Dataset
     from pocketrec.distill.presets import DistillConfig
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {value}")
-    return value
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
-
-
-def _emit_json(obj: Any, target: str | None) -> None:
-    """--json with no value prints to stdout; with a path, writes the file atomically."""
-    from pocketrec.distill.runinfo import to_jsonable, write_json
-
-    if target in (None, "-"):
-        json.dump(to_jsonable(obj), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        write_json(Path(target), obj)
-
-
-def _add_data_root(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help="folder holding the datasets (default: $POCKETREC_DATA)",
-    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,14 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "statistics.",
     )
     stats.add_argument("dataset", help="ml-1m, beauty, sports, amazon2014_<category>, or a folder")
-    _add_data_root(stats)
+    add_data_root(stats)
     stats.add_argument(
         "--json", nargs="?", const="-", metavar="FILE", help="print JSON (or write it to FILE)"
     )
     stats.set_defaults(handler=_data_stats)
 
     listing = data_sub.add_parser("list", help="datasets found under the data root")
-    _add_data_root(listing)
+    add_data_root(listing)
     listing.add_argument("--json", nargs="?", const="-", metavar="FILE")
     listing.set_defaults(handler=_data_list)
 
@@ -137,9 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     baseline.add_argument("--out", type=Path, required=True, help="run folder to write")
     baseline.add_argument(
-        "--seeds", type=_seeds, default=[0], help="comma-separated seeds (default 0)"
+        "--seeds", type=seeds, default=[0], help="comma-separated seeds (default 0)"
     )
-    baseline.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs")
+    baseline.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs")
     baseline.add_argument(
         "--loss",
         choices=("ce", "sampled"),
@@ -147,18 +88,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="full softmax cross-entropy, or sampled softmax",
     )
     baseline.add_argument(
-        "--lr", type=_positive_float, default=None, help="AdamW learning rate (preset default)"
+        "--lr", type=positive_float, default=None, help="AdamW learning rate (preset default)"
     )
     baseline.add_argument(
         "--temperature",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="score by cosine similarity divided by this (HSTU's SASRec: 0.05); default: "
         "dot product",
     )
     baseline.add_argument(
         "--max-len",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="history window (default: 20 Amazon, 200 MovieLens)",
     )
@@ -171,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finished run made without it, adds the refit and keeps the chosen model",
     )
     baseline.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    baseline.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    baseline.add_argument("--threads", type=positive_int, default=None, help="CPU threads")
     baseline.add_argument(
         "--reuse",
         type=Path,
@@ -180,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="an earlier run's metrics JSON with the same config: the seeds it scored are "
         "taken from it, not retrained (merge seeds run on different days or machines)",
     )
-    _add_data_root(baseline)
+    add_data_root(baseline)
     baseline.add_argument(
         "--json",
         nargs="?",
@@ -189,72 +130,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also print the summary JSON (or write it to FILE)",
     )
     baseline.set_defaults(handler=_baseline)
-    register_sids(subparsers)
+    sids_cli.register(subparsers)
     register_distill(subparsers)
-
-
-def register_sids(subparsers: argparse._SubParsersAction) -> None:
-    sids = subparsers.add_parser(
-        "sids",
-        help="build semantic IDs for a dataset's items",
-        description="Embed items (text through MiniLM, collaborative co-occurrence SVD, or "
-        "both), quantize them level by level, number the items that share a code, and write "
-        "the semantic-ID table, codebooks, tokenizer.json and stats.json to --out.",
-    )
-    sids.add_argument("dataset", help="ml-1m, beauty, sports, amazon2014_<category>, or a folder")
-    sids.add_argument("--out", type=Path, required=True, help="folder to write")
-    sids.add_argument(
-        "--source",
-        choices=("text", "cf", "both"),
-        default="text",
-        help="item text, collaborative embeddings, or both (default text)",
-    )
-    sids.add_argument(
-        "--cf-embeddings",
-        type=Path,
-        default=None,
-        help="collaborative embeddings for --source cf/both: a `pocketrec baseline` run folder "
-        "(SASRec item embeddings of its best seed) or an (items, dim) .npy; default: a PPMI-SVD "
-        "matrix factorisation of the training sequences",
-    )
-    sids.add_argument(
-        "--method",
-        choices=("rqkmeans", "rqvae"),
-        default=None,
-        help="residual k-means or RQ-VAE (default: rqkmeans)",
-    )
-    sids.add_argument("--levels", type=_positive_int, default=3, help="code levels (default 3)")
-    sids.add_argument(
-        "--codebook-size", type=_positive_int, default=256, help="codes per level (default 256)"
-    )
-    sids.add_argument(
-        "--encoder",
-        default="minilm",
-        help="text encoder: minilm (bundled, offline) or a local model folder",
-    )
-    sids.add_argument("--seed", type=int, default=0)
-    sids.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    _add_data_root(sids)
-    sids.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="FILE",
-        help="print stats.json (or write it to FILE)",
-    )
-    sids.set_defaults(handler=_sids)
-
-    add = subparsers.add_parser(
-        "sids-add",
-        help="give semantic IDs to new items without retraining",
-        description="Encode new items' text, take the nearest codes and the next free collision "
-        "slot; old items keep their IDs. ITEMS is JSON lines with an 'item' id and text fields "
-        "(title, brand, categories, price).",
-    )
-    add.add_argument("sid_dir", type=Path, help="a folder written by `pocketrec sids`")
-    add.add_argument("--items", type=Path, required=True, help="JSON lines of new items")
-    add.add_argument("--json", nargs="?", const="-", metavar="FILE")
-    add.set_defaults(handler=_sids_add)
 
 
 def register_distill(subparsers: argparse._SubParsersAction) -> None:
@@ -281,7 +158,7 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--teacher-members",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="minilm: train this many teachers (consecutive seeds) and distill their average "
         "(preset default)",
@@ -304,10 +181,10 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="embeddings for new semantic IDs (default: text when items have it)",
     )
-    p.add_argument("--seeds", type=_seeds, default=None, help="student seeds (preset default)")
+    p.add_argument("--seeds", type=seeds, default=None, help="student seeds (preset default)")
     p.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="set the maximum epochs of the MiniLM teacher and every student to N instead of "
@@ -329,7 +206,7 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--device-holdout",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="leave each user's last N training items out of training: the events a device "
@@ -337,7 +214,7 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--device-users",
-        type=_fraction,
+        type=fraction,
         default=0.0,
         metavar="FRACTION",
         help="leave this fraction of the evaluated users (a fixed draw) out of training "
@@ -345,13 +222,13 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
         "(default 0)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads")
     p.add_argument(
         "--force",
         action="store_true",
         help="delete a run folder made with another config and start over",
     )
-    _add_data_root(p)
+    add_data_root(p)
     p.add_argument(
         "--json",
         nargs="?",
@@ -436,62 +313,7 @@ def _distill(args: argparse.Namespace) -> int:
                 f"({m[name]['parameters']:,} params) -> {out / 'metrics.json'}"
             )
     if args.json is not None:
-        _emit_json(m, args.json)
-    return 0
-
-
-def _sids(args: argparse.Namespace) -> int:
-    from pocketrec._cli import require_extra
-
-    started = time.perf_counter()
-    require_extra("torch", "distill")
-    from pocketrec.distill.data import load_dataset
-    from pocketrec.distill.sids.stage import SIDConfig, build_semantic_ids
-
-    cfg = SIDConfig(
-        dataset=args.dataset,
-        source=args.source,
-        num_levels=args.levels,
-        codebook_size=args.codebook_size,
-        encoder=args.encoder,
-        cf_embeddings=None if args.cf_embeddings is None else str(args.cf_embeddings),
-        seed=args.seed,
-        device=args.device,
-        **({"method": args.method} if args.method else {}),
-    )
-    dataset = load_dataset(args.dataset, root=args.data_root)
-    out = build_semantic_ids(cfg, args.out, dataset=dataset)
-    stats = json.loads((out / "stats.json").read_text())
-    levels = ", ".join(f"{lv['utilization']:.0%}" for lv in stats["levels"])
-    print(
-        f"{stats['num_items']:,} items -> {stats['unique_semantic_ids']:,} unique semantic IDs; "
-        f"collision rate {stats['collision_rate']:.2%} before the collision level; "
-        f"codes used per level: {levels}; {stats['wall_time_s']} s -> {out}"
-    )
-    if args.json is not None:  # stats plus what made them: config, command, machine, commit
-        record: dict[str, Any] = {
-            "what": f"semantic IDs for {stats['dataset']} ({args.source}, {cfg.method})"
-        }
-        record |= stats | json.loads((out / "config.json").read_text())
-        record["end_to_end_s"] = round(time.perf_counter() - started, 1)  # loading included
-        _emit_json(record, args.json)
-    return 0
-
-
-def _sids_add(args: argparse.Namespace) -> int:
-    from pocketrec._cli import require_extra
-
-    require_extra("torch", "distill")
-    from pocketrec.distill.data._formats import read_generic_items
-    from pocketrec.distill.sids.assign import assign_new_items
-
-    items = read_generic_items(args.items)
-    assigned = assign_new_items(args.sid_dir, items.items())
-    if args.json is not None:
-        _emit_json([{"item": i, "semantic_id": s} for i, s in assigned], args.json)
-    else:
-        for item, sid in assigned:
-            print(f"{item}\t{' '.join(map(str, sid))}")
+        emit_json(m, args.json)
     return 0
 
 
@@ -500,7 +322,7 @@ def _data_stats(args: argparse.Namespace) -> int:
 
     stats = load_dataset(args.dataset, root=args.data_root).stats()
     if args.json is not None:
-        _emit_json(stats, args.json)
+        emit_json(stats, args.json)
         return 0
     length = stats["sequence_length"]
     print(
@@ -521,7 +343,7 @@ def _data_list(args: argparse.Namespace) -> int:
 
     names = list_datasets(args.data_root)
     if args.json is not None:
-        _emit_json({"datasets": names}, args.json)
+        emit_json({"datasets": names}, args.json)
     else:
         print("\n".join(names) if names else "no datasets found (set POCKETREC_DATA)")
     return 0
@@ -532,7 +354,7 @@ def _data_download(args: argparse.Namespace) -> int:
 
     folder = download_dataset(args.dataset, args.cache or default_cache_dir())
     if args.json is not None:
-        _emit_json(
+        emit_json(
             {"dataset": args.dataset, "folder": folder, "data_root": folder.parent}, args.json
         )
     else:
@@ -584,5 +406,5 @@ def _baseline(args: argparse.Namespace) -> int:
             )
     print(f"-> {out / 'metrics.json'}")
     if args.json is not None:
-        _emit_json(summary, args.json)
+        emit_json(summary, args.json)
     return 0

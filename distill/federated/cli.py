@@ -13,15 +13,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pocketrec.distill.cli import _add_data_root, _emit_json, _positive_int
+from pocketrec.distill.arguments import add_data_root, emit_json, positive_int
 from pocketrec.distill.federated import AGGREGATORS, ATTACKS
 from pocketrec.distill.federated.config import SimulationConfig
 
 # (flag, SimulationConfig field, type or choices, help); an unset flag keeps the config's
 # commented default, which the help shows.
 _OPTIONS: list[tuple[str, str, Any, str]] = [
-    ("--clients", "num_clients", _positive_int, "Flower nodes the users are dealt out to"),
-    ("--rounds", "num_rounds", _positive_int, "federated rounds"),
+    ("--clients", "num_clients", positive_int, "Flower nodes the users are dealt out to"),
+    ("--rounds", "num_rounds", positive_int, "federated rounds"),
     ("--sample-rate", "sampling_rate", float, "chance that a user uploads in a round"),
     ("--clip", "clip_norm", float, "L2 clip norm of an upload"),
     ("--dp-noise", "noise_multiplier", float, "device noise std, in units of --clip"),
@@ -54,8 +54,8 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
         "every attacker sends --attack-scale x --clip on one level-1 code",
     ),
     ("--attack-scale", "attack_scale", float, "attack factor"),
-    ("--eval-users", "num_eval_users", _positive_int, "held-out users scored after each round"),
-    ("--max-events", "max_events", _positive_int, "recent events a device fits on"),
+    ("--eval-users", "num_eval_users", positive_int, "held-out users scored after each round"),
+    ("--max-events", "max_events", positive_int, "recent events a device fits on"),
     ("--delta", "delta", float, "delta of (epsilon, delta)"),
     ("--seed", "seed", int, "partition, sampling and simulated device noise seed"),
 ]
@@ -93,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sign the published bundle version with this Ed25519 key (`pocketrec keygen`)",
     )
     sim.add_argument("--verbose", action="store_true", help="show Flower's own logs")
-    _add_data_root(sim)
+    add_data_root(sim)
     sim.add_argument(
         "--json", nargs="?", const="-", metavar="FILE", help="print metrics.json (or write it)"
     )
@@ -108,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     eps.add_argument("--noise", type=float, required=True, help="noise std / clip norm")
     eps.add_argument("--sample-rate", type=float, required=True, help="chance a user takes part")
-    eps.add_argument("--rounds", type=_positive_int, required=True)
+    eps.add_argument("--rounds", type=positive_int, required=True)
     eps.add_argument("--delta", type=float, default=1e-5)
     eps.add_argument("--json", nargs="?", const="-", metavar="FILE")
     eps.set_defaults(handler=_epsilon)
@@ -150,7 +150,7 @@ def _simulate(args: argparse.Namespace) -> int:
         summary += "; no upload was accepted, no bundle written"
     print(summary)
     if args.json is not None:
-        _emit_json(record, args.json)
+        emit_json(record, args.json)
     return 0
 
 
@@ -183,7 +183,7 @@ def _epsilon(args: argparse.Namespace) -> int:
         "accountant": "RDP (dp-accounting), Poisson-subsampled Gaussian, add or remove one user",
     }
     if args.json is not None:
-        _emit_json(record, args.json)
+        emit_json(record, args.json)
     else:
         print(f"epsilon {epsilon:.4g} at delta {args.delta:g}")
     return 0

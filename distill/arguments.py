@@ -1,0 +1,80 @@
+"""Argument types and shared options of the training side's subcommands.
+
+Standard library only, so that building the parsers stays fast without the `[distill]` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {value}")
+    return value
+
+
+def seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
+
+
+def emit_json(obj: Any, target: str | None) -> None:
+    """--json with no value prints to stdout; with a path, writes the file atomically."""
+    from pocketrec.distill.runinfo import to_jsonable, write_json
+
+    if target in (None, "-"):
+        json.dump(to_jsonable(obj), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_json(Path(target), obj)
+
+
+def add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="folder holding the datasets (default: $POCKETREC_DATA)",
+    )
