@@ -37,7 +37,7 @@ from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.baseline import _predictor
 from pocketrec.distill.data import load_dataset
 from pocketrec.distill.genrec import GenRecConfig
-from pocketrec.distill.genrec_train import evaluate_genrec
+from pocketrec.distill.genrec_eval import evaluate_genrec
 from pocketrec.distill.metrics import summarize_seeds
 from pocketrec.distill.protocol import evaluate, leave_one_out
 from pocketrec.distill.runinfo import provenance, utc_now, write_json

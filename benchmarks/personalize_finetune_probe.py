@@ -36,7 +36,7 @@ from personalize import bucket_labels, bucket_of
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import load_dataset
 from pocketrec.distill.genrec import code_loss
-from pocketrec.distill.genrec_train import make_predictor
+from pocketrec.distill.genrec_eval import make_predictor
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk
 from pocketrec.distill.protocol import leave_one_out
 from pocketrec.distill.runinfo import provenance, utc_now, write_json

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import load_dataset
-from pocketrec.distill.genrec_train import evaluate_genrec, train_genrec
+from pocketrec.distill.genrec_eval import evaluate_genrec
+from pocketrec.distill.genrec_train import train_genrec
 from pocketrec.distill.pipeline import build_student, build_teacher_member, prepare_sids
 from pocketrec.distill.presets import preset
 from pocketrec.distill.protocol import training_split

@@ -40,7 +40,8 @@ from pocketrec.distill import dist
 from pocketrec.distill.data import Dataset, load_dataset
 from pocketrec.distill.errors import DataError
 from pocketrec.distill.genrec import GenRec
-from pocketrec.distill.genrec_train import evaluate_genrec, train_genrec
+from pocketrec.distill.genrec_eval import evaluate_genrec
+from pocketrec.distill.genrec_train import train_genrec
 from pocketrec.distill.kd import (
     cache_teacher_outputs,
     load_teacher_cache,

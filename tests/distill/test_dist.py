@@ -18,8 +18,9 @@ from pocketrec._prefix import PrefixIndex
 from pocketrec.distill import dist
 from pocketrec.distill.data import build_dataset
 from pocketrec.distill.genrec import GenRec, GenRecConfig
-from pocketrec.distill import genrec_train, protocol
-from pocketrec.distill.genrec_train import TrainConfig, evaluate_genrec, train_genrec
+from pocketrec.distill import genrec_eval, protocol
+from pocketrec.distill.genrec_eval import evaluate_genrec
+from pocketrec.distill.genrec_train import TrainConfig, train_genrec
 from pocketrec.distill.protocol import leave_one_out
 from pocketrec.distill.sids.vocab import disambiguate
 
@@ -36,7 +37,7 @@ if os.environ.get("INTERRUPT_AT"):  # Ctrl-C every rank after that many epochs, 
         return False
     EarlyStopping.should_stop = property(should_stop)
 # batches of 8 users: the ranks share every evaluation (each scores every other batch)
-genrec_train.target_ranks = lambda *a, **k: protocol.target_ranks(*a, **k, batch_size=8)
+genrec_eval.target_ranks = lambda *a, **k: protocol.target_ranks(*a, **k, batch_size=8)
 n, k = 30, 8
 rng = np.random.default_rng(0)
 seqs = [[f"i{(s + t) % n}" for t in range(7)] for s in rng.integers(0, n, 64)]

@@ -12,13 +12,8 @@ from pocketrec._errors import ConfigError
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import build_dataset
 from pocketrec.distill.genrec import GenRec, GenRecConfig, code_loss
-from pocketrec.distill.genrec_train import (
-    TrainConfig,
-    _kd_loss,
-    evaluate_genrec,
-    make_predictor,
-    train_genrec,
-)
+from pocketrec.distill.genrec_eval import evaluate_genrec, make_predictor
+from pocketrec.distill.genrec_train import TrainConfig, _kd_loss, train_genrec
 from pocketrec.distill.kd import valid_children
 from pocketrec.distill.protocol import leave_one_out
 from pocketrec.distill.sids.vocab import disambiguate

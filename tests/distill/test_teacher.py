@@ -12,7 +12,8 @@ from pocketrec._errors import ConfigError
 from pocketrec._prefix import PrefixIndex
 from pocketrec.distill.data import build_dataset
 from pocketrec.distill.genrec import GenRecConfig, code_loss
-from pocketrec.distill.genrec_train import TrainConfig, evaluate_genrec, train_genrec
+from pocketrec.distill.genrec_eval import evaluate_genrec
+from pocketrec.distill.genrec_train import TrainConfig, train_genrec
 from pocketrec.distill.kd import valid_children
 from pocketrec.distill.protocol import leave_one_out
 from pocketrec.distill.sasrec import SASRec, SASRecConfig

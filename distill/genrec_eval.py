@@ -1,0 +1,132 @@
+"""Score generative semantic-ID models: constrained beam search (or exact ranking for the
+item-level teacher) over the protocol's users, with the valid-item rate of every list.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pocketrec._prefix import PrefixIndex
+from pocketrec._search import beam_search, extra_beams_per_user
+from pocketrec.distill import dist
+from pocketrec.distill.genrec import GenRec
+from pocketrec.distill.protocol import Split, Stage, metrics_of, target_ranks
+
+__all__ = ["evaluate_genrec", "make_predictor"]
+
+
+def make_predictor(
+    model: GenRec,
+    index: PrefixIndex,
+    *,
+    beam_width: int,
+    top_k: int = 20,
+    device: torch.device | None = None,
+    exclude_history: bool = False,
+):
+    """(B, L) histories -> (B, top_k) item ids by constrained beam search over the model.
+
+    An item-level model (the MiniLM teacher, `item_level = True`) is ranked exactly instead:
+    the top items of its full-catalogue scores, which beam search over its code marginals
+    approximates.
+
+    With `exclude_history`, no item of the history window is returned, as the SDK's
+    `recommend` does by default: the search bans them at the last level and keeps one extra
+    beam per banned item before it (`extra_beams`), so that prefixes leading only to banned
+    items cannot crowd the others out.
+    """
+    device = device or next(model.parameters()).device
+    if getattr(model, "item_level", False):
+
+        def exact(hist: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                scores = model.score_items(torch.from_numpy(hist).to(device))
+                if exclude_history:
+                    rows, cols = np.nonzero(hist >= 0)
+                    pairs = np.stack([rows, hist[rows, cols]]).astype(np.int64)  # (2, N)
+                    banned = torch.from_numpy(pairs).to(scores.device)
+                    scores[banned[0], banned[1]] = -torch.inf
+            return scores.topk(top_k, dim=-1).indices.cpu().numpy()
+
+        return exact
+
+    def step(states: tuple[np.ndarray, np.ndarray], prefix: np.ndarray, level: int) -> np.ndarray:
+        memory, memory_mask = states
+        with torch.no_grad():
+            logits = model.level_logits(
+                torch.from_numpy(memory).to(device),
+                torch.from_numpy(memory_mask).to(device),
+                torch.from_numpy(prefix).to(device),
+                torch.tensor(level, device=device),
+            )
+        return logits.float().cpu().numpy()
+
+    def predict(hist: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            memory = model.encode(torch.from_numpy(hist).to(device)).float().cpu().numpy()
+        exclude, extra = None, None
+        if exclude_history:
+            exclude = hist.astype(np.int64)
+            extra = extra_beams_per_user(exclude, beam_width, hist.shape[1])
+        result = beam_search(
+            (memory, hist >= 0),
+            step,
+            index,
+            beam_width=beam_width,
+            top_k=top_k,
+            exclude=exclude,
+            extra_width=extra,
+        )
+        return result.items
+
+    return predict
+
+
+def evaluate_genrec(
+    model: GenRec,
+    split: Split,
+    index: PrefixIndex,
+    stage: Stage,
+    *,
+    beam_width: int,
+    limit: int | None = None,
+    exclude_history: bool = False,
+    shared: bool = False,
+) -> dict[str, float]:
+    """Recall/NDCG@5/10/20 by beam search, plus the valid-item rate of the returned lists.
+
+    `exclude_history` ranks without the items of each user's history window (see
+    `protocol.evaluate`); not this project's protocol, which ranks every item.
+
+    `shared`: every rank of a distributed run calls this together; each scores every
+    world-size-th batch of users and all of them return the metrics of every user, the same
+    as one process scoring them all. Otherwise the caller scores every user itself.
+    """
+    model.eval()
+    predict = make_predictor(model, index, beam_width=beam_width, exclude_history=exclude_history)
+    returned = {"valid": 0, "total": 0}
+
+    def counting(hist: np.ndarray) -> np.ndarray:
+        items = predict(hist)
+        returned["valid"] += int((items >= 0).sum())
+        returned["total"] += items.size
+        return items
+
+    by_batch = target_ranks(
+        counting,
+        split,
+        stage,
+        max_len=model.cfg.max_len,
+        limit=limit,
+        exclude_history=exclude_history,
+        part=(dist.rank(), dist.world_size()) if shared else (0, 1),
+    )
+    parts = dist.gather((by_batch, returned)) if shared else [(by_batch, returned)]
+    merged = {
+        start: ranks for ranks_by_batch, _ in parts for start, ranks in ranks_by_batch.items()
+    }
+    metrics = metrics_of(merged)
+    valid, total = (sum(counts[key] for _, counts in parts) for key in ("valid", "total"))
+    metrics["valid_item_rate"] = valid / max(1, total)
+    return metrics
