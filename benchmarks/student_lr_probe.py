@@ -13,8 +13,12 @@ every user's validation item, plainly and with each user's history window left o
 ranking (HSTU's evaluation, see `history_excluded.py`). The record keeps validation only: the
 choice it informs must not see the test items.
 
-Semantic IDs are built as `pocketrec distill` builds them (or taken from `--sids`). The models
-stay in `--work` (default `runs/<model>_lr_probe_<dataset>_d<width>`); rerunning resumes them.
+`--hidden`, `--dropout` and `--weight-decay` replace the preset's width, dropout and AdamW
+weight decay, for a model that overfits within its first epochs (Sports' teacher members peak
+at epoch 1 or 2) or for a wider teacher. Semantic IDs are built as `pocketrec distill` builds
+them (or taken from `--sids`). The models stay in `--work` (default
+`runs/<model>_lr_probe_<dataset>_d<width>`, plus `_p<dropout>` and `_wd<decay>` when given);
+rerunning resumes them.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hidden", type=int, help="model width instead of the preset's (students and teachers)"
     )
+    parser.add_argument("--dropout", type=float, help="dropout instead of the preset's")
+    parser.add_argument(
+        "--weight-decay", type=float, help="AdamW weight decay instead of the preset's"
+    )
     parser.add_argument("--sids", type=Path, help="an existing semantic-ID folder")
     parser.add_argument("--work", type=Path, help="model folders (default runs/...)")
     parser.add_argument("--threads", type=int, default=2)
@@ -63,18 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(cfg, sid=sid)
     if args.sids is not None:
         cfg = dataclasses.replace(cfg, sids=str(args.sids))
-    if args.hidden is not None:
-        cfg = dataclasses.replace(
-            cfg,
-            student=dataclasses.replace(cfg.student, hidden=args.hidden),
-            teacher_model=dataclasses.replace(cfg.teacher_model, hidden=args.hidden),
-        )
-    width = (cfg.student if args.model == "student" else cfg.teacher_model).hidden
-    work = args.work or Path("runs") / f"{args.model}_lr_probe_{dataset.name}_d{width}"
+    shape = {"hidden": args.hidden, "dropout": args.dropout}
+    shape = {name: value for name, value in shape.items() if value is not None}
+    cfg = dataclasses.replace(
+        cfg,
+        student=dataclasses.replace(cfg.student, **shape),
+        teacher_model=dataclasses.replace(cfg.teacher_model, **shape),
+    )
+    model_cfg = cfg.student if args.model == "student" else cfg.teacher_model
+    base = cfg.student_train if args.model == "student" else cfg.teacher_train
+    if args.weight_decay is not None:
+        base = dataclasses.replace(base, weight_decay=args.weight_decay)
+    name = f"{args.model}_lr_probe_{dataset.name}_d{model_cfg.hidden}"
+    name += "" if args.dropout is None else f"_p{args.dropout:g}"
+    name += "" if args.weight_decay is None else f"_wd{args.weight_decay:g}"
+    work = args.work or Path("runs") / name
     split = training_split(dataset)
     sids, _, _ = load_semantic_ids(prepare_sids(cfg, dataset, split, work / "sids"))
     index = PrefixIndex(sids, cfg.student.codebook_size)
-    base = cfg.student_train if args.model == "student" else cfg.teacher_train
     runs = []
     for lr in lrs:
         train = dataclasses.replace(
@@ -124,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             "what": f"{args.model} learning-rate probe on {dataset.name} (validation only)",
             "model": f"pocketrec-{args.model}-lr-probe",
             "dataset": dataset.name,
-            args.model: dataclasses.asdict(
-                cfg.student if args.model == "student" else cfg.teacher_model
-            ),
+            args.model: dataclasses.asdict(model_cfg),
             f"{args.model}_train": dataclasses.asdict(base),
             "epochs": args.epochs,
             "seed": args.seed,

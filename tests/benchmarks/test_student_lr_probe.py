@@ -41,3 +41,24 @@ def test_trains_one_model_per_rate_and_keeps_validation_only(
     logs = {p: p.read_text() for p in work.rglob("log.jsonl")}
     assert probe.main(argv) == 0
     assert {p: p.read_text() for p in work.rglob("log.jsonl")} == logs
+
+
+def test_dropout_and_weight_decay_replace_the_presets_and_name_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = _shop(tmp_path / "shop")
+    probe = load_script("student_lr_probe")
+    monkeypatch.setattr(probe, "preset", lambda name, dataset, history_len: _tiny_cfg(shop))
+    monkeypatch.chdir(tmp_path)  # the default work folder is relative: runs/...
+    out = tmp_path / "probe.json"
+    argv = [str(shop), "--model", "teacher", "--lrs", "0.01", "--epochs", "1", "--threads", "1"]
+    argv += ["--dropout", "0.5", "--weight-decay", "0.1", "--json", str(out)]
+    assert probe.main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["teacher"]["dropout"] == 0.5
+    assert record["teacher_train"]["weight_decay"] == 0.1
+    width = record["teacher"]["hidden"]
+    folder = tmp_path / "runs" / f"teacher_lr_probe_{shop.name}_d{width}_p0.5_wd0.1"
+    assert (folder / "lr_0.01" / "metrics.json").exists()
+    saved = json.loads((folder / "lr_0.01" / "metrics.json").read_text())
+    assert saved["train_config"]["weight_decay"] == 0.1
