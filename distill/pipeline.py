@@ -48,17 +48,12 @@ from pocketrec.distill.kd import (
     sid_hash,
     teacher_fingerprint,
 )
-from pocketrec.distill.metrics import summarize_seeds
 from pocketrec.distill.presets import DistillConfig
 from pocketrec.distill.protocol import Split, training_split
+from pocketrec.distill.runfolder import check_run_dir, record_invocation, write_summary
 from pocketrec.distill.runinfo import (
-    command_line,
-    git_commit,
-    machine_info,
     recover_staged,
     staged_folder,
-    to_jsonable,
-    utc_now,
     write_json,
 )
 from pocketrec.distill.sids.stage import build_semantic_ids, load_semantic_ids
@@ -124,73 +119,6 @@ def _check_shapes(cfg: DistillConfig, sids: np.ndarray, sid_config: dict[str, An
                 f"the semantic IDs have {levels} levels x {size}",
                 where="distill config",
             )
-
-
-def _run_record(cfg: DistillConfig) -> dict[str, Any]:
-    return {
-        "config": asdict(cfg),
-        "command": command_line(),
-        "git_commit": git_commit(),
-        "machine": machine_info(),
-        "created": utc_now(),
-    }
-
-
-def _record_invocation(cfg: DistillConfig, run_dir: Path) -> None:
-    """`config.json` keeps the command, commit and machine that started the run; every later
-    invocation that resumes it is appended under `resumed`, so the record names them all."""
-    path = run_dir / "config.json"
-    record = _run_record(cfg)
-    if path.exists():
-        resume = {k: record[k] for k in ("command", "git_commit", "machine", "created")}
-        record = json.loads(path.read_text())
-        record.setdefault("resumed", []).append(resume)
-    write_json(path, record)
-
-
-def _field_defaults(cls: type) -> dict[str, Any]:
-    """The JSON form of a dataclass's field defaults (nested dataclasses as their defaults)."""
-    defaults = {}
-    for f in dataclasses.fields(cls):
-        factory = f.default_factory
-        value = f.default if factory is dataclasses.MISSING else factory()
-        defaults[f.name] = to_jsonable(value)
-    return defaults
-
-
-def _fill_missing(config: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """Add to `config`, at every depth, the keys of `defaults` it lacks."""
-    for key, value in defaults.items():
-        if key not in config:
-            config[key] = value
-        elif isinstance(value, dict) and isinstance(config[key], dict):
-            _fill_missing(config[key], value)
-
-
-def _check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
-    """Refuse to mix two configs in one run folder (unless --force starts it over)."""
-    path = run_dir / "config.json"
-    if not path.exists():
-        return
-    # CPU threads change how fast a run goes, not what it computes: a run may resume with others.
-    previous = json.loads(path.read_text())["config"]
-    # A setting added after the folder was made is absent from it: the run had its default.
-    _fill_missing(previous, _field_defaults(DistillConfig))
-    current = json.loads(json.dumps(asdict(cfg)))
-    previous.pop("threads", None)
-    current.pop("threads", None)
-    if previous == current:
-        return
-    if not force:
-        changed = sorted(k for k in previous if previous.get(k) != current.get(k))
-        raise ConfigError(
-            f"{run_dir} holds a run with another config (changed: {', '.join(changed)}); use a "
-            "new --out, or --force to delete it and start over",
-            where="run folder",
-        )
-    dist.barrier()  # every rank has read the old config before it goes
-    if dist.rank() == 0:
-        shutil.rmtree(run_dir)
 
 
 def _train_teacher(cfg, spec, dataset, split, sids, index, run_dir, device):
@@ -355,11 +283,11 @@ def distill(
             where="--teacher-quant",
         )
     dataset = load_dataset(cfg.dataset, root=data_root)
-    _check_run_dir(cfg, run_dir, force)
+    check_run_dir(cfg, run_dir, force)
     run_dir.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     if dist.rank() == 0:
-        _record_invocation(cfg, run_dir)
+        record_invocation(cfg, run_dir)
     t_start = time.perf_counter()
     split = training_split(
         dataset, device_holdout=cfg.device_holdout, device_users=cfg.device_users
@@ -428,7 +356,7 @@ def distill(
             )
             _save_student_config(out, model, fingerprint)
     if dist.rank() == 0:
-        _write_summary(
+        write_summary(
             cfg,
             run_dir,
             dataset,
@@ -445,87 +373,3 @@ def distill(
 def _save_student_config(out: Path, model: GenRec, fingerprint: str) -> None:
     if dist.rank() == 0:
         write_json(out / "config.json", {"model": asdict(model.cfg), "sid_hash": fingerprint})
-
-
-def _curves(folder: Path, runs: list[dict[str, Any]]) -> list[list[list[float]]]:
-    """Each seed's validation curve, in the order of `runs`."""
-    return [_curve(folder / f"seed_{r['seed']}") for r in runs]
-
-
-def _curve(folder: Path) -> list[list[float]]:
-    """[epoch, validation NDCG@10] of each validation run a model's log holds (1-based)."""
-    log = folder / "log.jsonl"
-    if not log.exists():
-        return []
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return [[r["epoch"] + 1, r["valid_ndcg@10"]] for r in rows if "valid_ndcg@10" in r]
-
-
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "valid_item_rate")
-    return {
-        "test": summarize_seeds([{k: r["test"][k] for k in keys} for r in runs]),
-        "valid": summarize_seeds([{k: r["valid"][k] for k in keys} for r in runs]),
-        "parameters": runs[0]["parameters"],
-        "train_time_s": summarize_seeds([{"t": r["train_time_s"]} for r in runs])["t"],
-        "seeds": [r["seed"] for r in runs],
-    }
-
-
-def _write_summary(cfg, run_dir, dataset, split, teacher, students, ablations, wall) -> None:
-    student, teacher_n = _summary(students), teacher["test"]["ndcg@10"]
-    started = json.loads((run_dir / "config.json").read_text())
-    # Training time of every model, whichever invocation trained it: the whole run's cost
-    # even when it was resumed (wall_time_s counts the last invocation only).
-    train_time = (teacher.get("train_time_s") or 0.0) + sum(
-        r["train_time_s"] for r in [*students, *ablations]
-    )
-    record: dict[str, Any] = {
-        "what": f"distilled generative semantic-ID student on {dataset.name} ({cfg.preset})",
-        "model": "pocketrec-distill",
-        "dataset": dataset.name,
-        "preset": cfg.preset,
-        "split": split.describe(cfg.student.max_len),
-        "teacher": {
-            "kind": cfg.teacher,
-            "test": teacher["test"],
-            "valid": teacher["valid"],
-            "parameters": teacher["parameters"],
-            "parameters_trainable": teacher.get("parameters_trainable"),
-            "features": teacher.get("features"),
-            "train_time_s": teacher.get("train_time_s"),
-            # each member's validation curve (one for a single teacher; none for hf:)
-            "curves": [
-                _curve(folder)
-                for folder in (
-                    [run_dir / "teacher" / f"member_{i}" for i in range(cfg.teacher_members)]
-                    if cfg.teacher_members > 1
-                    else [run_dir / "teacher"]
-                )
-                if (folder / "log.jsonl").exists()
-            ],
-        },
-        "student": {**student, "curves": _curves(run_dir / "student", students)},
-        "student_nokd": {
-            **_summary(ablations),
-            "curves": _curves(run_dir / "student_nokd", ablations),
-        }
-        if ablations
-        else None,
-        "retention_vs_teacher": student["test"]["ndcg@10"]["mean"] / teacher_n
-        if teacher_n
-        else None,
-        "size_ratio_teacher_over_student": teacher["parameters"] / student["parameters"],
-        "wall_time_s": round(wall, 1),
-        "train_time_total_s": round(train_time, 1),
-        "config": asdict(cfg),
-        "command": command_line(),
-        # the code that started the run (a resumed run may finish under a later commit)
-        "git_commit": started.get("git_commit"),
-        "git_commit_finished": git_commit(),
-        "started": started.get("created"),
-        "resumed": started.get("resumed", []),
-        "machine": machine_info(),
-        "finished": utc_now(),
-    }
-    write_json(run_dir / "metrics.json", record)
