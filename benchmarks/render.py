@@ -161,7 +161,16 @@ def _plain(record: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 # Command-line settings that change what a preset trains; a record made with them names them.
-OVERRIDES = ("--epochs", "--precision", "--teacher-members", "--seeds", "--no-ablation")
+OVERRIDES = (
+    "--epochs",
+    "--precision",
+    "--teacher-members",
+    "--teacher-hidden",
+    "--teacher-dropout",
+    "--teacher-weight-decay",
+    "--seeds",
+    "--no-ablation",
+)
 
 
 def _preset_label(record: dict[str, Any]) -> str:
@@ -182,9 +191,14 @@ def distill_table(records: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ours = [r for r in records if r.get("model") == "pocketrec-distill"]
-    ours.sort(key=lambda r: (_dataset_rank(r), r["preset"]))
+    ours.sort(key=lambda r: (_dataset_rank(r), r["preset"], _preset_label(r)))
     # The same models scored the way HSTU's evaluation does (benchmarks/history_excluded.py).
-    excluded = {(r["dataset"], r["preset"]): r for r in _history_excluded(records, "distill")}
+    # Paired by dataset and preset label: two runs of one preset with other overrides
+    # (`--epochs 12`, `--epochs 16`) each keep their own.
+    excluded = {
+        (r["dataset"], _preset_label({"command": r["run_command"], "preset": r["preset"]})): r
+        for r in _history_excluded(records, "distill")
+    }
     for r in ours:
         link = f"[{r['_file']}](results/{r['_file']})"
         label = _preset_label(r)
@@ -198,7 +212,7 @@ def distill_table(records: list[dict[str, Any]]) -> str:
             ("**student, distilled**", r["student"], r["student"]["test"], None, link),
             ("student, no teacher", nokd, nokd.get("test"), None, link),
         ]
-        also = excluded.get((r["dataset"], r["preset"]))
+        also = excluded.get((r["dataset"], label))
         if also and any(
             kind in also and abs(_plain(also, kind)["ndcg@10"] - _plain(r, kind)["ndcg@10"]) > 1e-6
             for kind in ("teacher", "student", "student_nokd")

@@ -15,6 +15,7 @@ from pocketrec.distill.arguments import (
     add_data_root,
     emit_json,
     fraction,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -164,6 +165,28 @@ def register_distill(subparsers: argparse._SubParsersAction) -> None:
         "(preset default)",
     )
     p.add_argument(
+        "--teacher-hidden",
+        type=positive_int,
+        default=None,
+        metavar="D",
+        help="minilm: each teacher's width instead of the preset's (a wider teacher is larger; "
+        "it may need more dropout or weight decay to be stronger)",
+    )
+    p.add_argument(
+        "--teacher-dropout",
+        type=fraction,
+        default=None,
+        metavar="P",
+        help="minilm: each teacher's dropout instead of the preset's",
+    )
+    p.add_argument(
+        "--teacher-weight-decay",
+        type=non_negative_float,
+        default=None,
+        metavar="W",
+        help="minilm: each teacher's AdamW weight decay instead of the preset's (0)",
+    )
+    p.add_argument(
         "--preset",
         choices=("quick", "full", "smoke"),
         default="quick",
@@ -249,6 +272,7 @@ def distill_config(args: argparse.Namespace, dataset: Dataset) -> DistillConfig:
     """
     import dataclasses
 
+    from pocketrec._errors import ConfigError
     from pocketrec.distill.presets import preset
     from pocketrec.distill.sids.stage import default_source
 
@@ -274,13 +298,28 @@ def distill_config(args: argparse.Namespace, dataset: Dataset) -> DistillConfig:
         overrides["device_holdout"] = args.device_holdout
     if args.device_users:
         overrides["device_users"] = args.device_users
+    shape = {"hidden": args.teacher_hidden, "dropout": args.teacher_dropout}
+    shape = {name: value for name, value in shape.items() if value is not None}
+    if (shape or args.teacher_weight_decay is not None) and args.teacher.startswith("hf:"):
+        raise ConfigError(
+            "--teacher-hidden, --teacher-dropout and --teacher-weight-decay shape the minilm "
+            "teacher; an hf: teacher's size is its checkpoint's (drop them, or use "
+            "--teacher minilm)",
+            where="--teacher",
+        )
+    if shape:
+        overrides["teacher_model"] = dataclasses.replace(cfg.teacher_model, **shape)
     train: dict[str, Any] = {}
     if args.epochs is not None:
         train["max_epochs"] = args.epochs
     if args.precision is not None:
         train["precision"] = args.precision
+    teacher_train = dict(train)
+    if args.teacher_weight_decay is not None:
+        teacher_train["weight_decay"] = args.teacher_weight_decay
+    if teacher_train:
+        overrides["teacher_train"] = dataclasses.replace(cfg.teacher_train, **teacher_train)
     if train:
-        overrides["teacher_train"] = dataclasses.replace(cfg.teacher_train, **train)
         overrides["student_train"] = dataclasses.replace(cfg.student_train, **train)
     return dataclasses.replace(cfg, **overrides)
 

@@ -30,3 +30,40 @@ def test_a_record_that_changed_its_preset_says_how() -> None:
     assert label == "full (--precision bf16, --epochs 12, --teacher-members 1, --no-ablation)"
     plain = "pocketrec distill sports --preset full --threads 2 --out runs/sports_full"
     assert render._preset_label({"preset": "full", "command": plain}) == "full"
+
+
+def test_two_runs_of_one_preset_each_show_their_own_history_excluded_scores() -> None:
+    """Two MovieLens-1M `full` records that differ in `--epochs` pair with the history-excluded
+    record of their own run, not whichever came last."""
+    import copy
+    import json
+
+    from tests.benchmarks.scripts import load_script
+
+    render = load_script("render")
+    results = ROOT / "benchmarks" / "results"
+    run = json.loads((results / "distill_ml-1m_full.json").read_text())
+    scored = json.loads((results / "distill_ml-1m_full_history_excluded.json").read_text())
+    records = []
+    for epochs, shift in (("12", 0.0), ("16", 0.01)):
+        r, s = copy.deepcopy(run), copy.deepcopy(scored)
+        r["command"] = run["command"].replace("--epochs 12", f"--epochs {epochs}")
+        s["run_command"] = r["command"]
+        for kind in ("teacher", "student", "student_nokd"):  # plain scores agree within a pair
+            for block in (r[kind]["test"], s[kind]["test"]):
+                value = block["ndcg@10"]
+                if isinstance(value, dict):
+                    value["mean"] += shift
+                else:
+                    block["ndcg@10"] = value + shift
+            if isinstance(s[kind]["test_history_excluded"]["ndcg@10"], dict):
+                s[kind]["test_history_excluded"]["ndcg@10"]["mean"] = 0.5 + shift
+            else:
+                s[kind]["test_history_excluded"]["ndcg@10"] = 0.5 + shift
+        r["_file"], s["_file"] = f"run{epochs}.json", f"scored{epochs}.json"
+        records += [r, s]
+    table = render.distill_table(records)
+    for epochs in ("12", "16"):
+        rows = [row for row in table.splitlines() if f"--epochs {epochs}" in row]
+        linked = [row for row in rows if "scored" in row]
+        assert linked and all(f"scored{epochs}.json" in row for row in linked)

@@ -349,6 +349,47 @@ def test_distill_epochs_and_precision_reach_both_models() -> None:
     assert cfg.student_train.eval_limit == 6000  # the rest of the preset stays
 
 
+def test_teacher_shape_flags_reach_the_teacher_alone() -> None:
+    command = "distill sports --preset full --teacher-hidden 256 --teacher-dropout 0.5 "
+    command += "--teacher-weight-decay 0.1 --out run"
+    args = build_parser().parse_args(command.split())
+    catalogue = types.SimpleNamespace(default_history_len=20, item_text=None)
+    cfg = distill_config(args, catalogue)
+    plain = "distill sports --preset full --out run"
+    base = distill_config(build_parser().parse_args(shlex.split(plain)), catalogue)
+    assert (cfg.teacher_model.hidden, cfg.teacher_model.dropout) == (256, 0.5)
+    assert cfg.teacher_train.weight_decay == 0.1
+    assert cfg.teacher_train == dataclasses.replace(base.teacher_train, weight_decay=0.1)
+    # the student, its training and the rest of the teacher's shape stay the preset's
+    assert (cfg.student, cfg.student_train) == (base.student, base.student_train)
+    assert cfg.teacher_model == dataclasses.replace(base.teacher_model, hidden=256, dropout=0.5)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ("--teacher-hidden 0", "expected a positive integer"),
+        ("--teacher-dropout 1", "expected a fraction"),
+        ("--teacher-weight-decay -1", "expected a number >= 0"),
+        ("--teacher-weight-decay nan", "expected a number >= 0"),
+    ],
+)
+def test_teacher_shape_flags_refuse_bad_values(
+    flags: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(f"distill sports --out run {flags}".split())
+    assert message in capsys.readouterr().err
+
+
+def test_teacher_shape_flags_refuse_an_hf_teacher() -> None:
+    command = "distill sports --teacher hf:/models/lm --teacher-hidden 256 --out run"
+    args = build_parser().parse_args(shlex.split(command))
+    catalogue = types.SimpleNamespace(default_history_len=20, item_text=None)
+    with pytest.raises(ConfigError, match="hf: teacher's size is its checkpoint's"):
+        distill_config(args, catalogue)
+
+
 def test_a_run_folder_from_before_the_precision_setting_resumes(shop: Path, tmp_path: Path) -> None:
     """Folders written before `precision` existed hold no such key; they ran float32."""
     run = tmp_path / "run"
