@@ -174,6 +174,7 @@ def test_learns_a_deterministic_next_item(tmp_path, precision: str) -> None:
     # No walk revisits an item, so leaving the history out can only lift the target.
     excluded = evaluate_genrec(model, split, index, "test", beam_width=20, exclude_history=True)
     assert excluded["ndcg@10"] >= again["ndcg@10"] and excluded["valid_item_rate"] == 1.0
+    assert excluded["history_share@10"] == 0.0
 
 
 def test_excluding_history_is_the_full_ranking_without_it() -> None:
@@ -191,6 +192,35 @@ def test_excluding_history_is_the_full_ranking_without_it() -> None:
     narrow = make_predictor(model, index, beam_width=20, top_k=20, exclude_history=True)(hist)
     assert (narrow >= 0).all()
     assert not any(set(r.tolist()) & set(h.tolist()) for r, h in zip(narrow, hist, strict=True))
+
+
+def test_history_share_counts_the_top_ten_slots_that_repeat_the_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A predictor that always returns items 0..19 (slot 4 invalid): the share of its top-10
+    valid slots that lie in each user's history window, counted by set intersection."""
+    import pocketrec.distill.genrec_eval as genrec_eval
+
+    rng = np.random.default_rng(1)
+    seqs = [[f"i{v}" for v in rng.permutation(40)[:9]] for _ in range(30)]
+    ds = build_dataset("shuffle", [f"u{u}" for u in range(30)], seqs, default_history_len=6)
+    seen: list[np.ndarray] = []
+
+    def fixed(hist: np.ndarray) -> np.ndarray:
+        seen.append(hist.copy())
+        items = np.tile(np.arange(20), (len(hist), 1))  # (B, 20)
+        items[:, 4] = -1
+        return items
+
+    monkeypatch.setattr(genrec_eval, "make_predictor", lambda *a, **k: fixed)
+    model, index = _model(), PrefixIndex(_sids(), K)
+    metrics = evaluate_genrec(model, leave_one_out(ds), index, "test", beam_width=20)
+    top = set(range(10)) - {4}
+    repeats = sum(len(top & set(row[row >= 0].tolist())) for hist in seen for row in hist)
+    rows = sum(len(hist) for hist in seen)
+    assert rows == 30
+    assert metrics["history_share@10"] == pytest.approx(repeats / (9 * rows))
+    assert 0 < metrics["history_share@10"] < 1
 
 
 def test_code_loss_is_item_nll() -> None:
