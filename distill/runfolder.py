@@ -111,7 +111,9 @@ def _curve(folder: Path) -> list[list[float]]:
 
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "valid_item_rate")
+    keys = ["recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "valid_item_rate"]
+    if all("history_share@10" in r["test"] for r in runs):  # runs scored before it lack it
+        keys.append("history_share@10")
     return {
         "test": summarize_seeds([{k: r["test"][k] for k in keys} for r in runs]),
         "valid": summarize_seeds([{k: r["valid"][k] for k in keys} for r in runs]),

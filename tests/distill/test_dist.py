@@ -72,7 +72,8 @@ def _ranks(script: Path, out: Path, record: Path, **env: str) -> int:
     """
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--standalone",  # the rendezvous binds a free port itself: no port picked, then lost
+        # the rendezvous binds a free port itself (no port picked, then lost), on loopback
+        "--standalone", "--local-addr", "127.0.0.1",
         str(script), str(out), str(record),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env}

@@ -13,9 +13,9 @@ import pytest
 
 from pocketrec._cli import build_parser, main
 from pocketrec._errors import ConfigError
-from pocketrec.distill.cli import distill_config
 from pocketrec.distill.errors import DataError
 from pocketrec.distill.pipeline import distill
+from pocketrec.distill.pipeline_cli import distill_config
 from pocketrec.distill.presets import smoke
 from tests.conftest import write_text
 
@@ -86,6 +86,7 @@ def test_distill_writes_every_artifact_and_resumes(shop: Path, tmp_path: Path) -
             <= 1.0
         )
     assert m["student"]["test"]["valid_item_rate"]["mean"] == 1.0
+    assert 0.0 <= m["student"]["test"]["history_share@10"]["mean"] <= 1.0
     assert m["teacher"]["features"] == "minilm-text"
     assert m["teacher"]["parameters"] > 10 * m["student"]["parameters"]
     assert m["size_ratio_teacher_over_student"] > 10
@@ -148,12 +149,14 @@ def test_a_teacher_ensemble_trains_each_member_and_is_scored_as_one(
     assert 0.0 <= teacher["test"]["ndcg@10"] <= 1.0
     assert json.loads((run / "teacher" / "config.json").read_text())["members"] == 2
     # A resumed run reuses the ensemble's scores instead of ranking every user again.
+    import pocketrec.distill.genrec_train as genrec_train
     import pocketrec.distill.pipeline as pipeline
 
     calls = []
     real = pipeline.evaluate_genrec
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(pipeline, "evaluate_genrec", lambda *a, **k: calls.append(a) or real(*a, **k))
+        for module in (pipeline, genrec_train):  # the ensemble's scoring, and every training loop
+            m.setattr(module, "evaluate_genrec", lambda *a, **k: calls.append(a) or real(*a, **k))
         distill(cfg, run)
     assert calls == []
     assert json.loads((run / "metrics.json").read_text())["teacher"] == teacher
@@ -454,7 +457,8 @@ def test_two_ranks_run_every_stage_and_copy_the_semantic_ids_once(
     run = tmp_path / "ranks"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--standalone", str(script), str(tmp_path / "cfg.pkl"), str(run),
+        "--standalone", "--local-addr", "127.0.0.1",
+        str(script), str(tmp_path / "cfg.pkl"), str(run),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     stale = run / "teacher_cache" / "part5"  # left by a killed run with more ranks

@@ -84,3 +84,21 @@ def test_sdk_sources_import_only_the_thin_runtime() -> None:
                 assert root not in heavy, f"{path.name} imports {name}"
                 if name.startswith("pocketrec.distill") or name.startswith("pocketrec.export"):
                     assert name in allowed_lazy or path.name == "_cli.py", f"{path.name}: {name}"
+
+
+def test_building_every_subcommand_parser_imports_no_training_stack() -> None:
+    """`pocketrec --help` builds every parser, the training side's included: their argument
+    definitions must stay standard-library (handlers import their stage when they run)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pocketrec._cli import build_parser\n"
+        "parser = build_parser()\n"
+        "parser.parse_args(['distill', 'beauty', '--out', 'x'])\n"
+        "heavy = ('torch', 'transformers', 'peft', 'onnx', 'safetensors', 'tqdm', 'flwr', 'ray')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
