@@ -489,10 +489,10 @@ def noise_control_table(records: list[dict[str, Any]]) -> str:
 
 def lr_probe_table(records: list[dict[str, Any]]) -> str:
     rows = [
-        "| dataset | model | width (parameters) | learning rate | epochs | validation NDCG@10 "
-        "every 2 epochs | best validation NDCG@10 (all users) | the same, history window "
-        "excluded | training time | record |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | model | width (parameters) | dropout / weight decay | learning rate | epochs "
+        "| validation NDCG@10 every 2 epochs | best validation NDCG@10 (all users) | the same, "
+        "history window excluded | training time | record |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     kinds = {"pocketrec-student-lr-probe": "student", "pocketrec-teacher-lr-probe": "teacher"}
     probes = [r for r in records if r.get("model") in kinds]
@@ -501,16 +501,20 @@ def lr_probe_table(records: list[dict[str, Any]]) -> str:
             _dataset_rank(r),
             kinds[r["model"]],
             r[kinds[r["model"]]]["hidden"],
+            r[kinds[r["model"]]]["dropout"],
+            r[f"{kinds[r['model']]}_train"]["weight_decay"],
             r["epochs"],
         )
     )
     for r in probes:
-        width = r[kinds[r["model"]]]["hidden"]
+        kind = kinds[r["model"]]
+        width = r[kind]["hidden"]
+        regular = f"{r[kind]['dropout']:g} / {r[f'{kind}_train']['weight_decay']:g}"
         for run in r["runs"]:
             curve = " / ".join(f"{c['valid_ndcg@10']:.4f}" for c in run["curve"])
             size = f" ({run['parameters']:,})" if "parameters" in run else ""
             rows.append(
-                f"| {r['dataset']} | {kinds[r['model']]} | d={width}{size} | {run['lr']:g} | "
+                f"| {r['dataset']} | {kind} | d={width}{size} | {regular} | {run['lr']:g} | "
                 f"{r['epochs']} | "
                 f"{curve} | "
                 f"{run['valid']['ndcg@10']:.4f} (epoch {run['best_epoch']}) | "

@@ -20,6 +20,7 @@ def test_trains_one_model_per_rate_and_keeps_validation_only(
     # The full preset's shapes need a real catalogue; the probe logic is the same on the
     # pipeline tests' tiny one.
     monkeypatch.setattr(probe, "preset", lambda name, dataset, history_len: _tiny_cfg(shop))
+    monkeypatch.chdir(tmp_path)  # the shared semantic IDs go to runs/lr_probe_sids_<dataset>
     out, work = tmp_path / "probe.json", tmp_path / "work"
     argv = [str(shop), "--model", model, "--lrs", "0.01,0.001", "--epochs", "2", "--threads", "1"]
     argv += ["--work", str(work), "--json", str(out)]
@@ -27,6 +28,15 @@ def test_trains_one_model_per_rate_and_keeps_validation_only(
     record = json.loads(out.read_text())
     assert record["model"] == f"pocketrec-{model}-lr-probe" and f"{model}_train" in record
     assert [r["lr"] for r in record["runs"]] == [0.01, 0.001]
+    # what every run trained with, not the preset's settings: no teacher, every epoch
+    trained = record[f"{model}_train"]
+    assert (trained["kd_weight"], trained["max_epochs"], trained["patience"]) == (0.0, 2, 2)
+    assert "lr" not in trained
+    if model == "student":  # the model as built: the student has item-id embeddings
+        assert record["student"]["num_items"] > 0
+    else:
+        assert record["teacher"]["features"] and "teacher_codes" in record["teacher"]
+    assert (tmp_path / "runs" / f"lr_probe_sids_{shop.name}" / "semantic_ids.npy").exists()
     for run in record["runs"]:
         # every epoch ran (no early stop); validation is scored as the preset says (here: each)
         logged = [json.loads(line) for line in (work / f"lr_{run['lr']:g}" / "log.jsonl").open()]
@@ -62,3 +72,10 @@ def test_dropout_and_weight_decay_replace_the_presets_and_name_the_folder(
     assert (folder / "lr_0.01" / "metrics.json").exists()
     saved = json.loads((folder / "lr_0.01" / "metrics.json").read_text())
     assert saved["train_config"]["weight_decay"] == 0.1
+    # The same folder with another setting would report the old model: refused.
+    again = [*argv[:-4], "--weight-decay", "0.2", "--work", str(folder), "--json", str(out)]
+    with pytest.raises(SystemExit, match="other settings"):
+        probe.main(again)
+    for bad in (["--dropout", "1.5"], ["--weight-decay", "-1"], ["--epochs", "0"]):
+        with pytest.raises(SystemExit):
+            probe.main([*argv, *bad])
