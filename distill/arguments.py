@@ -1,6 +1,9 @@
 """Argument types and shared options of the training side's subcommands.
 
 Standard library only, so that building the parsers stays fast without the `[distill]` extra.
+The converters are named for what they accept (`positive_int`, `fraction`), as argparse's own
+`type=int` is: each takes the command-line text and returns the value or raises
+`argparse.ArgumentTypeError`, which argparse prints beside the option's name.
 """
 
 from __future__ import annotations
@@ -12,8 +15,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "add_data_root",
+    "emit_json",
+    "fraction",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "seeds",
+]
+
 
 def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
     try:
         value = int(text)
     except ValueError:
@@ -24,6 +39,7 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_int(text: str) -> int:
+    """An integer > 0."""
     try:
         value = int(text)
     except ValueError:
@@ -34,6 +50,7 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
+    """A finite number > 0."""
     try:
         value = float(text)
     except ValueError:
@@ -44,6 +61,7 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
     try:
         value = float(text)
     except ValueError:
@@ -54,6 +72,7 @@ def non_negative_float(text: str) -> float:
 
 
 def fraction(text: str) -> float:
+    """A number in [0, 1)."""
     try:
         value = float(text)
     except ValueError:
@@ -64,6 +83,7 @@ def fraction(text: str) -> float:
 
 
 def seeds(text: str) -> list[int]:
+    """Seeds like "0,1,2" (commas or spaces)."""
     try:
         return [int(s) for s in text.replace(",", " ").split()]
     except ValueError:
@@ -82,6 +102,7 @@ def emit_json(obj: Any, target: str | None) -> None:
 
 
 def add_data_root(p: argparse.ArgumentParser) -> None:
+    """`--data-root`: where datasets are found, for every subcommand that loads one."""
     p.add_argument(
         "--data-root",
         type=Path,

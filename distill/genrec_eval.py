@@ -1,5 +1,7 @@
-"""Score generative semantic-ID models: constrained beam search (or exact ranking for the
-item-level teacher) over the protocol's users, with the valid-item rate of every list.
+"""Score generative semantic-ID models by constrained beam search over the protocol's users.
+
+The item-level MiniLM teacher is ranked exactly instead. Every evaluation also reports the
+valid-item rate of the returned lists and how much of the top 10 repeats the history.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ def make_predictor(
     `recommend` does by default: the search bans them at the last level and keeps one extra
     beam per banned item before it (`extra_beams`), so that prefixes leading only to banned
     items cannot crowd the others out.
+
+    Args:
+        model: a GenRec, or an item-level model (`item_level = True`, `score_items`).
+        index: the prefix index of the valid semantic IDs.
+        beam_width: beams kept per level.
+        top_k: items returned per history.
+        device: where to run the model (default: where its parameters are).
+        exclude_history: never return an item of the history window.
+
+    Returns:
+        predict(hist) -> (B, top_k) item ids, -1 where fewer valid items exist.
     """
     device = device or next(model.parameters()).device
     if getattr(model, "item_level", False):
@@ -105,6 +118,16 @@ def evaluate_genrec(
     `shared`: every rank of a distributed run calls this together; each scores every
     world-size-th batch of users and all of them return the metrics of every user, the same
     as one process scoring them all. Otherwise the caller scores every user itself.
+
+    Args:
+        model: the model to score (put in eval mode here).
+        split: the leave-one-out split; `stage` picks its validation or test targets.
+        index: the prefix index of the valid semantic IDs.
+        beam_width: beams kept per level.
+        limit: score the first `limit` users only (a validation sample).
+
+    Returns:
+        recall@K and ndcg@K for K in 5, 10, 20, `valid_item_rate` and `history_share@10`.
     """
     model.eval()
     predict = make_predictor(model, index, beam_width=beam_width, exclude_history=exclude_history)

@@ -10,6 +10,7 @@ stopped. Runs unchanged under torch distributed data parallel (see `pocketrec.di
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -87,6 +88,8 @@ class TrainConfig:
             problems.append(f"batching must be 'random' or 'length', got {self.batching!r}")
         if self.lr <= 0 or self.kd_weight < 0 or self.kd_temperature <= 0:
             problems.append("lr and kd_temperature must be > 0 and kd_weight >= 0")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            problems.append(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if problems:
             raise ConfigError(problems, where="training config")
 

@@ -29,6 +29,7 @@ __all__ = ["check_teacher_flags", "distill_config", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `distill` to the `pocketrec` command's subparsers."""
     p = subparsers.add_parser(
         "distill",
         help="train a teacher and distill it into a small generative student",

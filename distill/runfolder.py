@@ -1,5 +1,6 @@
-"""A run folder's records: `config.json` (what started the run and every invocation that
-resumed it), the check that a new invocation may resume it, and the summary `metrics.json`.
+"""A run folder's records: its `config.json`, the resume check, and the summary `metrics.json`.
+
+`config.json` names what started the run and every invocation that resumed it.
 """
 
 from __future__ import annotations
@@ -40,8 +41,15 @@ def _run_record(cfg: DistillConfig) -> dict[str, Any]:
 
 
 def record_invocation(cfg: DistillConfig, run_dir: Path) -> None:
-    """`config.json` keeps the command, commit and machine that started the run; every later
-    invocation that resumes it is appended under `resumed`, so the record names them all."""
+    """Write or extend `run_dir/config.json` for this invocation.
+
+    The first invocation writes the config, command, commit and machine that started the run;
+    every later one that resumes it is appended under `resumed`, so the record names them all.
+
+    Args:
+        cfg: the config this invocation runs (equal to the folder's; see `check_run_dir`).
+        run_dir: the run folder.
+    """
     path = run_dir / "config.json"
     record = _run_record(cfg)
     if path.exists():
@@ -71,7 +79,18 @@ def _fill_missing(config: dict[str, Any], defaults: dict[str, Any]) -> None:
 
 
 def check_run_dir(cfg: DistillConfig, run_dir: Path, force: bool) -> None:
-    """Refuse to mix two configs in one run folder (unless --force starts it over)."""
+    """Refuse to mix two configs in one run folder (unless --force starts it over).
+
+    Settings added after the folder was made count as their defaults; `threads` may differ.
+
+    Args:
+        cfg: the config this invocation would run.
+        run_dir: the run folder (a missing one, or one without `config.json`, passes).
+        force: delete a folder holding another config instead of refusing it.
+
+    Raises:
+        ConfigError: the folder holds a run with another config and `force` is not set.
+    """
     path = run_dir / "config.json"
     if not path.exists():
         return
@@ -136,6 +155,10 @@ def write_summary(
     """Write `metrics.json`: teacher, students (mean ± std over seeds), ablation, provenance.
 
     Args:
+        cfg: the run's config.
+        run_dir: the run folder; its `config.json` gives the start and every resume.
+        dataset: the dataset the run trained on.
+        split: its leave-one-out split (described in the record).
         teacher: the teacher's metrics (test, valid, parameters, training time).
         students, ablations: each seed's `train_genrec` metrics, distilled and without teacher.
         wall: this invocation's wall time in seconds.

@@ -12,6 +12,7 @@ from pocketrec.distill.arguments import add_data_root, emit_json, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `sids` and `sids-add` to the `pocketrec` command's subparsers."""
     sids = subparsers.add_parser(
         "sids",
         help="build semantic IDs for a dataset's items",

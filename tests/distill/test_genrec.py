@@ -351,3 +351,9 @@ def test_bf16_training_runs_under_autocast(tmp_path) -> None:
 def test_unknown_precision_is_refused() -> None:
     with pytest.raises(ConfigError, match="precision must be"):
         TrainConfig(precision="fp16")
+
+
+@pytest.mark.parametrize("decay", [-0.1, float("nan"), float("inf")])
+def test_a_negative_or_non_finite_weight_decay_is_refused(decay: float) -> None:
+    with pytest.raises(ConfigError, match="weight_decay must be a finite number >= 0"):
+        TrainConfig(weight_decay=decay)
