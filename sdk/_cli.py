@@ -1,8 +1,9 @@
 """The `pocketrec` console script: one parser, a subcommand per user task.
 
-Subcommands are registered by the side that implements them (`pocketrec.distill.cli`, and later
-the export side). Registration imports nothing heavy; a handler imports what it needs when it
-runs, so `pocketrec --help` works on a base install and a missing extra gives an install hint.
+Subcommands are registered by the side that implements them (`_COMMAND_MODULES`: training,
+federated server, export, and the SDK's own). Registration imports nothing heavy; a handler
+imports what it needs when it runs, so `pocketrec --help` works on a base install and a missing
+extra gives an install hint.
 """
 
 from __future__ import annotations
