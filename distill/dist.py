@@ -10,6 +10,7 @@ Stages that run in one process only (the `hf:` teacher, `pocketrec baseline`) re
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from typing import Any, TypeVar
@@ -71,6 +72,16 @@ def init() -> None:
     # Ranks wait while rank 0 alone builds semantic IDs or writes the teacher cache: minutes on
     # a big catalogue, longer than the backends' default timeouts (10 min for NCCL).
     td.init_process_group(backend=backend, timeout=datetime.timedelta(hours=2))
+    # Leave the group before the interpreter tears down: a gloo group still alive at exit can
+    # abort the process ("terminate called without an active exception", SIGABRT) after the
+    # work is done, which a launcher reports as a failed rank.
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    if td.is_available() and td.is_initialized():
+        td.barrier()  # no rank tears its group down while another still talks to it
+        td.destroy_process_group()
 
 
 def rank() -> int:
