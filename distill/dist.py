@@ -79,9 +79,13 @@ def init() -> None:
 
 
 def _leave() -> None:
-    if td.is_available() and td.is_initialized():
-        td.barrier()  # no rank tears its group down while another still talks to it
-        td.destroy_process_group()
+    if not (td.is_available() and td.is_initialized()):
+        return
+    try:  # no rank tears its group down while another still talks to it
+        td.monitored_barrier(timeout=datetime.timedelta(seconds=30))
+    except RuntimeError:  # rank 0 gives up on a rank that never arrives, and exits
+        return
+    td.destroy_process_group()
 
 
 def rank() -> int:
