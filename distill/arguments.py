@@ -9,16 +9,13 @@ The converters are named for what they accept (`positive_int`, `fraction`), as a
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 __all__ = [
     "add_data_root",
-    "emit_json",
     "fraction",
     "non_negative_float",
     "non_negative_int",
@@ -72,17 +69,6 @@ def seeds(text: str) -> list[int]:
         return [int(s) for s in text.replace(",", " ").split()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
-
-
-def emit_json(obj: Any, target: str | None) -> None:
-    """--json with no value prints to stdout; with a path, writes the file atomically."""
-    from pocketrec.distill.runinfo import to_jsonable, write_json
-
-    if target in (None, "-"):
-        json.dump(to_jsonable(obj), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        write_json(Path(target), obj)
 
 
 def add_data_root(p: argparse.ArgumentParser) -> None:

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pocketrec._cli import emit_json
 from pocketrec.distill import pipeline_cli
 from pocketrec.distill.arguments import (
     add_data_root,
-    emit_json,
     positive_float,
     positive_int,
     seeds,

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pocketrec._cli import emit_json
 from pocketrec.distill.arguments import (
     add_data_root,
-    emit_json,
     fraction,
     non_negative_float,
     non_negative_int,

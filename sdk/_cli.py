@@ -9,12 +9,13 @@ extra gives an install hint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 from pocketrec._errors import InvalidRequestError, PocketrecError
@@ -76,10 +77,14 @@ def require_extra(module: str, extra: str) -> Any:
         ) from e
 
 
-def emit_json(obj: Any, target: str) -> None:
-    """Print `obj` as JSON (`target` "-") or write it to the file `target`, atomically."""
-    text = json.dumps(obj, indent=2)
-    if target == "-":
+def emit_json(obj: Any, target: str | None) -> None:
+    """`--json`: print `obj` (`target` None or "-") or write it to the file `target`, atomically.
+
+    The one JSON output of every subcommand; `_plain` turns dataclasses, paths and numpy values
+    into plain JSON first.
+    """
+    text = json.dumps(_plain(obj), indent=2)
+    if target in (None, "-"):
         print(text)
         return
     path = Path(target)
@@ -93,6 +98,21 @@ def emit_json(obj: Any, target: str) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise InvalidRequestError(f"cannot write --json {target!r}: {e}") from e
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses to dicts, paths to strings, numpy values to Python, dict keys to strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
+        return value.tolist()
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

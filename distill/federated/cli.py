@@ -13,7 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pocketrec.distill.arguments import add_data_root, emit_json, positive_int
+from pocketrec._cli import emit_json
+from pocketrec.distill.arguments import add_data_root, positive_int
 from pocketrec.distill.federated import AGGREGATORS, ATTACKS
 from pocketrec.distill.federated.config import SimulationConfig
 

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pocketrec.distill.arguments import add_data_root, emit_json, positive_int
+from pocketrec._cli import emit_json
+from pocketrec.distill.arguments import add_data_root, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

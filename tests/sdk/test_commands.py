@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pocketrec._cli import main
+from pocketrec._cli import emit_json, main
 
 
 @pytest.mark.parametrize(
@@ -52,3 +54,24 @@ def test_a_catalogue_with_nan_is_a_bundle_error(bundle_copy: Path) -> None:
     # unverified, so the file hashes do not catch the edit first
     with pytest.raises(BundleError, match="holds NaN, which JSON does not allow"):
         open_bundle(bundle_copy, verify=False)
+
+
+@dataclass
+class _Record:
+    where: Path
+    score: np.float32
+
+
+def test_every_subcommand_json_is_plain_json(tmp_path: Path) -> None:
+    """One `emit_json` serves the SDK, export and training commands: their records hold
+    dataclasses, paths, numpy scalars and arrays, and numpy dict keys."""
+    record = {
+        "config": _Record(Path("runs/a"), np.float32(0.5)),
+        "counts": {np.int64(3): np.arange(2), "n": (np.int32(1), 2.0)},
+    }
+    emit_json(record, str(tmp_path / "sub" / "r.json"))
+    assert json.loads((tmp_path / "sub" / "r.json").read_text()) == {
+        "config": {"where": "runs/a", "score": 0.5},
+        "counts": {"3": [0, 1], "n": [1, 2.0]},
+    }
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["r.json"]  # no temp file left
