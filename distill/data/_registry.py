@@ -70,12 +70,17 @@ def dataset_folder(name: str, root: Path | str | None = None) -> Path:
             download command.
     """
     as_path = Path(name).expanduser()
-    if as_path.is_dir():
-        return as_path
     base = _data_root(root)
     folder_name = ALIASES.get(name.lower(), name)
-    if base is not None and (base / folder_name).is_dir():
-        return base / folder_name
+    in_root = base / folder_name if base is not None else None
+    rooted = in_root is not None and in_root.is_dir()
+    # A folder of that name in the working directory is the dataset when it holds one, or when
+    # the data root has none by that name: an unrelated folder (`--out ml-1m`, a cache) must
+    # not hide the data root's `ml-1m`.
+    if as_path.is_dir() and (not rooted or _layout(as_path) is not None):
+        return as_path
+    if in_root is not None and rooted:
+        return in_root
     where = (
         f"looked for {base / folder_name} ({DATA_ENV}={base})"
         if base is not None

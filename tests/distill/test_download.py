@@ -219,3 +219,22 @@ def _no_length(send_header):  # type: ignore[no-untyped-def]
             send_header(self, name, value)
 
     return send
+
+
+def test_a_bare_name_skips_a_working_folder_that_holds_no_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pocketrec distill ml-1m` after `--out ml-1m`: the run folder in the working directory
+    must not hide the data root's ml-1m; a folder that holds a dataset is still taken."""
+    from pocketrec.distill.data._registry import dataset_folder
+
+    root = tmp_path / "datasets"
+    (root / "movielens_1m").mkdir(parents=True)
+    work = tmp_path / "work"
+    (work / "ml-1m").mkdir(parents=True)
+    (work / "ml-1m" / "metrics.json").write_text("{}")
+    monkeypatch.chdir(work)
+    assert dataset_folder("ml-1m", root=root) == root / "movielens_1m"
+    (work / "ml-1m" / "interactions.csv").write_text("user,item\n")
+    assert dataset_folder("ml-1m", root=root) == Path("ml-1m")
+    assert dataset_folder("ml-1m", root=tmp_path / "nowhere") == Path("ml-1m")
