@@ -13,6 +13,8 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
+import sys
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
@@ -24,6 +26,7 @@ from pocketrec._errors import ConfigError
 T = TypeVar("T")
 
 __all__ = [
+    "abandon",
     "barrier",
     "gather",
     "init",
@@ -76,10 +79,37 @@ def init() -> None:
     # abort the process ("terminate called without an active exception", SIGABRT) after the
     # work is done, which a launcher reports as a failed rank.
     atexit.register(_leave)
+    sys.excepthook = _abandon_on_uncaught(sys.excepthook)
+
+
+_abandoned = False
+
+
+def abandon() -> None:
+    """This rank failed: at exit it leaves the group without waiting for the other ranks.
+
+    The exit barrier would hold a failed rank until rank 0 reached its own exit, while the
+    launcher (torchrun) stops the other ranks and reports the failure only once a rank has
+    exited. `init` calls this for an uncaught exception; code that reports its own errors
+    (the CLI turns them into exit code 2) calls it before re-raising.
+    """
+    global _abandoned
+    _abandoned = True
+
+
+def _abandon_on_uncaught(previous: Callable[..., Any]) -> Callable[..., Any]:
+    def hook(*exc_info: Any) -> Any:
+        abandon()
+        return previous(*exc_info)
+
+    return hook
 
 
 def _leave() -> None:
     if not (td.is_available() and td.is_initialized()):
+        return
+    if _abandoned:
+        td.destroy_process_group()
         return
     try:  # no rank tears its group down while another still talks to it
         td.monitored_barrier(timeout=datetime.timedelta(seconds=30))

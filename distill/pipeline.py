@@ -61,6 +61,7 @@ from pocketrec.distill.teacher import (
     MINILM_PARAMETERS,
     ItemTeacher,
     TeacherEnsemble,
+    TeacherSpec,
     build_minilm_teacher,
     parse_teacher,
 )
@@ -276,6 +277,16 @@ def distill(
     if spec.kind == "hf":  # its LoRA fine-tuning is not data-parallel: each rank would redo it
         dist.refuse_ranks("the hf: teacher")
     dist.init()
+    try:
+        return _stages(cfg, spec, run_dir, data_root, force)
+    except BaseException:
+        dist.abandon()  # a failed rank exits now: the launcher then stops the others
+        raise
+
+
+def _stages(
+    cfg: DistillConfig, spec: TeacherSpec, run_dir: Path, data_root: Path | None, force: bool
+) -> Path:
     set_threads(cfg.threads)
     if spec.kind == "hf" and cfg.teacher_quant not in ("none", "nf4", "int8"):
         raise ConfigError(

@@ -124,3 +124,49 @@ def test_two_ranks_resume_exactly_with_their_own_dropout_streams(tmp_path: Path)
     assert _ranks(script, tmp_path / "b", resumed, DROPOUT="0.3", BATCH="15") == 0
     a, b = json.loads(whole.read_text()), json.loads(resumed.read_text())
     assert a["weights"] == b["weights"] and a["test"] == b["test"]
+
+
+FAILING_RANK = r"""
+import sys, time
+from pathlib import Path
+from pocketrec._errors import PocketrecError
+from pocketrec.distill import dist
+from pocketrec.distill.pipeline import distill
+from pocketrec.distill.presets import smoke
+
+if sys.argv[2] == "uncaught":
+    dist.init()
+    if dist.rank() == 1:
+        raise RuntimeError("rank 1 failed")
+else:  # as `pocketrec distill` reports it: the error becomes exit code 2
+    cfg = smoke("no-such-dataset")
+    if int(__import__("os").environ["RANK"]) == 1:
+        try:
+            distill(cfg, Path(sys.argv[1]) / "run", data_root=Path(sys.argv[1]) / "nowhere")
+        except PocketrecError as e:
+            print("rank 1 failed:", e)
+            sys.exit(2)
+    dist.init()
+time.sleep(300)  # rank 0 is busy long after rank 1 failed
+(Path(sys.argv[1]) / "rank0_finished").write_text("")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["uncaught", "reported"])
+def test_a_failed_rank_exits_at_once_and_the_launcher_stops_the_others(
+    tmp_path: Path, how: str
+) -> None:
+    """A rank that fails does not wait in the exit barrier for rank 0: it exits, torchrun
+    sees the failure and stops rank 0, which never finishes its work."""
+    script = tmp_path / "fail.py"
+    script.write_text(FAILING_RANK)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--standalone", "--local-addr", "127.0.0.1", str(script), str(tmp_path), how,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, timeout=600, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "rank 1 failed" in done.stdout + done.stderr
+    assert not (tmp_path / "rank0_finished").exists()
