@@ -78,11 +78,16 @@ def init() -> None:
     # Leave the group before the interpreter tears down: a gloo group still alive at exit can
     # abort the process ("terminate called without an active exception", SIGABRT) after the
     # work is done, which a launcher reports as a failed rank.
-    atexit.register(_leave)
-    sys.excepthook = _abandon_on_uncaught(sys.excepthook)
+    global _abandoned, _hooked
+    _abandoned = False
+    if not _hooked:  # once per process, however often a group is joined
+        atexit.register(_leave)
+        sys.excepthook = _abandon_on_uncaught(sys.excepthook)
+        _hooked = True
 
 
-_abandoned = False
+_abandoned = False  # this rank failed (`abandon`)
+_hooked = False  # `init` has installed the exit handler and the excepthook
 
 
 def abandon() -> None:
@@ -109,7 +114,9 @@ def _leave() -> None:
     if not (td.is_available() and td.is_initialized()):
         return
     if _abandoned:
-        td.destroy_process_group()
+        # gloo's teardown is local; NCCL's may wait on a collective the failure left in flight
+        if not torch.cuda.is_available():
+            td.destroy_process_group()
         return
     try:  # no rank tears its group down while another still talks to it
         td.monitored_barrier(timeout=datetime.timedelta(seconds=30))

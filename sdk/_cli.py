@@ -13,7 +13,9 @@ import dataclasses
 import difflib
 import importlib
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
 from typing import Any, NoReturn
@@ -90,14 +92,29 @@ def emit_json(obj: Any, target: str | None) -> None:
     path = Path(target)
     if path.is_dir() or not path.name:
         raise InvalidRequestError(f"--json {target!r} is a folder; name a file, or - for stdout")
-    tmp = path.with_name(path.name + ".tmp")
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text + "\n")
+        # a temp file of its own in the same folder, renamed over the target: a reader never
+        # sees half a file, and two writers never share a temp file
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+        os.chmod(tmp, 0o666 & ~_umask())
         tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise InvalidRequestError(f"cannot write --json {target!r}: {e}") from e
+    except BaseException as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise InvalidRequestError(f"cannot write --json {target!r}: {e}") from e
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _plain(value: Any) -> Any:

@@ -72,20 +72,23 @@ def dataset_folder(name: str, root: Path | str | None = None) -> Path:
     as_path = Path(name).expanduser()
     base = _data_root(root)
     folder_name = ALIASES.get(name.lower(), name)
-    in_root = base / folder_name if base is not None else None
+    # A path written as one (`./ml-1m`, `data/ml-1m`, `/abs`, `~/x`) is only ever that path.
+    explicit = as_path.is_absolute() or "/" in name or os.sep in name or name[:1] in ".~"
+    in_root = None if base is None or explicit else base / folder_name
     rooted = in_root is not None and in_root.is_dir()
-    # A folder of that name in the working directory is the dataset when it holds one, or when
-    # the data root has none by that name: an unrelated folder (`--out ml-1m`, a cache) must
-    # not hide the data root's `ml-1m`.
+    # A bare name that is also a folder in the working directory means that folder when it
+    # holds a dataset, or when the data root has none by that name: an unrelated folder
+    # (`--out ml-1m`, a cache) must not hide the data root's `ml-1m`.
     if as_path.is_dir() and (not rooted or _layout(as_path) is not None):
         return as_path
     if in_root is not None and rooted:
         return in_root
-    where = (
-        f"looked for {base / folder_name} ({DATA_ENV}={base})"
-        if base is not None
-        else f"{DATA_ENV} is not set and {name!r} is not a folder"
-    )
+    if explicit:
+        where = f"{as_path} is not a folder"
+    elif base is not None:
+        where = f"looked for {base / folder_name} ({DATA_ENV}={base})"
+    else:
+        where = f"{DATA_ENV} is not set and {name!r} is not a folder"
     hint = (
         f"Set {DATA_ENV} to the folder that holds `{folder_name}/`, or download the official "
         f"files with `pocketrec data download {name}` and set {DATA_ENV} to the folder it prints."
@@ -140,7 +143,7 @@ def load_dataset(name: str, *, root: Path | str | None = None) -> Dataset:
     """
     folder = dataset_folder(name, root)
     layout = _layout(folder)
-    display = name if not Path(name).expanduser().is_dir() else folder.name
+    display = folder.name if folder == Path(name).expanduser() else name
     display = {v: k for k, v in ALIASES.items() if k in ("ml-1m", "beauty", "sports")}.get(
         display, display
     )

@@ -238,3 +238,13 @@ def test_a_bare_name_skips_a_working_folder_that_holds_no_dataset(
     (work / "ml-1m" / "interactions.csv").write_text("user,item\n")
     assert dataset_folder("ml-1m", root=root) == Path("ml-1m")
     assert dataset_folder("ml-1m", root=tmp_path / "nowhere") == Path("ml-1m")
+    # a name written as a path is only ever that path, never the data root's folder
+    (root / "shop").mkdir()
+    (work / "shop").mkdir()
+    assert dataset_folder("shop", root=root) == root / "shop"
+    assert dataset_folder("./shop", root=root) == Path("shop")
+    with pytest.raises(DataError, match="not a folder"):
+        dataset_folder("./nothing", root=root)
+    (root / "nothing").mkdir()
+    with pytest.raises(DataError, match="not a folder"):
+        dataset_folder("./nothing", root=root)

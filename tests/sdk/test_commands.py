@@ -62,7 +62,9 @@ class _Record:
     score: np.float32
 
 
-def test_every_subcommand_json_is_plain_json(tmp_path: Path) -> None:
+def test_every_subcommand_json_is_plain_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """One `emit_json` serves the SDK, export and training commands: their records hold
     dataclasses, paths, numpy scalars and arrays, and numpy dict keys."""
     record = {
@@ -75,3 +77,6 @@ def test_every_subcommand_json_is_plain_json(tmp_path: Path) -> None:
         "counts": {"3": [0, 1], "n": [1, 2.0]},
     }
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["r.json"]  # no temp file left
+    for target in (None, "-"):  # `--json` with no file prints
+        emit_json({"n": np.int64(2)}, target)
+        assert json.loads(capsys.readouterr().out) == {"n": 2}
