@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,19 +66,33 @@ if dist.rank() == 0:
 """
 
 
+def _torchrun(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`torchrun --nproc_per_node 2 ARGS` on gloo; past 600 s its whole process group is
+    killed, the ranks with it (a plain timeout would kill torchrun alone and orphan them)."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        # the rendezvous binds a free port itself (no port picked, then lost), on loopback
+        "--standalone", "--local-addr", "127.0.0.1", *args,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    ) as proc:  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def _ranks(script: Path, out: Path, record: Path, **env: str) -> int:
     """Run the training script on two gloo ranks; returns torchrun's exit code.
 
     A failed run prints the end of its output, which pytest shows beside the failing assert.
     """
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        # the rendezvous binds a free port itself (no port picked, then lost), on loopback
-        "--standalone", "--local-addr", "127.0.0.1",
-        str(script), str(out), str(record),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    done = subprocess.run(command, env=env, timeout=600, capture_output=True, text=True)
+    done = _torchrun(str(script), str(out), str(record), **env)
     if done.returncode:
         print(f"torchrun exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}")
     return done.returncode
@@ -161,12 +176,7 @@ def test_a_failed_rank_exits_at_once_and_the_launcher_stops_the_others(
     sees the failure and stops rank 0, which never finishes its work."""
     script = tmp_path / "fail.py"
     script.write_text(FAILING_RANK)
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--standalone", "--local-addr", "127.0.0.1", str(script), str(tmp_path), how,
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, timeout=600, capture_output=True, text=True)
+    done = _torchrun(str(script), str(tmp_path), how)
     assert done.returncode != 0
     assert "rank 1 failed" in done.stdout + done.stderr
     assert not (tmp_path / "rank0_finished").exists()
