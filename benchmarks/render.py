@@ -168,16 +168,20 @@ OVERRIDES = (
     "--teacher-hidden",
     "--teacher-dropout",
     "--teacher-weight-decay",
+    "--kd-exclude-history",
     "--seeds",
     "--no-ablation",
 )
+
+
+SWITCHES = ("--no-ablation", "--kd-exclude-history")  # overrides that take no value
 
 
 def _preset_label(record: dict[str, Any]) -> str:
     """`full`, or `full (--epochs 12, ...)` for a record whose command changed the preset."""
     words = shlex.split(record.get("command", ""))
     changed = [
-        " ".join(words[i : i + (1 if word.startswith("--no-") else 2)])
+        " ".join(words[i : i + (1 if word in SWITCHES else 2)])
         for i, word in enumerate(words)
         if word in OVERRIDES
     ]

@@ -147,6 +147,7 @@ def _data_stats(args: argparse.Namespace) -> int:
     )
     print(f"  items with text: {stats['items_with_text']:,}; timestamps: {stats['has_timestamps']}")
     print(f"  protocol history length: {stats['default_history_len']}")
+    print(f"  repeat share (interactions with an item met before): {stats['repeat_share']:.2%}")
     return 0
 
 

@@ -129,7 +129,9 @@ def _train_teacher(cfg, spec, dataset, split, sids, index, run_dir, device):
         model, metrics = _train_minilm_teacher(cfg, dataset, split, sids, index, out, device)
 
         def fn(inputs: torch.Tensor, targets: torch.Tensor):
-            logits, _, valid = model(inputs.to(device), targets.to(device))
+            logits, _, valid = model(
+                inputs.to(device), targets.to(device), exclude_history=cfg.kd_exclude_history
+            )
             return logits.cpu(), valid.cpu()
 
         return fn, metrics
@@ -332,6 +334,7 @@ def _stages(
             "teacher": spec.describe(),
             "sid_hash": fingerprint,
             "teacher_weights": teacher_weights,
+            "exclude_history": cfg.kd_exclude_history,
         },
     )
     cache = load_teacher_cache(

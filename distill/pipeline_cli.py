@@ -81,6 +81,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="minilm: each teacher's AdamW weight decay instead of the preset's (0)",
     )
     p.add_argument(
+        "--kd-exclude-history",
+        action="store_true",
+        help="minilm: the teacher's distributions for the student leave out the items already "
+        "in each history (for data where no user meets an item twice; `pocketrec data stats` "
+        "shows repeat_share)",
+    )
+    p.add_argument(
         "--preset",
         choices=("quick", "full", "smoke"),
         default="quick",
@@ -206,6 +213,8 @@ def distill_config(args: argparse.Namespace, dataset: Dataset) -> DistillConfig:
         overrides["teacher_members"] = args.teacher_members
     if args.ablation is not None:
         overrides["ablation"] = args.ablation
+    if args.kd_exclude_history:
+        overrides["kd_exclude_history"] = True
     if args.device_holdout:
         overrides["device_holdout"] = args.device_holdout
     if args.device_users:

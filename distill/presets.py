@@ -38,6 +38,9 @@ class DistillConfig:
     teacher_members: int = 1  # minilm: teachers from consecutive seeds, averaged (an ensemble)
     teacher_codes: bool = True  # minilm: semantic-ID code embeddings in the teacher's items
     kd_top_k: int = 32  # teacher codes cached per level
+    # minilm teachers: the cached code distributions leave out each position's history items
+    # (`teacher.without_history`), for data where no user meets an item twice.
+    kd_exclude_history: bool = False
     ablation: bool = True  # also train the student without the teacher
     # Each evaluated user's last N training items stay out of training: the events a device
     # collects after its bundle was trained, for measuring personalization (Split.holding_out).
@@ -59,6 +62,11 @@ class DistillConfig:
             problems.append("student_train.kd_weight must be > 0 (the ablation trains without)")
         if self.kd_top_k <= 0:
             problems.append("kd_top_k must be positive")
+        if self.kd_exclude_history and self.teacher.startswith("hf:"):
+            problems.append(
+                "kd_exclude_history needs an item-level teacher (minilm); an hf: teacher "
+                "generates codes, not item scores"
+            )
         if self.teacher_members < 1:
             problems.append("teacher_members must be >= 1")
         if self.device_holdout < 0:

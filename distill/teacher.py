@@ -35,6 +35,7 @@ __all__ = [
     "TeacherSpec",
     "build_minilm_teacher",
     "parse_teacher",
+    "without_history",
 ]
 
 # all-MiniLM-L6-v2: 6 layers, hidden 384 (22.7M parameters), counted in the teacher's size.
@@ -83,6 +84,33 @@ def item_features(
         texts = [t.render() for t in dataset.item_text]
         return encode_texts(texts, progress=progress), "minilm-text"
     return cf_embeddings(split, 64, seed=seed), "cooccurrence-svd"
+
+
+def without_history(
+    scores: torch.Tensor, inputs: torch.Tensor, valid: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Item scores with each position's history set to -inf: the teacher's targets for data
+    where no user meets an item twice.
+
+    Args:
+        scores: (M, N) item scores (logits or log-probabilities) at the `valid` positions.
+        inputs: (B, L) history windows (-1 = padding).
+        valid: (B, L) the M positions, in row-major order.
+        targets: (M,) the true next items; never masked (a repeat that does happen keeps its
+            mass, so no position loses all of it).
+
+    Returns:
+        A copy of `scores` with, at position t, the window's items up to t at -inf.
+    """
+    length = inputs.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
+    seen = inputs[:, None, :].expand(-1, length, -1).masked_fill(~causal, -1)[valid]  # (M, L)
+    seen = seen.masked_fill(seen == targets[:, None], -1).long()
+    rows = torch.arange(seen.shape[0], device=seen.device)[:, None].expand_as(seen)
+    hit = seen >= 0
+    out = scores.clone()
+    out[rows[hit], seen[hit]] = float("-inf")
+    return out
 
 
 class ItemTeacher(nn.Module):
@@ -187,20 +215,30 @@ class ItemTeacher(nn.Module):
         return torch.stack(out, 1)
 
     def forward(
-        self, inputs: torch.Tensor, targets: torch.Tensor, *, marginals: bool = True
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        marginals: bool = True,
+        exclude_history: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`GenRec.forward`'s contract: (per-level logits, target codes, position mask).
 
         With `marginals=False`, the first output is the (M, N) item logits instead: the
         training loop's loss, item cross-entropy, equals the summed per-level cross-entropy of
-        the marginals (the levels telescope to log p(item)) at a quarter of the cost.
+        the marginals (the levels telescope to log p(item)) at a quarter of the cost. With
+        `exclude_history`, the marginals leave out each position's history (`without_history`).
         """
         hidden = self.sasrec(inputs.long() + 1)  # (B, L, D)
         valid = (inputs >= 0) & (targets >= 0)  # (B, L)
         user, items = self.sasrec.head(hidden[valid], self.sasrec.item_weights())
         y = targets[valid].long()  # (M,)
         scores = user @ items.T  # (M, N)
-        return (self.code_logits(scores, y) if marginals else scores), self.sid_table[y], valid
+        if not marginals:
+            return scores, self.sid_table[y], valid
+        if exclude_history:
+            scores = without_history(scores, inputs, valid, y)
+        return self.code_logits(scores, y), self.sid_table[y], valid
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -234,7 +272,12 @@ class TeacherEnsemble(nn.Module):
         return self._mix([m.score_items(items) for m in self.members])
 
     def forward(
-        self, inputs: torch.Tensor, targets: torch.Tensor, *, marginals: bool = True
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        marginals: bool = True,
+        exclude_history: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`ItemTeacher.forward` for the mixture (inference only: members train one by one)."""
         outputs = [m(inputs, targets, marginals=False) for m in self.members]
@@ -244,7 +287,10 @@ class TeacherEnsemble(nn.Module):
         if not marginals:
             return scores, codes, valid
         assert isinstance(first, ItemTeacher)
-        return first.code_logits(scores, targets[valid].long()), codes, valid
+        y = targets[valid].long()
+        if exclude_history:
+            scores = without_history(scores, inputs, valid, y)
+        return first.code_logits(scores, y), codes, valid
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

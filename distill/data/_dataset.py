@@ -179,6 +179,8 @@ class Dataset:
         lengths = self.lengths()
         counts = np.bincount(self.items, minlength=self.num_items)
         with_text = 0 if self.item_text is None else sum(not t.is_empty() for t in self.item_text)
+        owner = np.repeat(np.arange(self.num_users, dtype=np.int64), lengths)
+        pairs = len(np.unique(owner * max(1, self.num_items) + self.items))
         return {
             "name": self.name,
             "users": self.num_users,
@@ -195,6 +197,9 @@ class Dataset:
                 "max": int(counts.max()) if len(counts) else 0,
             },
             "density": round(self.num_interactions / max(1, self.num_users * self.num_items), 6),
+            # share of interactions with an item the user met before (0: nobody repeats, and
+            # `pocketrec distill --kd-exclude-history` fits the data)
+            "repeat_share": round(1 - pairs / max(1, self.num_interactions), 6),
             "items_with_text": with_text,
             "has_timestamps": self.timestamps is not None,
             "default_history_len": self.default_history_len,

@@ -68,6 +68,14 @@ def test_data_stats_json_from_the_console_script(data_root: Path) -> None:
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     assert (stats["users"], stats["items"], stats["interactions"]) == (22_363, 12_101, 198_502)
+    assert stats["repeat_share"] == 0.0  # no Beauty user reviews an item twice
+
+
+def test_repeat_share_counts_items_met_again() -> None:
+    from pocketrec.distill.data import build_dataset
+
+    ds = build_dataset("walk", ["a", "b"], [["x", "y", "x", "x"], ["y", "z"]])
+    assert ds.stats()["repeat_share"] == round(2 / 6, 6)
 
 
 @pytest.mark.data

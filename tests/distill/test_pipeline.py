@@ -212,6 +212,36 @@ def test_device_holdout_keeps_the_last_events_out_of_training(shop: Path, tmp_pa
     assert len(cached) < split.train_lengths().sum()  # no teacher outputs on held-out events
 
 
+def test_kd_exclude_history_changes_only_the_cached_teacher_outputs(
+    shop: Path, tmp_path: Path
+) -> None:
+    """`--kd-exclude-history`: same teacher, other cached distributions, recorded as such."""
+    cfg = dataclasses.replace(_tiny_cfg(shop), ablation=False)
+    distill(cfg, tmp_path / "plain")
+    distill(dataclasses.replace(cfg, kd_exclude_history=True), tmp_path / "nohist")
+    for name in ("plain", "nohist"):
+        meta = json.loads((tmp_path / name / "teacher_cache" / "meta.json").read_text())
+        assert meta["exclude_history"] == (name == "nohist")
+    teachers = [
+        json.loads((tmp_path / n / "metrics.json").read_text())["teacher"]
+        for n in ("plain", "nohist")
+    ]
+    assert teachers[0]["test"] == teachers[1]["test"]
+    plain, nohist = (
+        np.load(tmp_path / n / "teacher_cache" / "logp.npy") for n in ("plain", "nohist")
+    )
+    assert plain.shape == nohist.shape and not np.array_equal(plain, nohist)
+
+
+def test_kd_exclude_history_flag_reaches_the_config_and_refuses_an_hf_teacher() -> None:
+    catalogue = types.SimpleNamespace(default_history_len=20, item_text=None)
+    args = build_parser().parse_args(["distill", "sports", "--kd-exclude-history", "--out", "run"])
+    assert distill_config(args, catalogue).kd_exclude_history
+    hf = "distill sports --teacher hf:/models/lm --kd-exclude-history --out run"
+    with pytest.raises(ConfigError, match="kd_exclude_history needs an item-level teacher"):
+        distill_config(build_parser().parse_args(hf.split()), catalogue)
+
+
 def test_device_users_stay_out_of_training(shop: Path, tmp_path: Path) -> None:
 
     from pocketrec.distill.data import load_dataset

@@ -18,7 +18,7 @@ from pocketrec.distill.kd import valid_children
 from pocketrec.distill.protocol import leave_one_out
 from pocketrec.distill.sasrec import SASRec, SASRecConfig
 from pocketrec.distill.sids.vocab import disambiguate
-from pocketrec.distill.teacher import ItemTeacher, TeacherEnsemble
+from pocketrec.distill.teacher import ItemTeacher, TeacherEnsemble, without_history
 
 K = 8
 
@@ -177,3 +177,32 @@ def test_the_item_level_teacher_refuses_a_teacher_cache(tmp_path) -> None:
             teacher_cache={},
         )
     assert not (tmp_path / "t" / "log.jsonl").exists()
+
+
+def test_without_history_masks_each_positions_own_past_but_never_its_target() -> None:
+    inputs = torch.tensor([[-1, 1, 2, 3]])
+    targets = torch.tensor([[-1, 2, 3, 1]])  # the last next item repeats item 1
+    valid = (inputs >= 0) & (targets >= 0)
+    out = without_history(torch.zeros(3, 5), inputs, valid, targets[valid])
+    masked = [torch.isinf(row).nonzero().flatten().tolist() for row in out]
+    assert masked == [[1], [1, 2], [2, 3]]  # position t sees items up to t; a target stays
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_teacher_targets_without_history_move_its_mass_to_other_items(ensemble: bool) -> None:
+    """The cached per-level distributions are those of the item softmax with the history's
+    items removed, renormalised: the chain along a target's codes is that softmax."""
+    teacher, sids = _teacher()
+    model = TeacherEnsemble([teacher, _teacher(init_seed=1)[0]]) if ensemble else teacher
+    rng = np.random.default_rng(3)
+    inputs = torch.from_numpy(rng.choice(len(sids), size=(4, 6), replace=False))
+    targets = torch.from_numpy(rng.choice(len(sids), size=(4, 6)))
+    with torch.no_grad():
+        scores, codes, valid = model(inputs, targets, marginals=False)
+        plain, _, _ = model(inputs, targets)
+        logits, _, _ = model(inputs, targets, exclude_history=True)
+    y = targets[valid]
+    expected = without_history(scores, inputs, valid, y).log_softmax(-1)[torch.arange(len(y)), y]
+    chain = logits.log_softmax(-1).gather(-1, codes[..., None]).squeeze(-1).sum(-1)
+    torch.testing.assert_close(chain, expected)
+    assert not torch.allclose(logits, plain)  # the history had mass to move
