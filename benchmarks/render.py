@@ -252,7 +252,14 @@ def distill_table(records: list[dict[str, Any]]) -> str:
                 f"{source} |"
             )
         retention = r.get("retention_vs_teacher")
-        if r.get("resumed"):
+        if r.get("reused"):
+            # Stages copied from another run folder: only the models' training time, those
+            # stages' included, is the run's cost.
+            cost = (
+                f"{r['train_time_total_s'] / 60:.1f} min training, "
+                f"{', '.join(r['reused']['stages'])} from another run"
+            )
+        elif r.get("resumed"):
             # A resumed run's wall time is its last invocation's; its models' training time
             # is the whole run's cost.
             cost = (
