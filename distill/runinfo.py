@@ -18,12 +18,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pocketrec._cli import plain_json as to_jsonable  # one conversion for every record
 from pocketrec._files import fsync
 
 __all__ = [
@@ -140,21 +140,6 @@ def provenance(created: str, started_s: float) -> dict[str, Any]:
         "created": created,
         "wall_time_s": round(time.perf_counter() - started_s, 1),
     }
-
-
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses, paths and numpy scalars to plain JSON types."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def write_json(path: Path, obj: Any) -> Path:

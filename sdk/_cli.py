@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from pocketrec._errors import InvalidRequestError, PocketrecError
 from pocketrec._version import __version__
 
-__all__ = ["emit_json", "main", "require_extra"]
+__all__ = ["emit_json", "main", "plain_json", "require_extra"]
 
 # Modules whose `register(subparsers)` adds subcommands, in help order.
 _COMMAND_MODULES = (
@@ -82,10 +82,10 @@ def require_extra(module: str, extra: str) -> Any:
 def emit_json(obj: Any, target: str | None) -> None:
     """`--json`: print `obj` (`target` None or "-") or write it to the file `target`, atomically.
 
-    The one JSON output of every subcommand; `_plain` turns dataclasses, paths and numpy values
-    into plain JSON first.
+    The one JSON output of every subcommand; `plain_json` turns dataclasses, paths and numpy
+    values into plain JSON first.
     """
-    text = json.dumps(_plain(obj), indent=2)
+    text = json.dumps(plain_json(obj), indent=2)
     if target in (None, "-"):
         print(text)
         return
@@ -117,14 +117,14 @@ def _umask() -> int:
     return mask
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
     """Dataclasses to dicts, paths to strings, numpy values to Python, dict keys to strings."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
+        return plain_json(dataclasses.asdict(value))
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     if isinstance(value, PurePath):
         return str(value)
     if hasattr(value, "tolist"):  # numpy scalars and arrays, without importing numpy
