@@ -15,7 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pocketrec._cli import plain_json as to_jsonable  # one conversion for every record
-from pocketrec._files import fsync
+from pocketrec._files import fsync, write_atomic
 
 __all__ = [
     "staged_folder",
@@ -144,16 +143,7 @@ def provenance(created: str, started_s: float) -> dict[str, Any]:
 
 def write_json(path: Path, obj: Any) -> Path:
     """Write JSON atomically: a temp file in the same folder, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(to_jsonable(obj), f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(to_jsonable(obj), indent=2) + "\n")
     return path
 
 

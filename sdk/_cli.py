@@ -13,14 +13,13 @@ import dataclasses
 import difflib
 import importlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 from pocketrec._errors import InvalidRequestError, PocketrecError
+from pocketrec._files import write_atomic
 from pocketrec._version import __version__
 
 __all__ = ["emit_json", "main", "plain_json", "require_extra"]
@@ -92,29 +91,10 @@ def emit_json(obj: Any, target: str | None) -> None:
     path = Path(target)
     if path.is_dir() or not path.name:
         raise InvalidRequestError(f"--json {target!r} is a folder; name a file, or - for stdout")
-    tmp: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a temp file of its own in the same folder, renamed over the target: a reader never
-        # sees half a file, and two writers never share a temp file
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        tmp = Path(name)
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        tmp.replace(path)
-    except BaseException as e:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise InvalidRequestError(f"cannot write --json {target!r}: {e}") from e
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        write_atomic(path, text + "\n")
+    except OSError as e:
+        raise InvalidRequestError(f"cannot write --json {target!r}: {e}") from e
 
 
 def plain_json(value: Any) -> Any:
