@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from pocketrec import Recommender  # noqa: E402
 from pocketrec._adapter import FitSettings  # noqa: E402
 from pocketrec._personalize import fit_personal, min_rows  # noqa: E402
-from pocketrec._search import beam_search  # noqa: E402
+from pocketrec._search import beam_search, extra_beams_per_user  # noqa: E402
 from pocketrec.distill.data import load_dataset  # noqa: E402
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk  # noqa: E402
 from pocketrec.distill.protocol import Split, leave_one_out  # noqa: E402
@@ -243,23 +243,60 @@ def stage_users(
 
 
 def rank_with_biases(
-    rec: Recommender, histories: np.ndarray, biases: np.ndarray, *, k: int, beam_width: int
+    rec: Recommender,
+    histories: np.ndarray,
+    biases: np.ndarray,
+    *,
+    k: int,
+    beam_width: int,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """(B, k) catalogue rows ranked with a different adapter bias per user.
 
     The same batched beam search `Recommender.rank` runs, with the step adding each user's own
     (num_levels, codebook_size) bias to the raw model's logits; `with_adapters` per user gives
-    the same ranking but rebuilds the prefix index each time (tens of ms per user).
+    the same ranking but rebuilds the prefix index each time (tens of ms per user). With
+    `exclude` ((B, E) rows, -1 padded) those items are left out with `rank`'s beam rule: a
+    capped widening first, and one beam per excluded item for users whose list came back short.
     """
     raw = rec.without_adapters()
     total = rec.total_bias[None] + biases  # (B, L, K)
+    states = raw.encode(histories)
 
-    def step(states: Any, prefix: np.ndarray, level: int) -> np.ndarray:
-        return raw.step(states, prefix, level) + total[:, level][:, None, :]  # (B, W, K)
+    def search(users: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+        def step(states: Any, prefix: np.ndarray, level: int) -> np.ndarray:
+            return raw.step(states, prefix, level) + total[users, level][:, None, :]
 
-    return beam_search(
-        raw.encode(histories), step, rec.prefix_index, beam_width=beam_width, top_k=k
-    ).items
+        return beam_search(
+            (states[0][users], states[1][users]),
+            step,
+            rec.prefix_index,
+            beam_width=beam_width,
+            top_k=k,
+            exclude=None if exclude is None else exclude[users],
+            extra_width=extra,
+        ).items
+
+    everyone = np.arange(len(histories))
+    if exclude is None:
+        return search(everyone, None)
+    distinct = np.array([len(np.unique(row[row >= 0])) for row in exclude], dtype=np.int64)
+    capped = extra_beams_per_user(exclude, beam_width, rec.window)
+    items = search(everyone, capped)
+    wanted = np.minimum(k, len(rec.item_ids) - distinct)
+    short = np.flatnonzero((capped < distinct) & ((items >= 0).sum(axis=1) < wanted))
+    if len(short):
+        items[short] = search(short, distinct[short])
+    return items
+
+
+def seen_rows(events: list[list[int]]) -> np.ndarray:
+    """(B, E) each user's distinct device events, -1 padded: the items `recommend` leaves out."""
+    distinct = [np.unique(rows) for rows in events]
+    out = np.full((len(events), max((len(d) for d in distinct), default=0) or 1), -1, np.int64)
+    for b, rows in enumerate(distinct):
+        out[b, : len(rows)] = rows
+    return out
 
 
 def score_stage(
@@ -270,6 +307,7 @@ def score_stage(
     beam_width: int,
     levels: int | None = None,
     to_dataset: np.ndarray,
+    exclude_seen: bool = False,
     batch_size: int = 256,
 ) -> dict[str, Any]:
     """Fit each user's adapter, rank the target with and without it; per-user ranks and times.
@@ -277,6 +315,8 @@ def score_stage(
     `levels` keeps only the first that-many levels of each fitted bias. The fit's loss is a sum
     over levels with one bias row per level, so this equals fitting those levels alone: an
     experiment on which levels carry personal signal (the SDK adapts every level).
+    `exclude_seen` leaves every event the device holds out of both rankings, as
+    `Recommender.recommend` does by default for the history it is given.
     """
     k = 20
     shape = rec.total_bias.shape
@@ -293,8 +333,11 @@ def score_stage(
     shared, adapted = [], []
     for s in range(0, len(users.targets), batch_size):
         hist = users.histories[s : s + batch_size]
-        shared.append(to_dataset[rec.rank(hist, k=k, beam_width=beam_width).items])
-        found = rank_with_biases(rec, hist, biases[s : s + batch_size], k=k, beam_width=beam_width)
+        seen = seen_rows(users.events[s : s + batch_size]) if exclude_seen else None
+        shared.append(to_dataset[rec.rank(hist, k=k, beam_width=beam_width, exclude=seen).items])
+        found = rank_with_biases(
+            rec, hist, biases[s : s + batch_size], k=k, beam_width=beam_width, exclude=seen
+        )
         adapted.append(to_dataset[found])
     return {
         "shared": ranks_from_topk(np.concatenate(shared), users.targets),
@@ -386,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         help="score only the users a bundle trained with `pocketrec distill --device-users "
         "FRACTION` never saw (the same fixed draw; default: every user)",
     )
+    parser.add_argument(
+        "--exclude-seen",
+        action="store_true",
+        help="leave every event the device holds out of both rankings, as recommend() does by "
+        "default (default: rank the whole catalogue, the protocol of the distill records)",
+    )
     parser.add_argument("--beam-width", type=int, default=None, help="default: the bundle's")
     parser.add_argument(
         "--sweep-only", action="store_true", help="run the validation sweep, not the test"
@@ -430,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             valid_users,
             settings,
             levels=args.levels,
+            exclude_seen=args.exclude_seen,
             beam_width=beam,
             to_dataset=to_dataset,
         )
@@ -462,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         beam_width=beam,
         to_dataset=to_dataset,
         levels=args.levels,
+        exclude_seen=args.exclude_seen,
     )
     test = summarize(
         scored, test_users, labels, population, bootstrap=args.bootstrap, seed=args.seed
@@ -508,6 +559,12 @@ def main(argv: list[str] | None = None) -> int:
             "test_users": len(test_pos),
             "validation_users": len(tune_pos),
         },
+        "ranking": (
+            "every event the device holds is left out of both rankings, as recommend() leaves "
+            "out the history it is given"
+            if args.exclude_seen
+            else "the whole catalogue (no history filtering), as the distill records rank"
+        ),
         "ci": f"paired bootstrap within each group, {args.bootstrap} resamples, percentile 95%",
         "beam_width": beam,
         "adapted_levels": "all" if args.levels is None else args.levels,

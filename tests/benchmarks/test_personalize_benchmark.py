@@ -121,6 +121,45 @@ def test_batched_biases_rank_as_with_adapters(bench: ModuleType, tiny_bundle: Pa
         np.testing.assert_array_equal(batched[i], expected)
 
 
+@pytest.mark.parametrize("num_seen", [3, 30])
+def test_batched_biases_leave_out_seen_items_as_rank_does(
+    bench: ModuleType, tiny_bundle: Path, num_seen: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)  # 40 items, window 5
+    rng = np.random.default_rng(1)
+    events = [rng.permutation(len(rec.item_ids))[:num_seen].tolist() for _ in range(6)]
+    events[0] = events[0][:1] + events[0][:1]  # a repeated event is left out once
+    seen = bench.seen_rows(events)
+    assert [sorted(r[r >= 0].tolist()) for r in seen] == [sorted(set(e)) for e in events]
+    histories = np.full((6, rec.window), -1, np.int64)
+    for b, rows in enumerate(events):
+        tail = rows[-rec.window :]
+        histories[b, rec.window - len(tail) :] = tail
+    searched: list[int] = []  # users per beam search: a second entry is the refill
+    search = bench.beam_search
+
+    def counting(states: tuple[np.ndarray, ...], *args: object, **kwargs: object) -> object:
+        searched.append(len(states[0]))
+        return search(states, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "beam_search", counting)
+    zero = np.zeros((6, *rec.total_bias.shape), np.float32)
+    plain = rec.rank(histories, k=10, beam_width=10, exclude=seen).items
+    np.testing.assert_array_equal(
+        bench.rank_with_biases(rec, histories, zero, k=10, beam_width=10, exclude=seen), plain
+    )
+    # 30 of 40 items seen crowds the capped beams out for some users, who are searched again.
+    assert (len(searched) > 1) == (num_seen == 30)
+    biases = rng.normal(0, 2.0, size=zero.shape).astype(np.float32)
+    batched = bench.rank_with_biases(rec, histories, biases, k=10, beam_width=10, exclude=seen)
+    for i in range(6):
+        assert not set(batched[i].tolist()) & set(events[i])
+        one = rec.fit_adapter([], settings=FitSettings())
+        adapted = rec.with_adapters(type(one)(bundle=one.bundle, bias=biases[i]))
+        expected = adapted.rank(histories[i : i + 1], k=10, beam_width=10, exclude=seen[i : i + 1])
+        np.testing.assert_array_equal(batched[i], expected.items[0])
+
+
 def test_keeping_the_first_levels_equals_fitting_them_alone() -> None:
     from pocketrec._adapter import fit_bias
 
