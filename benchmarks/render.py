@@ -373,6 +373,8 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
             r = r | {"dataset": f"{r['dataset']} (bundle {r['bundle']})"}
         if r.get("scored_users", "every evaluated user") != "every evaluated user":
             r = r | {"dataset": f"{r['dataset']} (users not trained on)"}
+        if r.get("ranking", "").startswith("every event the device holds"):
+            r = r | {"dataset": f"{r['dataset']}, device's events left out of both rankings"}
         for g in test["groups"]:
             if "diff" not in g:
                 rows.append(
