@@ -257,7 +257,7 @@ def distill_table(records: list[dict[str, Any]]) -> str:
             # stages' included, is the run's cost.
             cost = (
                 f"{r['train_time_total_s'] / 60:.1f} min training, "
-                f"{', '.join(r['reused']['stages'])} from another run"
+                f"{_stages(r['reused']['stages'])} from another run"
             )
         elif r.get("resumed"):
             # A resumed run's wall time is its last invocation's; its models' training time
@@ -354,6 +354,20 @@ def bench_table(records: list[dict[str, Any]]) -> str:
 
 def _ci(interval: dict[str, float]) -> str:
     return f"{interval['diff']:+.4f} [{interval['lo']:+.4f}, {interval['hi']:+.4f}]"
+
+
+def _stages(stages: list[str]) -> str:
+    """Copied run-folder stages, seeds of one stage together: "teacher, student_nokd seeds 0, 1"."""
+    seeds: dict[str, list[str]] = {}
+    for stage in stages:
+        name, _, seed = stage.partition("/seed_")
+        seeds.setdefault(name, []).append(seed)
+    return ", ".join(
+        name
+        if seeds[name] == [""]
+        else f"{name} seed{'s' * (len(seeds[name]) > 1)} {', '.join(seeds[name])}"
+        for name in seeds
+    )
 
 
 def personalize_table(records: list[dict[str, Any]]) -> str:

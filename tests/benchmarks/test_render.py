@@ -67,3 +67,11 @@ def test_two_runs_of_one_preset_each_show_their_own_history_excluded_scores() ->
         rows = [row for row in table.splitlines() if f"--epochs {epochs}" in row]
         linked = [row for row in rows if "scored" in row]
         assert linked and all(f"scored{epochs}.json" in row for row in linked)
+
+
+def test_a_cost_cell_names_copied_stages_with_their_seeds_together() -> None:
+    from tests.benchmarks.scripts import load_script
+
+    render = load_script("render")
+    stages = ["sids", "teacher", "student_nokd/seed_0", "student_nokd/seed_2", "student/seed_1"]
+    assert render._stages(stages) == "sids, teacher, student_nokd seeds 0, 2, student seed 1"
