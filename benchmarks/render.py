@@ -169,6 +169,8 @@ OVERRIDES = (
     "--teacher-dropout",
     "--teacher-weight-decay",
     "--kd-exclude-history",
+    "--kd-weight",
+    "--kd-temperature",
     "--seeds",
     "--no-ablation",
 )

@@ -17,6 +17,7 @@ from pocketrec.distill.arguments import (
     fraction,
     non_negative_float,
     non_negative_int,
+    positive_float,
     positive_int,
     seeds,
 )
@@ -86,6 +87,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="minilm: the teacher's distributions for the student leave out the items already "
         "in each history (for data where no user meets an item twice; `pocketrec data stats` "
         "shows repeat_share)",
+    )
+    p.add_argument(
+        "--kd-weight",
+        type=positive_float,
+        default=None,
+        metavar="W",
+        help="weight of the distillation term in the distilled students' loss, beside the "
+        "ground truth's (preset default: 1)",
+    )
+    p.add_argument(
+        "--kd-temperature",
+        type=positive_float,
+        default=None,
+        metavar="T",
+        help="softmax temperature of the cached teacher distributions and of the student's in "
+        "the distillation term (preset default: 1; above 1 softer)",
     )
     p.add_argument(
         "--preset",
@@ -234,8 +251,13 @@ def distill_config(args: argparse.Namespace, dataset: Dataset) -> DistillConfig:
         teacher_train["weight_decay"] = args.teacher_weight_decay
     if teacher_train:
         overrides["teacher_train"] = dataclasses.replace(cfg.teacher_train, **teacher_train)
-    if train:
-        overrides["student_train"] = dataclasses.replace(cfg.student_train, **train)
+    student_train = dict(train)
+    if args.kd_weight is not None:
+        student_train["kd_weight"] = args.kd_weight
+    if args.kd_temperature is not None:
+        student_train["kd_temperature"] = args.kd_temperature
+    if student_train:
+        overrides["student_train"] = dataclasses.replace(cfg.student_train, **student_train)
     return dataclasses.replace(cfg, **overrides)
 
 

@@ -382,6 +382,22 @@ def test_distill_epochs_and_precision_reach_both_models() -> None:
     assert cfg.student_train.eval_limit == 6000  # the rest of the preset stays
 
 
+def test_kd_flags_reach_the_distilled_students_alone() -> None:
+    catalogue = types.SimpleNamespace(default_history_len=200, item_text=None)
+    command = "distill ml-1m --preset full --epochs 16 --kd-weight 2 --kd-temperature 1.5 --out r"
+    cfg = distill_config(build_parser().parse_args(command.split()), catalogue)
+    plain = "distill ml-1m --preset full --epochs 16 --out r"
+    base = distill_config(build_parser().parse_args(plain.split()), catalogue)
+    assert cfg.student_train == dataclasses.replace(
+        base.student_train, kd_weight=2.0, kd_temperature=1.5
+    )
+    assert cfg.student_train.max_epochs == 16  # beside --epochs, not instead of it
+    assert (cfg.teacher_train, cfg.teacher_model) == (base.teacher_train, base.teacher_model)
+    for flags in ("--kd-weight 0", "--kd-temperature -1", "--kd-temperature inf"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(f"distill ml-1m --out r {flags}".split())
+
+
 def test_teacher_shape_flags_reach_the_teacher_alone() -> None:
     command = "distill sports --preset full --teacher-hidden 256 --teacher-dropout 0.5 "
     command += "--teacher-weight-decay 0.1 --out run"
