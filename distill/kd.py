@@ -105,7 +105,9 @@ def cache_teacher_outputs(
         batch_size: users per teacher call.
         users: score only these users (default: all with a training pair).
     """
+    settings = meta | {"top_k": top_k, "temperature": temperature, "window": window}
     if (out_dir / "meta.json").exists():
+        _check_settings(out_dir, settings)
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     windows = split.train_windows(window)  # (U, window + 1)
@@ -151,17 +153,35 @@ def cache_teacher_outputs(
             shutil.rmtree(p)
         write_json(
             out_dir / "meta.json",
-            meta
-            | {
-                "top_k": top_k,
-                "temperature": temperature,
-                "window": window,
-                "positions": len(all_coords),
-                "levels": int(all_logp.shape[1]),
-            },
+            settings | {"positions": len(all_coords), "levels": int(all_logp.shape[1])},
         )
     dist.barrier()
     return out_dir
+
+
+# What shapes the cached distributions (the teacher, window and semantic IDs are checked by
+# `load_teacher_cache`), with the value of one a cache written before it was recorded has.
+_SHAPING = {"top_k": None, "temperature": None, "exclude_history": False}
+
+
+def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse to reuse a cache whose distributions were made with another temperature, top-k
+    or history rule than this run asks for."""
+    made = json.loads((out_dir / "meta.json").read_text())
+    recorded = {key: made.get(key, default) for key, default in _SHAPING.items()}
+    changed = {
+        key: (recorded[key], settings.get(key, default))
+        for key, default in _SHAPING.items()
+        if recorded[key] != settings.get(key, default)
+    }
+    if changed:
+        raise DataError(
+            f"teacher cache {out_dir} was made with "
+            + ", ".join(f"{key}={old!r}" for key, (old, _) in changed.items())
+            + ", but this run asks for "
+            + ", ".join(f"{key}={new!r}" for key, (_, new) in changed.items())
+            + "; delete the cache folder to recompute it"
+        )
 
 
 def teacher_fingerprint(folder: Path) -> str:

@@ -233,6 +233,32 @@ def test_kd_exclude_history_changes_only_the_cached_teacher_outputs(
     assert plain.shape == nohist.shape and not np.array_equal(plain, nohist)
 
 
+def test_a_cache_made_with_other_distillation_settings_is_refused(
+    shop: Path, tmp_path: Path
+) -> None:
+    """A run folder whose teacher cache came from another temperature or history rule (copied
+    stages, an edited config) stops before training on distributions it did not ask for."""
+    cfg = dataclasses.replace(_tiny_cfg(shop), ablation=False)
+    run = tmp_path / "run"
+    distill(cfg, run)
+    (run / "config.json").unlink()  # as a folder assembled from another run's stages
+    (run / "metrics.json").unlink()
+    hotter = dataclasses.replace(
+        cfg, student_train=dataclasses.replace(cfg.student_train, kd_temperature=2.0)
+    )
+    with pytest.raises(DataError, match=r"temperature=1\.0, but this run asks for temperature=2"):
+        distill(hotter, run)
+    meta_path = run / "teacher_cache" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("exclude_history")  # a cache from before the history rule was recorded: plain
+    meta_path.write_text(json.dumps(meta))
+    (run / "config.json").unlink()
+    with pytest.raises(DataError, match="exclude_history=False.*delete the cache folder"):
+        distill(dataclasses.replace(cfg, kd_exclude_history=True), run)
+    (run / "config.json").unlink()
+    distill(cfg, run)  # the settings it was made with: reused
+
+
 def test_kd_exclude_history_flag_reaches_the_config_and_refuses_an_hf_teacher() -> None:
     catalogue = types.SimpleNamespace(default_history_len=20, item_text=None)
     args = build_parser().parse_args(["distill", "sports", "--kd-exclude-history", "--out", "run"])
