@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from pocketrec import Recommender  # noqa: E402
 from pocketrec._adapter import FitSettings  # noqa: E402
 from pocketrec._personalize import fit_personal, min_rows  # noqa: E402
-from pocketrec._search import beam_search, extra_beams_per_user  # noqa: E402
+from pocketrec._search import beam_search, search_excluding  # noqa: E402
 from pocketrec.distill.data import load_dataset  # noqa: E402
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk  # noqa: E402
 from pocketrec.distill.protocol import Split, leave_one_out  # noqa: E402
@@ -256,38 +256,29 @@ def rank_with_biases(
     The same batched beam search `Recommender.rank` runs, with the step adding each user's own
     (num_levels, codebook_size) bias to the raw model's logits; `with_adapters` per user gives
     the same ranking but rebuilds the prefix index each time (tens of ms per user). With
-    `exclude` ((B, E) rows, -1 padded) those items are left out with `rank`'s beam rule: a
-    capped widening first, and one beam per excluded item for users whose list came back short.
+    `exclude` ((B, E) rows, -1 padded) those items are left out as `rank` leaves them out
+    (`search_excluding`).
     """
     raw = rec.without_adapters()
     total = rec.total_bias[None] + biases  # (B, L, K)
-    states = raw.encode(histories)
+    # Each user's bias travels with its encoded history, so users searched again (long
+    # exclusion lists) keep their own.
+    states = (*raw.encode(histories), total)
 
-    def search(users: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
-        def step(states: Any, prefix: np.ndarray, level: int) -> np.ndarray:
-            return raw.step(states, prefix, level) + total[users, level][:, None, :]
+    def step(states: Any, prefix: np.ndarray, level: int) -> np.ndarray:
+        return raw.step(states[:2], prefix, level) + states[2][:, level][:, None, :]  # (B, W, K)
 
-        return beam_search(
-            (states[0][users], states[1][users]),
-            step,
-            rec.prefix_index,
-            beam_width=beam_width,
-            top_k=k,
-            exclude=None if exclude is None else exclude[users],
-            extra_width=extra,
-        ).items
-
-    everyone = np.arange(len(histories))
     if exclude is None:
-        return search(everyone, None)
-    distinct = np.array([len(np.unique(row[row >= 0])) for row in exclude], dtype=np.int64)
-    capped = extra_beams_per_user(exclude, beam_width, rec.window)
-    items = search(everyone, capped)
-    wanted = np.minimum(k, len(rec.item_ids) - distinct)
-    short = np.flatnonzero((capped < distinct) & ((items >= 0).sum(axis=1) < wanted))
-    if len(short):
-        items[short] = search(short, distinct[short])
-    return items
+        return beam_search(states, step, rec.prefix_index, beam_width=beam_width, top_k=k).items
+    return search_excluding(
+        states,
+        step,
+        rec.prefix_index,
+        beam_width=beam_width,
+        top_k=k,
+        exclude=exclude,
+        window=rec.window,
+    ).items
 
 
 def seen_rows(events: list[list[int]]) -> np.ndarray:

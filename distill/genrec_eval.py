@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import beam_search, extra_beams_per_user
+from pocketrec._search import beam_search, search_excluding
 from pocketrec.distill import dist
 from pocketrec.distill.genrec import GenRec
 from pocketrec.distill.protocol import Split, Stage, metrics_of, target_ranks
@@ -78,20 +78,18 @@ def make_predictor(
     def predict(hist: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             memory = model.encode(torch.from_numpy(hist).to(device)).float().cpu().numpy()
-        exclude, extra = None, None
-        if exclude_history:
-            exclude = hist.astype(np.int64)
-            extra = extra_beams_per_user(exclude, beam_width, hist.shape[1])
-        result = beam_search(
-            (memory, hist >= 0),
+        states = (memory, hist >= 0)
+        if not exclude_history:
+            return beam_search(states, step, index, beam_width=beam_width, top_k=top_k).items
+        return search_excluding(  # as the SDK's `recommend` leaves the history out
+            states,
             step,
             index,
             beam_width=beam_width,
             top_k=top_k,
-            exclude=exclude,
-            extra_width=extra,
-        )
-        return result.items
+            exclude=hist.astype(np.int64),
+            window=hist.shape[1],
+        ).items
 
     return predict
 

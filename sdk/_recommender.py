@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,49 +12,28 @@ from numpy.typing import NDArray
 
 from pocketrec._adapter import Adapter, FitSettings, check_privacy
 from pocketrec._bundle import Bundle, open_bundle
-from pocketrec._checks import is_int
 from pocketrec._errors import InvalidRequestError, UnknownItemError
 from pocketrec._manifest import Manifest
 from pocketrec._personalize import federated_update, fit_personal
 from pocketrec._prefix import PrefixIndex
+from pocketrec._requests import (
+    ItemId,
+    Recommendation,
+    UnknownItemWarning,
+    catalogue_rows,
+    check_request,
+    to_recommendations,
+)
 from pocketrec._search import (
     SearchResult,
     beam_search,
     extra_beams,
     one_user_result,
+    search_excluding,
 )
 from pocketrec._sessions import run_decoder, run_fixed, static_dim
 
 __all__ = ["Recommendation", "Recommender", "UnknownItemWarning"]
-
-ItemId = str | int
-
-
-class UnknownItemWarning(UserWarning):
-    """History items were dropped because the catalogue does not have them."""
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """One recommended item.
-
-    Attributes:
-        item_id: the catalogue's id of the item.
-        log_prob: log-probability the model gives the item as the next one (higher is better).
-            For an empty history it is the item's log share of training interactions.
-        semantic_id: the item's semantic ID (one code per level).
-        metadata: display metadata from the catalogue (title, brand, categories, price, ...).
-    """
-
-    item_id: str
-    log_prob: float
-    semantic_id: tuple[int, ...]
-    metadata: Mapping[str, Any]
-
-
-def _distinct_counts(excluded: NDArray[np.int64]) -> NDArray[np.int64]:
-    """(B,) distinct catalogue rows in each row of a -1-padded (B, E) exclusion batch."""
-    return np.array([len(np.unique(row[row >= 0])) for row in excluded], dtype=np.int64)
 
 
 class Recommender:
@@ -248,7 +225,7 @@ class Recommender:
         whole history: the fit uses its `settings.max_events` most recent events, each read
         with the events before it, so cost stays bounded however long the history grows.
         """
-        rows = self._rows(history, "drop", 3)
+        rows = catalogue_rows(self._lookup, history, "drop", 3)
         return fit_personal(self, rows, settings or FitSettings())
 
     def federated_update(
@@ -278,7 +255,7 @@ class Recommender:
                 the history has fewer than `max(2, settings.min_events)` known items.
         """
         check_privacy(clip_norm, noise_multiplier)
-        rows = self._rows(history, "drop", 3)
+        rows = catalogue_rows(self._lookup, history, "drop", 3)
         return federated_update(
             self,
             rows,
@@ -376,17 +353,20 @@ class Recommender:
         result_codes = np.full((len(histories), k, self._levels), -1, dtype=np.int64)
         has = (histories >= 0).any(axis=1)
         if has.any():
-            excluded = None if exclude is None else exclude[has]
-            distinct = None if excluded is None else _distinct_counts(excluded)
-            extra = (
-                None
-                if distinct is None
-                else np.array([extra_beams(int(d), width, self._window) for d in distinct])
-            )
             states = self.encode(histories[has])
-            found = self._beam(states, width, k, excluded, extra)
-            if excluded is not None and distinct is not None and extra is not None:
-                found = self._refill(states, found, excluded, distinct, extra, width, k)
+            found = (
+                self._beam(states, width, k, None, None)
+                if exclude is None
+                else search_excluding(
+                    states,
+                    self.step,
+                    self._index,
+                    beam_width=width,
+                    top_k=k,
+                    exclude=exclude[has],
+                    window=self._window,
+                )
+            )
             result_items[has], result_lp[has] = found.items, found.log_probs
             result_codes[has] = found.semantic_ids
         for row in np.flatnonzero(~has):  # cold start: popularity
@@ -416,84 +396,7 @@ class Recommender:
             extra_width=extra,
         )
 
-    def _refill(
-        self,
-        states: tuple[NDArray[np.float32], NDArray[np.bool_]],
-        found: SearchResult,
-        excluded: NDArray[np.int64],
-        distinct: NDArray[np.int64],
-        extra: NDArray[np.int64],
-        width: int,
-        k: int,
-    ) -> SearchResult:
-        """Search again, with a beam per excluded item, for users whose list came back short.
-
-        `extra_beams` caps the beams added for excluded items so that long histories stay
-        fast; when a user's excluded items crowd the capped beams out, their list is shorter
-        than the catalogue allows, and only those users pay for the uncapped search.
-        """
-        capped = extra < distinct  # only these can have lost items to the cap
-        if not capped.any():
-            return found
-        wanted = np.minimum(k, len(self.item_ids) - distinct)
-        short = np.flatnonzero(capped & ((found.items >= 0).sum(axis=1) < wanted))
-        if not len(short):
-            return found
-        subset = (states[0][short], states[1][short])
-        again = self._beam(subset, width, k, excluded[short], distinct[short])
-        items, log_probs = found.items.copy(), found.log_probs.copy()
-        codes = found.semantic_ids.copy()
-        items[short], log_probs[short], codes[short] = (
-            again.items,
-            again.log_probs,
-            again.semantic_ids,
-        )
-        return SearchResult(items=items, log_probs=log_probs, semantic_ids=codes)
-
     # --- the app-facing API ------------------------------------------------------------------
-
-    def _rows(self, history: Sequence[ItemId], unknown: str, stacklevel: int) -> list[int]:
-        if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-            raise InvalidRequestError(
-                f"history must be a list of item ids, got {type(history).__name__}"
-            )
-        lookup: Mapping[Any, int] = self._lookup  # str keys: other ids raise KeyError
-        try:  # the usual case, every id a catalogue id (a str): one dict lookup each
-            return [lookup[item] for item in history]
-        except (KeyError, TypeError):  # unknown ids, ints, or not ids at all: check each
-            pass
-        rows, missing = [], []
-        for position, item in enumerate(history):
-            if isinstance(item, bool) or not isinstance(item, (str, int, np.integer)):
-                raise InvalidRequestError(
-                    f"history[{position}] is {item!r} ({type(item).__name__}); item ids are "
-                    "str or int, as in the catalogue"
-                )
-            row = self._lookup.get(str(item))
-            if row is None:
-                missing.append(str(item))
-            else:
-                rows.append(row)
-        if missing:
-            if unknown == "raise":
-                raise UnknownItemError(missing)
-            warnings.warn(
-                f"dropped {len(missing)} history items not in the catalogue "
-                f"(first: {missing[0]!r}); pass unknown='raise' to fail instead",
-                UnknownItemWarning,
-                stacklevel=stacklevel,
-            )
-        return rows
-
-    def _check(self, k: object, unknown: str, beam_width: object) -> None:
-        if not is_int(k) or not 1 <= k <= len(self.item_ids):  # type: ignore[operator]
-            raise InvalidRequestError(
-                f"k must be an integer in [1, {len(self.item_ids)}] (the catalogue size), got {k!r}"
-            )
-        if unknown not in ("drop", "raise"):
-            raise InvalidRequestError(f"unknown must be 'drop' or 'raise', got {unknown!r}")
-        if beam_width is not None and (not is_int(beam_width) or beam_width < 1):  # type: ignore[operator]
-            raise InvalidRequestError(f"beam_width must be a positive integer, got {beam_width!r}")
 
     def recommend_batch(
         self,
@@ -509,11 +412,11 @@ class Recommender:
 
         See `recommend` for the arguments; `histories` holds one history per user.
         """
-        self._check(k, unknown, beam_width)
+        check_request(k, unknown, beam_width, len(self.item_ids))
         rows = []
         for b, h in enumerate(histories):
             try:
-                rows.append(self._rows(h, unknown, _stacklevel))
+                rows.append(catalogue_rows(self._lookup, h, unknown, _stacklevel))
             except UnknownItemError as e:  # name the user of the batch
                 raise UnknownItemError(e.items, where=f"histories[{b}]") from None
             except InvalidRequestError as e:
@@ -534,22 +437,7 @@ class Recommender:
         return self._recommendations(found)
 
     def _recommendations(self, found: SearchResult) -> list[list[Recommendation]]:
-        """Search results as `Recommendation`s, -1 entries left out."""
-        item_ids, metadata = self.item_ids, self._bundle.metadata
-        return [
-            [
-                # positional: keywords make building a result a third slower
-                Recommendation(item_ids[i], log_prob, tuple(codes), metadata[i])
-                for i, log_prob, codes in zip(items, log_probs, semantic_ids, strict=True)
-                if i >= 0
-            ]
-            for items, log_probs, semantic_ids in zip(
-                found.items.tolist(),
-                found.log_probs.tolist(),
-                found.semantic_ids.tolist(),
-                strict=True,
-            )
-        ]
+        return to_recommendations(found, self.item_ids, self._bundle.metadata)
 
     def recommend(
         self,
@@ -579,8 +467,8 @@ class Recommender:
             InvalidRequestError: k out of range, or a history entry that is not an id.
             UnknownItemError: with unknown="raise", ids not in the catalogue.
         """
-        self._check(k, unknown, beam_width)
-        rows = self._rows(history, unknown, 3)
+        check_request(k, unknown, beam_width, len(self.item_ids))
+        rows = catalogue_rows(self._lookup, history, unknown, 3)
         if not rows:  # cold start: the most popular items, as in a batch
             return self.recommend_batch([[]], k=k, beam_width=beam_width)[0]
         # `recommend_batch` for one user, without its batch bookkeeping: an app calls this once
@@ -594,13 +482,13 @@ class Recommender:
         if self._search is not None:
             excluded = sorted(set(rows)) if exclude_history else []  # each banned item once
             found = self._search_graph(history_rows, excluded, width, extra, k)
-            if extra < distinct and self._short(found, k, distinct):  # see `_refill`
+            if extra < distinct and self._short(found, k, distinct):  # see `search_excluding`
                 found = self._search_graph(history_rows, excluded, width, distinct, k)
             return self._recommendations(found)[0]
         exclude = np.array([rows], dtype=np.int64) if exclude_history else None  # (1, E)
         states = self.encode(history_rows)
         found = self._beam(states, width, k, exclude, extra)
-        if extra < distinct and self._short(found, k, distinct):  # see `_refill`
+        if extra < distinct and self._short(found, k, distinct):  # see `search_excluding`
             found = self._beam(states, width, k, exclude, distinct)
         return self._recommendations(found)[0]
 

@@ -27,7 +27,7 @@ __all__ = [
     "StepFn",
     "beam_search",
     "extra_beams",
-    "extra_beams_per_user",
+    "search_excluding",
     "masked_log_softmax",
     "one_user_result",
 ]
@@ -295,15 +295,53 @@ def extra_beams(excluded: int, beam_width: int, window: int) -> int:
     return min(excluded, max(beam_width, window))
 
 
-def extra_beams_per_user(
-    exclude: NDArray[np.int64], beam_width: int, window: int
-) -> NDArray[np.int64]:
-    """(B,) `extra_beams` of each user of a (B, E) -1-padded exclusion batch, from its own
-    distinct items, so that no user's beams depend on the others in its batch."""
-    return np.array(
-        [extra_beams(len(np.unique(row[row >= 0])), beam_width, window) for row in exclude],
-        dtype=np.int64,
+def search_excluding(
+    states: States,
+    step: StepFn,
+    index: PrefixIndex,
+    *,
+    beam_width: int,
+    top_k: int,
+    exclude: NDArray[np.int64],
+    window: int,
+) -> SearchResult:
+    """`beam_search` leaving each user's `exclude` items out, fast for long histories too.
+
+    Each user's beams widen by `extra_beams` (at most a window's worth) instead of one beam per
+    excluded item. A user whose list then comes back shorter than `top_k` and the catalogue
+    allow is searched again with one beam per excluded item, so every list is as full as the
+    catalogue permits and only those users pay for the uncapped search.
+
+    Args:
+        states: as for `beam_search`; a tuple's arrays are subset together for the users
+            searched again, so per-user inputs of `step` can travel in it.
+        step, index, beam_width, top_k: as for `beam_search`.
+        exclude: (B, E) item ids (-1 padded) that must not be returned.
+        window: the model's history window (the cap of the widening).
+    """
+    distinct = np.array([len(np.unique(row[row >= 0])) for row in exclude], dtype=np.int64)
+    extra = np.array([extra_beams(int(d), beam_width, window) for d in distinct], np.int64)
+    found = beam_search(
+        states, step, index, beam_width=beam_width, top_k=top_k, exclude=exclude, extra_width=extra
     )
+    wanted = np.minimum(top_k, index.num_items - distinct)
+    short = np.flatnonzero((extra < distinct) & ((found.items >= 0).sum(axis=1) < wanted))
+    if not len(short):
+        return found
+    subset = tuple(part[short] for part in states) if isinstance(states, tuple) else states[short]
+    again = beam_search(
+        subset,
+        step,
+        index,
+        beam_width=beam_width,
+        top_k=top_k,
+        exclude=exclude[short],
+        extra_width=distinct[short],
+    )
+    items, log_probs = found.items.copy(), found.log_probs.copy()
+    codes = found.semantic_ids.copy()
+    items[short], log_probs[short], codes[short] = again.items, again.log_probs, again.semantic_ids
+    return SearchResult(items=items, log_probs=log_probs, semantic_ids=codes)
 
 
 def one_user_result(

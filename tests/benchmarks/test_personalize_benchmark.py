@@ -135,16 +135,18 @@ def test_batched_biases_leave_out_seen_items_as_rank_does(
     for b, rows in enumerate(events):
         tail = rows[-rec.window :]
         histories[b, rec.window - len(tail) :] = tail
+    zero = np.zeros((6, *rec.total_bias.shape), np.float32)
+    plain = rec.rank(histories, k=10, beam_width=10, exclude=seen).items
+    import pocketrec._search as search_module
+
     searched: list[int] = []  # users per beam search: a second entry is the refill
-    search = bench.beam_search
+    search = search_module.beam_search
 
     def counting(states: tuple[np.ndarray, ...], *args: object, **kwargs: object) -> object:
         searched.append(len(states[0]))
         return search(states, *args, **kwargs)
 
-    monkeypatch.setattr(bench, "beam_search", counting)
-    zero = np.zeros((6, *rec.total_bias.shape), np.float32)
-    plain = rec.rank(histories, k=10, beam_width=10, exclude=seen).items
+    monkeypatch.setattr(search_module, "beam_search", counting)
     np.testing.assert_array_equal(
         bench.rank_with_biases(rec, histories, zero, k=10, beam_width=10, exclude=seen), plain
     )
