@@ -14,7 +14,6 @@ import json
 import re
 import shlex
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -380,12 +379,14 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     personalized = [r for r in records if r.get("kind") == "personalize"]
-    # Two records of one dataset and user set scored different bundles: the rows name them.
-    seen = Counter((r["dataset"], r.get("scored_users")) for r in personalized)
+    # Records of one dataset and user set that scored different bundles: the rows name them.
+    bundles: dict[tuple[str, str | None], set[str]] = {}
+    for r in personalized:
+        bundles.setdefault((r["dataset"], r.get("scored_users")), set()).add(r["bundle"])
     for r in sorted(personalized, key=_dataset_rank):
         link = f"[{r['_file']}](results/{r['_file']})"
         test = r["test"]
-        if seen[(r["dataset"], r.get("scored_users"))] > 1:
+        if len(bundles[(r["dataset"], r.get("scored_users"))]) > 1:
             r = r | {"dataset": f"{r['dataset']} (bundle {r['bundle']})"}
         if r.get("scored_users", "every evaluated user") != "every evaluated user":
             r = r | {"dataset": f"{r['dataset']} (users not trained on)"}
