@@ -380,6 +380,8 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
     ]
     personalized = [r for r in records if r.get("kind") == "personalize"]
     # Records of one dataset and user set that scored different bundles: the rows name them.
+    # Bundles are told apart by path; a bundle rebuilt at the same path must score the same
+    # (the README says where one was).
     bundles: dict[tuple[str, str | None], set[str]] = {}
     for r in personalized:
         bundles.setdefault((r["dataset"], r.get("scored_users")), set()).add(r["bundle"])

@@ -40,6 +40,7 @@ from pocketrec.distill.runinfo import write_json
 __all__ = [
     "TeacherFn",
     "cache_teacher_outputs",
+    "check_cache_settings",
     "load_teacher_cache",
     "sid_hash",
     "teacher_fingerprint",
@@ -107,7 +108,7 @@ def cache_teacher_outputs(
     """
     settings = meta | {"top_k": top_k, "temperature": temperature, "window": window}
     if (out_dir / "meta.json").exists():
-        _check_settings(out_dir, settings)
+        check_cache_settings(out_dir, settings)
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     windows = split.train_windows(window)  # (U, window + 1)
@@ -164,9 +165,17 @@ def cache_teacher_outputs(
 _SHAPING = {"top_k": None, "temperature": None, "exclude_history": False}
 
 
-def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
+def check_cache_settings(out_dir: Path, settings: dict[str, Any]) -> None:
     """Refuse to reuse a cache whose distributions were made with another temperature, top-k
-    or history rule than this run asks for."""
+    or history rule than this run asks for.
+
+    Args:
+        out_dir: a cache folder with its meta.json.
+        settings: this run's `top_k`, `temperature` and `exclude_history` (others ignored).
+
+    Raises:
+        DataError: naming each setting the cache was made with and the one asked for.
+    """
     made = json.loads((out_dir / "meta.json").read_text())
     recorded = {key: made.get(key, default) for key, default in _SHAPING.items()}
     changed = {

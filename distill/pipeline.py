@@ -44,6 +44,7 @@ from pocketrec.distill.genrec_eval import evaluate_genrec
 from pocketrec.distill.genrec_train import train_genrec
 from pocketrec.distill.kd import (
     cache_teacher_outputs,
+    check_cache_settings,
     load_teacher_cache,
     sid_hash,
     teacher_fingerprint,
@@ -297,6 +298,13 @@ def _stages(
         )
     dataset = load_dataset(cfg.dataset, root=data_root)
     check_run_dir(cfg, run_dir, force)
+    kd_settings = {
+        "top_k": cfg.kd_top_k,
+        "temperature": cfg.student_train.kd_temperature,
+        "exclude_history": cfg.kd_exclude_history,
+    }
+    if (run_dir / "teacher_cache" / "meta.json").exists():  # refused before the run records it
+        check_cache_settings(run_dir / "teacher_cache", kd_settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     if dist.rank() == 0:

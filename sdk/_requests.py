@@ -22,8 +22,8 @@ __all__ = [
     "ItemId",
     "Recommendation",
     "UnknownItemWarning",
-    "check_request",
     "catalogue_rows",
+    "check_request",
     "to_recommendations",
 ]
 

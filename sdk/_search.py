@@ -27,9 +27,9 @@ __all__ = [
     "StepFn",
     "beam_search",
     "extra_beams",
-    "search_excluding",
     "masked_log_softmax",
     "one_user_result",
+    "search_excluding",
 ]
 
 States = Any
@@ -287,10 +287,11 @@ def extra_beams(excluded: int, beam_width: int, window: int) -> int:
     """Beams added before the last level when `excluded` distinct items must not be returned.
 
     Widening the beam by every excluded item would make long histories slow; a window's worth
-    covers the recent items the model favours. When the excluded items still crowd a user's
-    beams out, the list comes back short, and the Recommender searches that user again with
-    one beam per excluded item. One rule for the numpy search, the search graph and the
-    export's check of it.
+    (at least the beam width) covers the recent items the model favours. When the excluded
+    items still crowd a user's beams out, the list comes back short, and `search_excluding`
+    (or `Recommender.recommend` for one user) searches that user again with one beam per
+    excluded item. One rule for the numpy search, the search graph and the export's check of
+    it.
     """
     return min(excluded, max(beam_width, window))
 
@@ -307,8 +308,8 @@ def search_excluding(
 ) -> SearchResult:
     """`beam_search` leaving each user's `exclude` items out, fast for long histories too.
 
-    Each user's beams widen by `extra_beams` (at most a window's worth) instead of one beam per
-    excluded item. A user whose list then comes back shorter than `top_k` and the catalogue
+    Each user's beams widen by `extra_beams` (at most max(beam_width, window)) instead of one
+    beam per excluded item. A user whose list then comes back shorter than `top_k` and the catalogue
     allow is searched again with one beam per excluded item, so every list is as full as the
     catalogue permits and only those users pay for the uncapped search.
 
@@ -317,7 +318,7 @@ def search_excluding(
             searched again, so per-user inputs of `step` can travel in it.
         step, index, beam_width, top_k: as for `beam_search`.
         exclude: (B, E) item ids (-1 padded) that must not be returned.
-        window: the model's history window (the cap of the widening).
+        window: the model's history window (with the beam width, the cap of the widening).
     """
     distinct = np.array([len(np.unique(row[row >= 0])) for row in exclude], dtype=np.int64)
     extra = np.array([extra_beams(int(d), beam_width, window) for d in distinct], np.int64)

@@ -75,3 +75,23 @@ def test_a_cost_cell_names_copied_stages_with_their_seeds_together() -> None:
     render = load_script("render")
     stages = ["sids", "teacher", "student_nokd/seed_0", "student_nokd/seed_2", "student/seed_1"]
     assert render._stages(stages) == "sids, teacher, student_nokd seeds 0, 2, student seed 1"
+
+
+def test_personalization_rows_name_the_ranking_and_only_bundles_that_differ() -> None:
+    import json
+
+    from tests.benchmarks.scripts import load_script
+
+    render = load_script("render")
+    records = []
+    for name in ("personalize_beauty.json", "personalize_beauty_seen.json"):
+        record = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+        records.append(record | {"_file": name})
+    labels = {row.split(" | ")[0] for row in render.personalize_table(records).splitlines()[2:]}
+    assert labels == {"| beauty", "| beauty, device's events left out of both rankings"}
+    records[1] = records[1] | {"bundle": "runs/other/fp32"}
+    labels = {row.split(" | ")[0] for row in render.personalize_table(records).splitlines()[2:]}
+    assert labels == {
+        f"| beauty (bundle {records[0]['bundle']})",
+        "| beauty (bundle runs/other/fp32), device's events left out of both rankings",
+    }

@@ -252,11 +252,12 @@ def test_a_cache_made_with_other_distillation_settings_is_refused(
     meta = json.loads(meta_path.read_text())
     meta.pop("exclude_history")  # a cache from before the history rule was recorded: plain
     meta_path.write_text(json.dumps(meta))
-    (run / "config.json").unlink()
+    assert not (run / "config.json").exists()  # a refused run records nothing
     with pytest.raises(DataError, match="exclude_history=False.*delete the cache folder"):
         distill(dataclasses.replace(cfg, kd_exclude_history=True), run)
-    (run / "config.json").unlink()
-    distill(cfg, run)  # the settings it was made with: reused
+    cached = (run / "teacher_cache" / "logp.npy").stat().st_mtime_ns
+    distill(cfg, run)  # the settings it was made with: reused, not recomputed
+    assert (run / "teacher_cache" / "logp.npy").stat().st_mtime_ns == cached
 
 
 def test_kd_exclude_history_flag_reaches_the_config_and_refuses_an_hf_teacher() -> None:

@@ -93,6 +93,21 @@ def test_unknown_ids_drop_with_warning_or_raise(tiny_bundle: Path) -> None:
         rec.recommend(["item3"], k=5)  # known ids: no warning
 
 
+def test_unknown_id_warnings_point_at_the_apps_call(tiny_bundle: Path) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    history = ["nope", "item3", "item4"]
+    calls = {
+        "recommend": lambda: rec.recommend(history, k=2),
+        "recommend_batch": lambda: rec.recommend_batch([history], k=2),
+        "fit_adapter": lambda: rec.fit_adapter(history),
+        "federated_update": lambda: rec.federated_update(history, seed=0),
+    }
+    for name, call in calls.items():
+        with pytest.warns(UnknownItemWarning) as caught:
+            call()
+        assert [w.filename for w in caught] == [__file__], name
+
+
 @pytest.mark.parametrize(
     ("history", "match"),
     [

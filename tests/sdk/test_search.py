@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pocketrec._prefix import PrefixIndex
-from pocketrec._search import _top, beam_search, masked_log_softmax
+from pocketrec._search import _top, beam_search, masked_log_softmax, search_excluding
 
 SIDS = np.array([[0, 1, 0], [0, 1, 1], [0, 2, 0], [1, 0, 0], [2, 2, 0], [2, 3, 0]])
 
@@ -109,6 +109,23 @@ def test_exclusion_removes_items_and_keeps_k() -> None:
     result = beam_search(states, step, index, beam_width=3, top_k=3, exclude=exclude)
     for u in range(2):
         assert result.items[u].tolist() == full.items[u, 2:5].tolist()
+
+
+def test_search_excluding_searches_again_only_users_whose_capped_beams_came_back_short() -> None:
+    index = PrefixIndex(SIDS, 4)
+    step = _fake_model(1, num_users=2, levels=3, k=4)
+    states = np.arange(2, dtype=np.float32)[:, None]  # one array, not a tuple: subset as one
+    full = beam_search(states, step, index, beam_width=6, top_k=6)  # exact: every item
+    # User 0 bans its four best items, more than the widening's cap of max(beam 2, window 1).
+    exclude = np.array([full.items[0, :4].tolist(), [full.items[1, 0], -1, -1, -1]])
+    capped = beam_search(
+        states, step, index, beam_width=2, top_k=2, exclude=exclude, extra_width=np.array([2, 1])
+    )
+    assert (capped.items[0] >= 0).sum() < 2  # the cap crowds user 0's list out
+    found = search_excluding(states, step, index, beam_width=2, top_k=2, exclude=exclude, window=1)
+    assert found.items[0].tolist() == full.items[0, 4:6].tolist()  # searched again: full
+    assert found.items[1].tolist() == capped.items[1].tolist()  # not capped: kept as found
+    assert found.semantic_ids[0].tolist() == SIDS[full.items[0, 4:6]].tolist()
 
 
 def test_a_users_items_do_not_depend_on_the_batch() -> None:
