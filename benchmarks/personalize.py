@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from pocketrec import Recommender  # noqa: E402
 from pocketrec._adapter import FitSettings  # noqa: E402
 from pocketrec._personalize import fit_personal, min_rows  # noqa: E402
-from pocketrec._search import beam_search, search_excluding  # noqa: E402
+from pocketrec._search import beam_search, exclusion_batch, search_excluding  # noqa: E402
 from pocketrec.distill.data import load_dataset  # noqa: E402
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk  # noqa: E402
 from pocketrec.distill.protocol import Split, leave_one_out  # noqa: E402
@@ -281,15 +281,6 @@ def rank_with_biases(
     ).items
 
 
-def seen_rows(events: list[list[int]]) -> np.ndarray:
-    """(B, E) each user's distinct device events, -1 padded: the items `recommend` leaves out."""
-    distinct = [np.unique(rows) for rows in events]
-    out = np.full((len(events), max((len(d) for d in distinct), default=0) or 1), -1, np.int64)
-    for b, rows in enumerate(distinct):
-        out[b, : len(rows)] = rows
-    return out
-
-
 def score_stage(
     rec: Recommender,
     users: Users,
@@ -324,7 +315,7 @@ def score_stage(
     shared, adapted = [], []
     for s in range(0, len(users.targets), batch_size):
         hist = users.histories[s : s + batch_size]
-        seen = seen_rows(users.events[s : s + batch_size]) if exclude_seen else None
+        seen = exclusion_batch(users.events[s : s + batch_size]) if exclude_seen else None
         shared.append(to_dataset[rec.rank(hist, k=k, beam_width=beam_width, exclude=seen).items])
         found = rank_with_biases(
             rec, hist, biases[s : s + batch_size], k=k, beam_width=beam_width, exclude=seen

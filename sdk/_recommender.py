@@ -27,6 +27,7 @@ from pocketrec._requests import (
 from pocketrec._search import (
     SearchResult,
     beam_search,
+    exclusion_batch,
     extra_beams,
     one_user_result,
     search_excluding,
@@ -426,13 +427,7 @@ class Recommender:
             recent = r[-self._window :]  # longer histories: the most recent items
             if recent:
                 batch[b, -len(recent) :] = recent
-        exclude = None
-        if exclude_history and any(rows):
-            width = max(len(set(r)) for r in rows)
-            exclude = np.full((len(rows), width), -1, dtype=np.int64)
-            for b, r in enumerate(rows):
-                unique = sorted(set(r))
-                exclude[b, : len(unique)] = unique
+        exclude = exclusion_batch(rows) if exclude_history and any(rows) else None
         found = self.rank(batch, k=k, beam_width=beam_width, exclude=exclude)
         return self._recommendations(found)
 

@@ -13,7 +13,7 @@ flat index (beam index * codebook_size + code), lower first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "SearchResult",
     "StepFn",
     "beam_search",
+    "exclusion_batch",
     "extra_beams",
     "masked_log_softmax",
     "one_user_result",
@@ -294,6 +295,16 @@ def extra_beams(excluded: int, beam_width: int, window: int) -> int:
     it.
     """
     return min(excluded, max(beam_width, window))
+
+
+def exclusion_batch(rows: Sequence[Sequence[int]]) -> NDArray[np.int64]:
+    """(B, E) each user's distinct catalogue rows, ascending and -1 padded (E >= 1): the
+    `exclude` of a batch whose users must not get back what they already have."""
+    distinct = [sorted(set(r)) for r in rows]
+    out = np.full((len(rows), max(map(len, distinct), default=0) or 1), -1, dtype=np.int64)
+    for b, items in enumerate(distinct):
+        out[b, : len(items)] = items
+    return out
 
 
 def search_excluding(
