@@ -10,19 +10,15 @@ the Android demo writes too.
 
 On `qnn-sim` (the Qualcomm HTP simulator of onnxruntime-qnn on x86-64) wall time measures the
 simulator, not a phone, so the record carries the simulator's own count of HTP cycles instead
-(`"timing": "htp_simulator_cycles"`, `latency_cycles`, `batch_cycles`; `latency_ms` and
-`throughput_per_s` are null). Cycles are read from QNN's profiling output ("Accelerator
-(execute) time (cycles)", one row per graph execution) and cover the graphs only: the SDK's
-numpy work runs on the phone's CPU and is not simulated.
+(`"timing": "htp_simulator_cycles"`; `latency_ms` and `throughput_per_s` are null): see
+`pocketrec.export.bench_qnn`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
 import importlib.metadata
-import itertools
 import math
 import os
 import platform
@@ -38,13 +34,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from pocketrec._bundle import QNN, _qnn_devices, available_providers, open_bundle
+from pocketrec._bundle import QNN, available_providers, open_bundle
 from pocketrec._errors import ProviderUnavailableError
 from pocketrec._manifest import Manifest, read_manifest
 from pocketrec._recommender import Recommender
 from pocketrec.distill.runinfo import command_line, cpu_model, git_commit, utc_now
 
-__all__ = ["DEVICES", "BenchConfig", "bench_bundle", "percentiles", "read_cycles"]
+__all__ = ["DEVICES", "BenchConfig", "bench_bundle", "percentiles"]
 
 FORMAT = "pocketrec-bench/1"
 DEVICES: dict[str, tuple[str, str]] = {
@@ -54,7 +50,6 @@ DEVICES: dict[str, tuple[str, str]] = {
     "tensorrt": ("TensorrtExecutionProvider", "onnxruntime-gpu with TensorRT"),
     "qnn-sim": (QNN, "onnxruntime-qnn (pip install 'pocketrec[npu]')"),
 }
-CYCLES_EVENT = "Accelerator (execute) time (cycles)"
 
 
 @dataclass
@@ -245,26 +240,6 @@ def _concurrent_throughput(
     }
 
 
-def read_cycles(path: Path) -> list[int]:
-    """HTP cycles of every graph execution in a QNN profiling CSV, in execution order."""
-    with open(path, newline="") as f:
-        return [
-            int(row["Time"])
-            for row in csv.DictReader(f)
-            if row.get("Event Identifier") == CYCLES_EVENT
-            and row.get("Unit of Measurement") == "CYCLES"
-        ]
-
-
-def _qnn_profiled(path: Path, options: dict[str, str], csv_path: Path) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    profiled = {**options, "profiling_level": "detailed", "profiling_file_path": str(csv_path)}
-    so.add_provider_for_devices(_qnn_devices(), profiled)
-    return ort.InferenceSession(str(path), so)
-
-
 def _versions() -> dict[str, str]:
     found = {"onnxruntime": ort.__version__}
     for dist in ("onnxruntime-gpu", "onnxruntime-qnn"):
@@ -294,20 +269,18 @@ def bench_bundle(cfg: BenchConfig) -> dict[str, Any]:
     simulated = providers[0] == QNN
     if simulated:  # concurrent calls would interleave the simulator's per-execution cycles
         cfg = replace(cfg, workers=1)
-    with tempfile.TemporaryDirectory(prefix="pocketrec-bench-") as tmp:
-        csv_paths = (Path(tmp) / "encoder.csv", Path(tmp) / "decoder.csv")
-        sessions: tuple[Any, Any] = (bundle.encoder, bundle.decoder)
-        if simulated:
-            options = {"backend_type": "htp", **manifest.provider_options.get(QNN, {})}
-            sessions = (
-                _qnn_profiled(folder / manifest.encoder.file_for(QNN), options, csv_paths[0]),
-                _qnn_profiled(folder / manifest.decoder.file_for(QNN), options, csv_paths[1]),
-            )
-        record, calls = _measure(cfg, bundle, sessions)
-        if simulated:
+    if simulated:
+        # only the simulator needs this module (which needs this one's percentiles)
+        from pocketrec.export.bench_qnn import profiled_sessions, simulator_fields
+
+        with tempfile.TemporaryDirectory(prefix="pocketrec-bench-") as tmp:
+            sessions, csv_paths = profiled_sessions(folder, manifest, Path(tmp))
+            record, calls = _measure(cfg, bundle, sessions)
             del sessions  # QNN writes its profile when the session is released
             gc.collect()
-            record.update(_cycles(cfg, calls, [read_cycles(p) for p in csv_paths]))
+            record.update(simulator_fields(cfg.batch, calls, csv_paths))
+    else:
+        record, _ = _measure(cfg, bundle, (bundle.encoder, bundle.decoder))
     record["bundle"]["bytes"] = _sizes(folder, manifest, providers[0])
     record["runtime"]["providers"] = providers
     return record
@@ -436,43 +409,4 @@ def _quality_summary(manifest: Manifest) -> dict[str, Any] | None:
         "fp32_ndcg@10": q.get("fp32_metrics", {}).get("ndcg@10"),
         "ndcg@10_retention": q.get("ndcg@10_retention"),
         "users": q.get("users"),
-    }
-
-
-def _cycles(cfg: BenchConfig, calls: dict[str, Any], cycles: list[list[int]]) -> dict[str, Any]:
-    """The simulator's record fields from per-execution cycles and per-request call bounds."""
-    enc, dec = (np.asarray(c, dtype=np.int64) for c in cycles)
-    last = calls["batch"][-1]
-    if (len(enc), len(dec)) != last:
-        raise RuntimeError(
-            f"the QNN profile has {len(enc)} encoder and {len(dec)} decoder executions for "
-            f"{last[0]} and {last[1]} calls; cannot attribute cycles to requests"
-        )
-
-    def per_request(bounds: list[tuple[int, int]]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(encoder cycles per request, decoder cycles of each call, per request)."""
-        spans = list(itertools.pairwise(bounds))
-        encode = np.asarray([enc[e0:e1].sum() for (e0, _), (e1, _) in spans], dtype=np.float64)
-        return encode, [dec[d0:d1] for (_, d0), (_, d1) in spans]
-
-    encode, dec_parts = per_request(calls["single"])
-    single = encode + np.asarray([p.sum() for p in dec_parts], dtype=np.float64)
-    stages = {"encode": percentiles(encode)}
-    levels = calls["levels"]
-    if all(len(p) == levels for p in dec_parts):
-        by_level = np.stack(dec_parts)  # (repetitions, levels)
-        stages.update({f"decode_level_{lv}": percentiles(by_level[:, lv]) for lv in range(levels)})
-    batch_encode, batch_dec = per_request(calls["batch"])
-    batch = batch_encode + np.asarray([p.sum() for p in batch_dec], dtype=np.float64)
-    return {
-        "timing": "htp_simulator_cycles",
-        "latency_ms": None,
-        "time_in_onnxruntime_share": None,
-        "throughput_per_s": None,
-        "batch_latency_ms": None,
-        "latency_cycles": {"end_to_end": percentiles(single), "stages": stages},
-        "batch_cycles": percentiles(batch),
-        "cycles_per_recommendation_in_batch": float(np.median(batch) / cfg.batch),
-        "cycles_note": "HTP cycles counted by the QNN simulator for the graphs only (the "
-        "SDK's numpy beam search runs on the CPU and is not included)",
     }

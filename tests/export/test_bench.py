@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pocketrec._cli import main
-from pocketrec.export.bench import read_cycles
+from pocketrec.export.bench_qnn import read_cycles
 from tests.export.conftest import HAS_QNN
 
 FAST = ["--repetitions", "12", "--warmup", "2", "--batch", "6"]
