@@ -127,6 +127,25 @@ class Adapter:
         object.__setattr__(self, "bias", frozen)
         object.__setattr__(self, "version", int(self.version))
 
+    def check_fits(self, bundle: str, model: str, shape: tuple[int, ...]) -> None:
+        """Raise InvalidRequestError unless this adapter applies to that bundle's model."""
+        if self.bundle != bundle or self.bias.shape != shape:
+            raise InvalidRequestError(
+                f"adapter for bundle {self.bundle!r} with shape {self.bias.shape} does not fit "
+                f"bundle {bundle!r} ({shape}); fit it on this bundle"
+            )
+        if self.model is not None and self.model != model:
+            fix = (
+                "fit it again on this bundle (fit_adapter)"
+                if self.kind == "personal"
+                else "use the shared adapter published with this bundle"
+            )
+            raise InvalidRequestError(
+                f"this {self.kind} adapter was fitted on another model of bundle "
+                f"{self.bundle!r} (another export, or a changed catalogue), whose semantic IDs "
+                f"may mean other items; {fix}"
+            )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": ADAPTER_FORMAT,

@@ -167,22 +167,7 @@ class Recommender:
                 raise InvalidRequestError(
                     f"with_adapters takes pocketrec.Adapter objects, got {type(a).__name__}"
                 )
-            if a.bundle != self.manifest.name or a.bias.shape != shape:
-                raise InvalidRequestError(
-                    f"adapter for bundle {a.bundle!r} with shape {a.bias.shape} does not fit "
-                    f"bundle {self.manifest.name!r} ({shape}); fit it on this bundle"
-                )
-            if a.model is not None and a.model != self.manifest.model_id:
-                fix = (
-                    "fit it again on this bundle (fit_adapter)"
-                    if a.kind == "personal"
-                    else "use the shared adapter published with this bundle"
-                )
-                raise InvalidRequestError(
-                    f"this {a.kind} adapter was fitted on another model of bundle "
-                    f"{a.bundle!r} (another export, or a changed catalogue), whose semantic IDs "
-                    f"may mean other items; {fix}"
-                )
+            a.check_fits(self.manifest.name, self.manifest.model_id, shape)
         return self._with(self._adapters + tuple(adapters))
 
     def without_adapters(self) -> Recommender:
