@@ -67,8 +67,8 @@ def simulator_fields(
 
     Args:
         batch_size: histories per `recommend_batch` call.
-        calls: `_measure`'s (encoder calls, decoder calls) before each request, for the
-            single requests and the batches, and the number of levels.
+        calls: `_measure`'s (encoder calls, decoder calls) before each request and after
+            the last, for the single requests and the batches, and the number of levels.
         csv_paths: the encoder's and decoder's profiling CSVs.
     """
     enc, dec = (np.asarray(read_cycles(p), dtype=np.int64) for p in csv_paths)

@@ -128,7 +128,13 @@ class Adapter:
         object.__setattr__(self, "version", int(self.version))
 
     def check_fits(self, bundle: str, model: str, shape: tuple[int, ...]) -> None:
-        """Raise InvalidRequestError unless this adapter applies to that bundle's model."""
+        """Raise InvalidRequestError unless this adapter applies to that bundle's model.
+
+        Args:
+            bundle: the bundle's name (`Manifest.name`).
+            model: the bundle's `Manifest.model_id`.
+            shape: (num_levels, codebook_size) of the bundle's code bias.
+        """
         if self.bundle != bundle or self.bias.shape != shape:
             raise InvalidRequestError(
                 f"adapter for bundle {self.bundle!r} with shape {self.bias.shape} does not fit "
