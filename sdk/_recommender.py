@@ -14,6 +14,7 @@ from pocketrec._adapter import Adapter, FitSettings, check_privacy
 from pocketrec._bundle import Bundle, open_bundle
 from pocketrec._errors import InvalidRequestError, UnknownItemError
 from pocketrec._manifest import Manifest
+from pocketrec._model import Model
 from pocketrec._personalize import federated_update, fit_personal
 from pocketrec._prefix import PrefixIndex
 from pocketrec._requests import (
@@ -29,10 +30,8 @@ from pocketrec._search import (
     beam_search,
     exclusion_batch,
     extra_beams,
-    one_user_result,
     search_excluding,
 )
-from pocketrec._sessions import run_decoder, run_fixed, static_dim
 
 __all__ = ["Recommendation", "Recommender", "UnknownItemWarning"]
 
@@ -62,26 +61,17 @@ class Recommender:
             adapters: code-bias adapters to apply (default: the bundle's shared adapter).
         """
         self._bundle = bundle
-        chosen = sessions or (bundle.encoder, bundle.decoder, bundle.search)
-        self._encoder, self._decoder = chosen[0], chosen[1]
-        self._search: Any = chosen[2] if len(chosen) == 3 else None
+        self._model = Model(bundle, sessions)
         self._adapters = bundle.adapters if adapters is None else adapters
         self._bias = self._bias_of(bundle, self._adapters)
         manifest = bundle.manifest
         self._levels = manifest.semantic_ids.num_levels
-        self._empty = manifest.semantic_ids.empty_code
         self._window = manifest.max_len
         self._index = bundle.index
         self._lookup = {item: row for row, item in enumerate(bundle.item_ids)}
-        padding = np.zeros((1, self._levels), dtype=np.int64)
-        self._codes = np.concatenate([padding, bundle.semantic_ids])  # row 0 = padding
         pop = np.maximum(bundle.popularity, 0.0) + 1e-9
         self._pop_log_prob = np.log(pop / pop.sum())
         self._pop_order = np.argsort(-pop, kind="stable")
-        self._enc_rows = static_dim(manifest.encoder.inputs[0].shape[0])
-        prefix_shape = manifest.decoder.inputs[2].shape  # (users, beams, levels - 1)
-        self._dec_users, self._dec_beams = static_dim(prefix_shape[0]), static_dim(prefix_shape[1])
-        self._level_feeds = tuple(np.asarray(lv, dtype=np.int64) for lv in range(self._levels))
 
     @classmethod
     def from_bundle(
@@ -260,10 +250,7 @@ class Recommender:
 
     def encode(self, histories: NDArray[np.int64]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """(B, window) catalogue rows (-1 = padding) -> memory (B, window, D) and its mask."""
-        rows = histories.astype(np.int64) + 1  # (B, L)
-        feeds = {"history_codes": self._codes[rows], "history_rows": rows}
-        memory = run_fixed(self._encoder, feeds, self._enc_rows, tuple(feeds))
-        return memory, histories >= 0
+        return self._model.encode(histories)
 
     def step(
         self,
@@ -281,39 +268,15 @@ class Recommender:
         Returns:
             (B, W, codebook_size) logits, with the adapters' bias added.
         """
-        memory, mask = states
-        feeds = {
-            "memory": memory,
-            "memory_mask": mask,
-            "prefix": prefix,
-            "level": self._level_feeds[level],
-        }
-        logits = run_decoder(self._decoder, feeds, self._dec_users, self._dec_beams)
-        return logits + self._bias[level] if self._adapters else logits
+        return self._model.step(states, prefix, level, self._bias if self._adapters else None)
 
     def _search_graph(
         self, history_rows: NDArray[np.int64], exclude: list[int], width: int, extra: int, k: int
     ) -> SearchResult:
-        """`beam_search` for one user in one run of the bundle's search graph.
-
-        The same result as the numpy search (which stays the reference, and serves batches):
-        the graph is the bundle's decoder with the search around it, checked at export.
-        `extra` beams are added before the last level as `rank` adds them; `exclude` lists the
-        rows to leave out (repeats do not matter).
-        """
-        memory, mask = self.encode(history_rows)
-        items, log_probs = self._search.run(
-            None,
-            {
-                "memory": memory,
-                "memory_mask": mask,
-                "exclude": np.array(exclude, dtype=np.int64),
-                "beam_width": np.array(width, dtype=np.int64),
-                "extra_width": np.array(extra, dtype=np.int64),
-                "code_bias": self._bias,
-            },
+        """One user's search in the bundle's search graph, with the adapters' bias."""
+        return self._model.search_one(
+            history_rows, exclude=exclude, width=width, extra=extra, k=k, bias=self._bias
         )
-        return one_user_result(self._index, items, log_probs, k)
 
     def rank(
         self,
@@ -459,7 +422,7 @@ class Recommender:
         history_rows[0, self._window - len(recent) :] = recent
         distinct = len(set(rows)) if exclude_history else 0
         extra = extra_beams(distinct, width, self._window)
-        if self._search is not None:
+        if self._model.has_search_graph:
             excluded = sorted(set(rows)) if exclude_history else []  # each banned item once
             found = self._search_graph(history_rows, excluded, width, extra, k)
             if extra < distinct and self._short(found, k, distinct):  # see `search_excluding`

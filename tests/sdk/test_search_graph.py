@@ -108,7 +108,7 @@ def test_adapters_reach_the_search_graph_and_never_give_invalid_items(tiny_bundl
     for scale in (0.5, 5.0, 50.0):  # up to biases that dwarf the model's logits
         adapter = Adapter(graph.manifest.name, (rng.normal(size=shape) * scale).astype(np.float32))
         with_graph, with_numpy = graph.with_adapters(adapter), numpy_search.with_adapters(adapter)
-        assert with_graph._search is not None and with_numpy._search is None
+        assert with_graph._model.has_search_graph and not with_numpy._model.has_search_graph
         valid = {tuple(s) for s in graph.semantic_ids.tolist()}
         for history in _histories(graph, 20, seed=1):
             _assert_same(with_graph, with_numpy, history, k=10)
@@ -122,7 +122,7 @@ def test_a_bundle_without_the_search_graph_loads_and_searches_in_numpy(
 ) -> None:
     old = drop_search_graph(tiny_bundle, tmp_path / "old")
     rec = Recommender.from_bundle(old)
-    assert rec.manifest.search_graph is None and rec._search is None
+    assert rec.manifest.search_graph is None and not rec._model.has_search_graph
     graph = Recommender.from_bundle(tiny_bundle)
     for history in _histories(graph, 10, seed=2):
         _assert_same(graph, rec, history, k=10)
