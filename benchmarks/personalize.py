@@ -42,7 +42,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pocketrec import Recommender  # noqa: E402
-from pocketrec._adapter import FitSettings  # noqa: E402
+from pocketrec._adapter import FORMS, FitSettings  # noqa: E402
 from pocketrec._personalize import fit_personal, min_rows  # noqa: E402
 from pocketrec._search import beam_search, exclusion_batch, search_excluding  # noqa: E402
 from pocketrec.distill.data import load_dataset  # noqa: E402
@@ -398,6 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         "--max-events", type=int, default=50, help="most recent events a device fits on"
     )
     parser.add_argument(
+        "--form",
+        choices=FORMS,
+        default="auto",
+        help="personal adapter form (FitSettings.form; default: a state shift when the bundle "
+        "has code embeddings, else a free code bias)",
+    )
+    parser.add_argument(
         "--levels",
         type=int,
         default=None,
@@ -449,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     tune_pos = stratified_sample(groups, len(labels), args.tune_per_group, rng)
     test_pos = stratified_sample(groups, len(labels), args.per_group, rng)
-    base = FitSettings(steps=args.steps, lr=args.lr, min_events=2, max_events=args.max_events)
+    base = FitSettings(
+        steps=args.steps, lr=args.lr, min_events=2, max_events=args.max_events, form=args.form
+    )
 
     sweep = []
     valid_users = stage_users(rec, split, tune_pos, groups[tune_pos], "valid", to_bundle)

@@ -12,6 +12,8 @@ code). The parameters are then restored for the next user. Parameter sets:
 
 - bias: the per-level code bias (what the SDK's adapter changes, here by gradient descent);
 - out_ln: the code head's last LayerNorm (gain and shift of the state the output table reads);
+  out_ln_shift / out_ln_gain: only its shift, or only its gain (a shift is a code bias in the
+  span of the output table);
 - head: every code-head layer after the attention (projection, LayerNorm, MLP, last LayerNorm).
 
 If even the whole head, fitted on a user's own unseen events, does not move NDCG@10 beyond
@@ -46,6 +48,8 @@ from pocketrec.export.bundle import load_student
 PARAMETER_SETS = {
     "bias": ("code_bias",),
     "out_ln": ("head_out_ln.",),
+    "out_ln_shift": ("head_out_ln.bias",),
+    "out_ln_gain": ("head_out_ln.weight",),
     "head": ("head_proj.", "head_ln.", "head_mlp.", "head_out_ln."),
 }
 
@@ -82,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", default="11-20,21-50,>50", help="groups to probe")
     parser.add_argument("--per-group", type=int, default=1000)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument(
+        "--exclude-history",
+        action="store_true",
+        help="never rank an item of the history window (the SDK's default, and HSTU's protocol)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -93,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     sids, _, _ = load_semantic_ids(args.run_dir / "sids")
     predict = make_predictor(
-        model, PrefixIndex(sids, model.cfg.codebook_size), beam_width=20, top_k=20
+        model,
+        PrefixIndex(sids, model.cfg.codebook_size),
+        beam_width=20,
+        top_k=20,
+        exclude_history=args.exclude_history,
     )
     dataset = load_dataset(args.dataset, root=args.data_root)
     split = leave_one_out(dataset)
@@ -181,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_events": args.max_events,
                 "optimizer": "Adam, no weight decay, no dropout",
                 "beam_width": 20,
+                "exclude_history": args.exclude_history,
             },
             "ci": f"bootstrap of the mean paired difference, {args.bootstrap} resamples, 95%",
             "results": results,

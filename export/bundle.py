@@ -299,6 +299,10 @@ def write_fp32(student: Student, folder: Path) -> Manifest:
     parity = check_parity(model, folder, probe, index)
     search_graph, search_check = write_search_graph(folder, index, probe)
     np.save(folder / "semantic_ids.npy", sids.astype(np.int32))
+    # The decoder's output table, for personal adapters fitted as a state shift (half
+    # precision: it only spans the shift's directions, and halves what a phone downloads).
+    table = model.code_emb.detach().float().cpu().numpy()  # (levels, K, hidden)
+    np.save(folder / "code_embeddings.npy", table.astype(np.float16))
     shutil.copy(student.run_dir / "sids" / "tokenizer.json", folder / "tokenizer.json")
     (folder / "catalog.json").write_text(json.dumps(_catalog(dataset, split)))
     manifest = Manifest(
@@ -315,6 +319,7 @@ def write_fp32(student: Student, folder: Path) -> Manifest:
             codebook_size=model.cfg.codebook_size,
             table="semantic_ids.npy",
             tokenizer="tokenizer.json",
+            code_embeddings="code_embeddings.npy",
         ),
         encoder=graphs.encoder,
         decoder=graphs.decoder,

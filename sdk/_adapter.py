@@ -9,7 +9,11 @@ can never produce an item that does not exist. Two adapters are used:
 
 Fitting needs no gradient through the network: the model's logits for every position of the
 user's history are computed once (teacher-forced), and then only the bias is optimised (L2-
-regularised cross-entropy, a few hundred numpy steps), which takes milliseconds.
+regularised cross-entropy, a few hundred numpy steps), which takes milliseconds. A personal
+adapter is fitted either freely (a bias per code) or as a shift of the decoder's state
+(`FitSettings.form`): the decoder's logits are its state times the bundle's code embeddings,
+so a shift s of the state adds the code bias `code_embeddings @ s`, and only s (hidden numbers)
+is fitted.
 
 Federated updates (`federated_update`) are the change a client's data makes to the shared
 adapter, L2-clipped to `clip_norm` and with Gaussian noise of standard deviation
@@ -36,6 +40,7 @@ __all__ = [
     "ADAPTER_FORMAT",
     "MAX_UPDATE_BYTES",
     "UPDATE_FORMAT",
+    "FORMS",
     "Adapter",
     "FitSettings",
     "check_privacy",
@@ -210,13 +215,25 @@ class Adapter:
         return cls.from_json(obj)
 
 
+FORMS = ("auto", "shift", "bias")
+
+
 @dataclass(frozen=True)
 class FitSettings:
-    """How strongly and how long a bias is fitted.
+    """What a personal adapter is, and how strongly and how long it is fitted.
 
-    The defaults are a starting point, not a measured optimum: on Beauty's validation items
-    no l2 made the adapter help long histories (benchmarks/README.md, personalization), so
-    choose settings on your own validation data before turning personalization on.
+    Two forms of personal adapter exist; both are a code bias at recommend time:
+
+    - "shift": a vector added to the decoder's state before its output table (hidden
+      numbers, the same for every level), stored as the code bias it amounts to. Needs a
+      bundle with `code_embeddings` (every export since they were added).
+    - "bias": a free bias per level and code (num_levels x codebook_size numbers).
+
+    "auto" (the default) fits a shift when the bundle allows it, else a bias. Federated
+    updates always change the shared code bias; `form` applies to personal adapters only.
+    The defaults are a starting point, not a measured optimum: choose `l2` on your own
+    validation data before turning personalization on (benchmarks/README.md, personalization,
+    shows how the benchmark chooses it).
     """
 
     l2: float = 8.0  # pull towards the starting bias; larger = more conservative
@@ -229,6 +246,7 @@ class FitSettings:
     # window of earlier events: time and memory grow with it, not with the history (Beauty
     # bundle, one x86 core: 0.17 s and 35 MB at 100; 10,000 targets took 27 s and 2.6 GB).
     max_events: int = 100
+    form: str = "auto"
 
     def __post_init__(self) -> None:
         problems = []
@@ -240,6 +258,8 @@ class FitSettings:
             value = getattr(self, name)
             if not is_real(value) or not math.isfinite(value) or value < 0:
                 problems.append(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.form not in FORMS:
+            problems.append(f"form must be one of {', '.join(FORMS)}, got {self.form!r}")
         if problems:
             raise InvalidRequestError("FitSettings: " + "; ".join(problems))
         for name in ("steps", "min_events", "max_events"):  # numpy scalars -> JSON-able
@@ -255,6 +275,7 @@ def fit_bias(
     *,
     start: NDArray[np.float32],
     settings: FitSettings,
+    basis: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """Fit a code bias to teacher-forced logits by regularised cross-entropy (numpy Adam).
 
@@ -264,30 +285,38 @@ def fit_bias(
         allowed: (T, L, K) True where a code continues the target's prefix (the constrained
             softmax the search uses).
         start: (L, K) the bias to start from and be pulled back to.
-        settings: strength and length of the fit.
+        settings: strength and length of the fit (its `form` is the caller's business: the
+            `basis` argument decides what is fitted).
+        basis: (L, K, D) the decoder's code embeddings: fit a state shift s (D numbers) and
+            return start + basis @ s. None: fit the (L, K) change freely.
 
     Returns:
         (L, K) float32 bias.
     """
     if len(targets) == 0:
         raise InvalidRequestError("fit_bias needs at least one next-item target")
-    bias = start.astype(np.float64).copy()
-    m = np.zeros_like(bias)
-    v = np.zeros_like(bias)
+    table = None if basis is None else basis.astype(np.float64)
+    theta = np.zeros(start.shape if table is None else table.shape[2])  # the fitted change
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
     onehot = np.zeros(logits.shape, dtype=np.float64)
     t_idx, l_idx = np.meshgrid(np.arange(len(targets)), np.arange(targets.shape[1]), indexing="ij")
     onehot[t_idx, l_idx, targets] = 1.0
-    base = np.where(allowed, logits.astype(np.float64), -np.inf)
+    base = np.where(allowed, logits.astype(np.float64), -np.inf) + start[None]
     for step in range(1, settings.steps + 1):
-        z = base + bias[None]
+        z = base + (theta if table is None else table @ theta)[None]
         z = z - z.max(axis=2, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=2, keepdims=True)
-        grad = (p - onehot).sum(axis=0) + settings.l2 * (bias - start)
+        grad = (p - onehot).sum(axis=0)  # (L, K): d loss / d bias
+        if table is not None:
+            grad = np.einsum("lk,lkd->d", grad, table)
+        grad += settings.l2 * theta
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad**2
-        bias -= settings.lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
-    return bias.astype(np.float32)
+        theta -= settings.lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+    change = theta if table is None else table @ theta
+    return (start + change).astype(np.float32)
 
 
 def check_privacy(clip_norm: object, noise_multiplier: object) -> None:

@@ -177,6 +177,8 @@ class Bundle:
     index: PrefixIndex  # the semantic IDs that exist, for constrained search
     search: ort.InferenceSession | None = None  # the one-user search graph, when it has one
     signed_by: str | None = None  # id of the trusted key that signed it, when keys were given
+    # (num_levels, codebook_size, hidden) the decoder's output table, when the bundle has one
+    code_embeddings: NDArray[np.float32] | None = None
 
 
 def _check_tables(
@@ -226,6 +228,32 @@ def _check_tables(
     if problems or index is None:
         raise BundleError(f"bundle tables are invalid: {'; '.join(problems)}; {REEXPORT}")
     return items, popularity, index
+
+
+def _code_embeddings(folder: Path, manifest: Manifest) -> NDArray[np.float32] | None:
+    """The decoder's output table, checked; None when the bundle has none (older exports)."""
+    name = manifest.semantic_ids.code_embeddings
+    if name is None:
+        return None
+    layout = manifest.semantic_ids
+    expected = (layout.num_levels, layout.codebook_size, manifest.hidden)
+    try:
+        table = np.load(folder / name, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise BundleError(
+            f"cannot read the bundle's code embeddings {name}: {e}; {REEXPORT}"
+        ) from e
+    if (
+        table.shape != expected
+        or not np.issubdtype(table.dtype, np.floating)
+        or not np.isfinite(table).all()
+    ):
+        raise BundleError(
+            f"the code embeddings {name} must be {expected} finite floats, got {table.shape} "
+            f"of {table.dtype}; {REEXPORT}"
+        )
+    out: NDArray[np.float32] = table.astype(np.float32)
+    return out
 
 
 def _is_id(value: object) -> bool:
@@ -292,6 +320,7 @@ def open_bundle(
     folder = given.resolve()
     checked = check_bundle(folder, trusted_keys=trusted_keys, verify=verify)
     manifest, signed_by, (items, popularity, index) = checked
+    code_embeddings = _code_embeddings(folder, manifest)
     chosen = _providers(providers, manifest)
     try:
         encoder = _session(folder, manifest.encoder, _session_options(threads), chosen, manifest)
@@ -333,4 +362,5 @@ def open_bundle(
         index=index,
         search=search,
         signed_by=signed_by,
+        code_embeddings=code_embeddings,
     )

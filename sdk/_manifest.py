@@ -106,6 +106,10 @@ class SemanticIdLayout:
     codebook_size: int
     table: str  # .npy file: (num_items, num_levels) int32, row i = catalogue item i
     tokenizer: str  # tokenizer.json: token ids of the codes and special tokens
+    # .npy file: (num_levels, codebook_size, hidden) float16, the decoder's output embedding
+    # of every code (its logits are the decoder state times this table). A personal adapter
+    # fitted as a state shift is a code bias in its span. Optional: older bundles lack it.
+    code_embeddings: str | None = None
 
     @property
     def empty_code(self) -> int:
@@ -116,6 +120,11 @@ class SemanticIdLayout:
         if self.num_levels < 1 or self.codebook_size < 2:
             raise BundleError(
                 f"manifest: semantic_ids has {self.num_levels} levels of {self.codebook_size} codes"
+            )
+        if self.code_embeddings is not None and not isinstance(self.code_embeddings, str):
+            raise BundleError(
+                f"manifest: semantic_ids.code_embeddings must name a file, got "
+                f"{self.code_embeddings!r}; {REEXPORT}"
             )
 
 
@@ -195,6 +204,8 @@ class Manifest:
             self.semantic_ids.table,
             self.semantic_ids.tokenizer,
         } | ({self.adapter} if self.adapter else set())
+        if self.semantic_ids.code_embeddings:
+            referenced.add(self.semantic_ids.code_embeddings)
         if self.search_graph:
             referenced |= {self.search_graph.file} | set(self.search_graph.compiled.values())
         referenced |= set(self.encoder.compiled.values()) | set(self.decoder.compiled.values())
@@ -250,6 +261,7 @@ class Manifest:
                 codebook_size=_need(sid, "codebook_size", int, "semantic_ids"),
                 table=_need(sid, "table", str, "semantic_ids"),
                 tokenizer=_need(sid, "tokenizer", str, "semantic_ids"),
+                code_embeddings=sid.get("code_embeddings"),
             ),
             encoder=GraphSpec.parse(_need(obj, "encoder", dict, "manifest"), "encoder"),
             decoder=GraphSpec.parse(_need(obj, "decoder", dict, "manifest"), "decoder"),

@@ -61,8 +61,27 @@ def teacher_forced(
     return logits, targets, allowed
 
 
+def personal_form(rec: Recommender, settings: FitSettings) -> str:
+    """The form of personal adapter `settings` asks for on this bundle: "shift" or "bias".
+
+    Raises:
+        InvalidRequestError: form "shift" on a bundle without code embeddings.
+    """
+    has_table = rec.code_embeddings is not None
+    if settings.form == "shift" and not has_table:
+        raise InvalidRequestError(
+            f"FitSettings(form='shift') needs the bundle's code embeddings, and bundle "
+            f"{rec.manifest.name!r} was exported without them; export it again with this "
+            "pocketrec (`pocketrec export RUN_DIR --out BUNDLE_DIR`) or use form='bias'"
+        )
+    if settings.form == "auto":
+        return "shift" if has_table else "bias"
+    return settings.form
+
+
 def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -> Adapter:
     """A personal adapter, on top of the adapters `rec` already applies, from a history."""
+    form = personal_form(rec, settings)
     current = rec.total_bias
     if len(rows) < min_rows(settings):
         return Adapter(
@@ -74,7 +93,12 @@ def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -
         )
     logits, targets, allowed = teacher_forced(rec, rows, settings.max_events)
     bias = fit_bias(
-        logits + current[None], targets, allowed, start=np.zeros_like(current), settings=settings
+        logits + current[None],
+        targets,
+        allowed,
+        start=np.zeros_like(current),
+        settings=settings,
+        basis=rec.code_embeddings if form == "shift" else None,
     )
     return Adapter(
         bundle=rec.manifest.name,
@@ -84,6 +108,7 @@ def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -
         info={
             "events": len(rows),
             "fitted": len(targets),
+            "form": form,
             "l2": settings.l2,
             "steps": settings.steps,
         },

@@ -187,6 +187,12 @@ class Recommender:
         return self._bundle.semantic_ids
 
     @property
+    def code_embeddings(self) -> NDArray[np.float32] | None:
+        """(num_levels, codebook_size, hidden) the decoder's output table, when the bundle has
+        one (personal adapters fitted as a state shift need it)."""
+        return self._bundle.code_embeddings
+
+    @property
     def prefix_index(self) -> PrefixIndex:
         return self._index
 

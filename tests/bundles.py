@@ -115,3 +115,16 @@ def drop_search_graph(bundle: Path, target: Path) -> Path:
     del manifest["files"]["search.onnx"]
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return target
+
+
+def drop_code_embeddings(bundle: Path, target: Path) -> Path:
+    """A copy of `bundle` as exported before code embeddings: no table, no manifest entry."""
+    import shutil
+
+    shutil.copytree(bundle, target)
+    (target / "code_embeddings.npy").unlink()
+    manifest = json.loads((target / "manifest.json").read_text())
+    del manifest["semantic_ids"]["code_embeddings"]
+    del manifest["files"]["code_embeddings.npy"]
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return target

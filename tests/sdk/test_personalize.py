@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,8 @@ def test_personal_adapter_shifts_towards_the_users_codes(tiny_bundle: Path, tmp_
     # A user who always picks items whose first code is 5.
     liked = [i for i, sid in zip(rec.item_ids, rec.semantic_ids, strict=True) if sid[0] == 5]
     history = (liked * 3)[:12]
-    adapter = rec.fit_adapter(history, settings=FitSettings(l2=0.5))
-    assert adapter.bias[0].argmax() == 5
+    adapter = rec.fit_adapter(history, settings=FitSettings(l2=0.5, form="bias"))
+    assert adapter.bias[0].argmax() == 5 and adapter.info["form"] == "bias"
     personal = rec.with_adapters(adapter)
     base = rec.recommend(history[-3:], k=10, exclude_history=False)
     tuned = personal.recommend(history[-3:], k=10, exclude_history=False)
@@ -106,11 +107,97 @@ def test_a_huge_history_fits_its_most_recent_events_with_their_full_context(
         {"l2": float("nan")},
         {"l2": float("inf")},
         {"lr": "1"},
+        {"form": "lora"},
     ],
 )
 def test_bad_fit_settings_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(InvalidRequestError, match=f"FitSettings: {next(iter(changes))}"):
         FitSettings(**changes)  # type: ignore[arg-type]
+
+
+def test_a_shift_is_fitted_in_the_span_of_the_code_embeddings_and_lowers_the_loss() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(40, 3, 8)).astype(np.float32)
+    targets = rng.integers(0, 8, size=(40, 3))
+    targets[:, 0] = 2  # a first-level preference a shift can express
+    allowed = np.ones((40, 3, 8), bool)
+    basis = rng.normal(size=(3, 8, 4)).astype(np.float32)
+    zero = np.zeros((3, 8), np.float32)
+
+    def loss(bias: np.ndarray) -> float:
+        z = logits + bias[None]
+        z = z - z.max(axis=2, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+        return float(-np.take_along_axis(logp, targets[..., None], axis=2).sum())
+
+    shift = fit_bias(
+        logits, targets, allowed, start=zero, settings=FitSettings(l2=0.1), basis=basis
+    )
+    s, *_ = np.linalg.lstsq(basis.reshape(-1, 4), shift.reshape(-1), rcond=None)
+    np.testing.assert_allclose(basis @ s, shift, atol=1e-4)  # a code bias of a state shift
+    free = fit_bias(logits, targets, allowed, start=zero, settings=FitSettings(l2=0.1))
+    assert loss(free) < loss(shift) < loss(zero)  # four numbers fit less than 24, but fit
+    strong = fit_bias(
+        logits, targets, allowed, start=zero, settings=FitSettings(l2=1e4), basis=basis
+    )
+    assert np.abs(strong).max() < 0.05 * np.abs(shift).max()
+
+
+def test_personal_adapters_are_shifts_where_the_bundle_has_code_embeddings(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    from tests.bundles import drop_code_embeddings
+
+    rec = Recommender.from_bundle(tiny_bundle)
+    table = rec.code_embeddings
+    layout = rec.manifest.semantic_ids
+    assert table is not None
+    assert table.shape == (layout.num_levels, layout.codebook_size, rec.manifest.hidden)
+    history = list(rec.item_ids[2:14])
+    adapter = rec.fit_adapter(history)
+    assert adapter.info["form"] == "shift" and adapter.bias.any()
+    s, *_ = np.linalg.lstsq(table.reshape(-1, table.shape[2]), adapter.bias.reshape(-1))
+    np.testing.assert_allclose(table @ s, adapter.bias, atol=1e-4)
+    valid = {tuple(c) for c in rec.semantic_ids.tolist()}
+    assert all(r.semantic_id in valid for r in rec.with_adapters(adapter).recommend(history))
+
+    old = Recommender.from_bundle(drop_code_embeddings(tiny_bundle, tmp_path / "old"))
+    assert old.code_embeddings is None
+    assert old.fit_adapter(history).info["form"] == "bias"  # auto falls back
+    with pytest.raises(InvalidRequestError, match="exported without them; export it again"):
+        old.fit_adapter(history, settings=FitSettings(form="shift"))
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        (np.zeros((2, 3), np.float16), "must be"),
+        ("nan", "must be"),
+        (np.zeros(3, np.int64), "must be"),
+        (b"not an npy file", "cannot read"),
+    ],
+)
+def test_a_bad_code_embedding_table_is_refused_with_a_fix(
+    tiny_bundle: Path, tmp_path: Path, table: object, problem: str
+) -> None:
+    from pocketrec._bundle import sha256_file
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    path = bundle / "code_embeddings.npy"
+    if isinstance(table, bytes):
+        path.write_bytes(table)
+    else:
+        good = np.load(path)
+        np.save(path, np.full_like(good, np.nan) if isinstance(table, str) else table)
+    manifest = json.loads((bundle / "manifest.json").read_text())  # re-hashed: not tampering
+    manifest["files"]["code_embeddings.npy"] = {
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"{problem}.*re-export the bundle"):
+        Recommender.from_bundle(bundle)
 
 
 def test_adapted_recommenders_share_the_bundles_tables_and_keep_their_own_bias(
