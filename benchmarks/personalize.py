@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 from pocketrec import Recommender  # noqa: E402
 from pocketrec._adapter import FORMS, FitSettings  # noqa: E402
-from pocketrec._personalize import fit_personal, min_rows  # noqa: E402
+from pocketrec._personalize import fit_personal, min_rows, personal_form  # noqa: E402
 from pocketrec._search import beam_search, exclusion_batch, search_excluding  # noqa: E402
 from pocketrec.distill.data import load_dataset  # noqa: E402
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk  # noqa: E402
@@ -157,6 +157,11 @@ def adapts(num_events: int, settings: FitSettings) -> bool:
     """
     return num_events >= min_rows(settings)
 
+
+ADAPTER_FORMS = {
+    "shift": "state shift: hidden numbers fitted, applied as code_embeddings @ shift",
+    "bias": "free code bias: one number per level and code",
+}
 
 SELECTION_RULE = (
     "per l2: gate the adapter off (min_events) below the lowest group from which no group's "
@@ -459,6 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     base = FitSettings(
         steps=args.steps, lr=args.lr, min_events=2, max_events=args.max_events, form=args.form
     )
+    if args.levels is not None and personal_form(rec, base) == "shift":
+        # Keeping the first levels of a fitted shift is not fitting those levels alone: one
+        # shift moves every level.
+        parser.error("--levels needs --form bias (a state shift moves every level at once)")
 
     sweep = []
     valid_users = stage_users(rec, split, tune_pos, groups[tune_pos], "valid", to_bundle)
@@ -559,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         "ci": f"paired bootstrap within each group, {args.bootstrap} resamples, percentile 95%",
         "beam_width": beam,
         "adapted_levels": "all" if args.levels is None else args.levels,
+        "adapter_form": ADAPTER_FORMS[personal_form(rec, base)],
         "selection": {
             "stage": "valid",
             "rule": SELECTION_RULE,

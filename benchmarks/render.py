@@ -373,10 +373,10 @@ def _stages(stages: list[str]) -> str:
 
 def personalize_table(records: list[dict[str, Any]]) -> str:
     rows = [
-        "| dataset | events before test | users scored / all | shared NDCG@10 | adapted NDCG@10 "
-        "| NDCG@10 difference [95% CI] | Recall@10 difference [95% CI] | verdict | "
-        "fit p50 / p90, 1 thread | record |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | adapter | events before test | users scored / all | shared NDCG@10 | "
+        "adapted NDCG@10 | NDCG@10 difference [95% CI] | Recall@10 difference [95% CI] | "
+        "verdict | fit p50 / p90, 1 thread | record |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     personalized = [r for r in records if r.get("kind") == "personalize"]
     # Records of one dataset and user set that scored different bundles: the rows name them.
@@ -394,10 +394,12 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
             r = r | {"dataset": f"{r['dataset']} (users not trained on)"}
         if r.get("ranking", "").startswith("every event the device holds"):
             r = r | {"dataset": f"{r['dataset']}, device's events left out of both rankings"}
+        # Records made before state shifts existed fitted the free code bias.
+        form = str(r.get("adapter_form", "free code bias")).split(":")[0]
         for g in test["groups"]:
             if "diff" not in g:
                 rows.append(
-                    f"| {r['dataset']} | {g['group']} | 0 / {g['users_total']:,} | "
+                    f"| {r['dataset']} | {form} | {g['group']} | 0 / {g['users_total']:,} | "
                     "| | | | | | {link} |"
                 )
                 continue
@@ -406,7 +408,8 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
                 f"{fit['p50']:.0f} / {fit['p90']:.0f} ms" if fit["fitted_users"] else "not fitted"
             )
             rows.append(
-                f"| {r['dataset']} | {g['group']} | {g['users_scored']:,} / {g['users_total']:,} | "
+                f"| {r['dataset']} | {form} | {g['group']} | {g['users_scored']:,} / "
+                f"{g['users_total']:,} | "
                 f"{g['shared']['ndcg@10']:.4f} | {g['adapted']['ndcg@10']:.4f} | "
                 f"{_ci(g['diff']['ndcg@10'])} | {_ci(g['diff']['recall@10'])} | {g['verdict']} | "
                 f"{times} | {link} |"
@@ -414,7 +417,7 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
         pop, fit, chosen = test["population_diff"], test["fit_ms"], r["selection"]["chosen"]
         times = f"{fit['p50']:.0f} / {fit['p90']:.0f} ms" if fit["fitted_users"] else "–"
         rows.append(
-            f"| {r['dataset']} | all (weighted by group size) | "
+            f"| {r['dataset']} | {form} | all (weighted by group size) | "
             f"{r['sampling']['test_users']:,} / {sum(r['groups']['users_total']):,} | | | "
             f"{_ci(pop['ndcg@10'])} | {_ci(pop['recall@10'])} | | {times} | "
             f"l2={chosen['l2']:g}, min_events={chosen['min_events']}, steps={chosen['steps']}, "

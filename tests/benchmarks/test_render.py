@@ -95,3 +95,18 @@ def test_personalization_rows_name_the_ranking_and_only_bundles_that_differ() ->
         f"| beauty (bundle {records[0]['bundle']})",
         "| beauty (bundle runs/other/fp32), device's events left out of both rankings",
     }
+
+
+def test_personalization_rows_name_the_adapter_form() -> None:
+    import json
+
+    from tests.benchmarks.scripts import load_script
+
+    render = load_script("render")
+    name = "personalize_beauty_seen.json"
+    old = json.loads((ROOT / "benchmarks" / "results" / name).read_text()) | {"_file": name}
+    shift = old | {"adapter_form": "state shift: hidden numbers fitted", "bundle": "b2"}
+    rows = render.personalize_table([old, shift]).splitlines()[2:]
+    forms = {row.split(" | ")[0]: row.split(" | ")[1] for row in rows}
+    assert set(forms.values()) == {"free code bias", "state shift"}
+    assert all((form == "state shift") == ("b2" in label) for label, form in forms.items())
