@@ -405,9 +405,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--form",
         choices=FORMS,
-        default="auto",
-        help="personal adapter form (FitSettings.form; default: a state shift when the bundle "
-        "has code embeddings, else a free code bias)",
+        default="bias",
+        help="personal adapter form (FitSettings.form): a free code bias (default) or a state "
+        "shift (bundles with code embeddings)",
+    )
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="keep a user's adapter only if, fitted without their most recent N targets, it "
+        "lowers the loss on those (FitSettings.holdout; default 0: always keep)",
     )
     parser.add_argument(
         "--levels",
@@ -462,7 +469,12 @@ def main(argv: list[str] | None = None) -> int:
     tune_pos = stratified_sample(groups, len(labels), args.tune_per_group, rng)
     test_pos = stratified_sample(groups, len(labels), args.per_group, rng)
     base = FitSettings(
-        steps=args.steps, lr=args.lr, min_events=2, max_events=args.max_events, form=args.form
+        steps=args.steps,
+        lr=args.lr,
+        min_events=2,
+        max_events=args.max_events,
+        form=args.form,
+        holdout=args.holdout,
     )
     if args.levels is not None and personal_form(rec, base) == "shift":
         # Keeping the first levels of a fitted shift is not fitting those levels alone: one

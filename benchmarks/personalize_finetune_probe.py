@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="never rank an item of the history window (the SDK's default, and HSTU's protocol)",
     )
+    parser.add_argument(
+        "--stage",
+        choices=("valid", "test"),
+        default="valid",
+        help="the item ranked: validation (default) or, to check a finding, the test item",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = bucket_of(dataset.lengths()[users] - 1, edges)
     lrs = dict(item.split("=") for item in args.lr.split(","))
     window = model.cfg.max_len
+    valid = args.stage == "valid"
     rng = np.random.default_rng(args.seed)
 
     results: dict[str, list] = {}
@@ -137,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             before, after, fit_s = [], [], []
             for user in picked.tolist():
-                lo, end = dataset.offsets[user], dataset.offsets[user + 1] - 2  # valid item at end
+                # The target is the validation item (or, with --stage test, the test item, the
+                # device then holding the validation item too).
+                lo, end = dataset.offsets[user], dataset.offsets[user + 1] - (2 if valid else 1)
                 events = dataset.items[lo:end].astype(np.int64)
                 hist = np.full((1, window), -1, np.int32)
                 recent = events[-window:]
@@ -182,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         args.json,
         {
             "what": "upper-bound probe: per-user fine-tuning of student parameters on the "
-            "user's own events, users the model never trained on, validation item",
+            f"user's own events, users the model never trained on, {args.stage} item",
             "kind": "personalize_probe",
             "dataset": dataset.name,
             "run": str(args.run_dir),
             "student_seed": seed,
             "device_users": args.device_users,
+            "stage": args.stage,
             "settings": {
                 "steps": args.steps,
                 "lr": lrs,

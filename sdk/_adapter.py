@@ -215,7 +215,7 @@ class Adapter:
         return cls.from_json(obj)
 
 
-FORMS = ("auto", "shift", "bias")
+FORMS = ("bias", "shift")
 
 
 @dataclass(frozen=True)
@@ -224,16 +224,16 @@ class FitSettings:
 
     Two forms of personal adapter exist; both are a code bias at recommend time:
 
-    - "shift": a vector added to the decoder's state before its output table (hidden
-      numbers, the same for every level), stored as the code bias it amounts to. Needs a
-      bundle with `code_embeddings` (every export since they were added).
-    - "bias": a free bias per level and code (num_levels x codebook_size numbers).
+    - "bias" (default): a free bias per level and code (num_levels x codebook_size numbers).
+    - "shift": a vector added to the decoder's state before its output table (hidden numbers,
+      the same for every level), stored as the code bias it amounts to. Needs a bundle with
+      `code_embeddings` (every export since they were added).
 
-    "auto" (the default) fits a shift when the bundle allows it, else a bias. Federated
-    updates always change the shared code bias; `form` applies to personal adapters only.
-    The defaults are a starting point, not a measured optimum: choose `l2` on your own
-    validation data before turning personalization on (benchmarks/README.md, personalization,
-    shows how the benchmark chooses it).
+    Federated updates always change the shared code bias; `form` and `holdout` apply to
+    personal adapters only. The defaults are a starting point, not a measured optimum: no
+    setting measured so far made either form help long histories beyond noise
+    (benchmarks/README.md, personalization), so choose settings on your own validation data
+    before turning personalization on.
     """
 
     l2: float = 8.0  # pull towards the starting bias; larger = more conservative
@@ -246,11 +246,16 @@ class FitSettings:
     # window of earlier events: time and memory grow with it, not with the history (Beauty
     # bundle, one x86 core: 0.17 s and 35 MB at 100; 10,000 targets took 27 s and 2.6 GB).
     max_events: int = 100
-    form: str = "auto"
+    form: str = "bias"
+    # A per-user check before a personal adapter is kept: fit on all but the most recent
+    # `holdout` targets, and keep the adapter (refitted on every target) only if it lowers
+    # the loss on those; otherwise the user gets a zero adapter. Histories with no more than
+    # `holdout` targets are not adapted. 0: no check. Personal adapters only.
+    holdout: int = 0
 
     def __post_init__(self) -> None:
         problems = []
-        for name, least in (("steps", 1), ("min_events", 0), ("max_events", 1)):
+        for name, least in (("steps", 1), ("min_events", 0), ("max_events", 1), ("holdout", 0)):
             value = getattr(self, name)
             if not is_int(value) or value < least:
                 problems.append(f"{name} must be an integer >= {least}, got {value!r}")
@@ -262,7 +267,7 @@ class FitSettings:
             problems.append(f"form must be one of {', '.join(FORMS)}, got {self.form!r}")
         if problems:
             raise InvalidRequestError("FitSettings: " + "; ".join(problems))
-        for name in ("steps", "min_events", "max_events"):  # numpy scalars -> JSON-able
+        for name in ("steps", "min_events", "max_events", "holdout"):  # numpy -> JSON-able
             object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("l2", "lr"):
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -317,6 +322,22 @@ def fit_bias(
         theta -= settings.lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
     change = theta if table is None else table @ theta
     return (start + change).astype(np.float32)
+
+
+def code_nll(
+    logits: NDArray[np.float32], targets: NDArray[np.int64], allowed: NDArray[np.bool_]
+) -> float:
+    """Summed -log p of the targets' codes under the constrained softmax (the fit's loss).
+
+    Args:
+        logits: (T, L, K), any bias already added.
+        targets: (T, L) codes.
+        allowed: (T, L, K) codes that continue each target's prefix.
+    """
+    z = np.where(allowed, logits.astype(np.float64), -np.inf)
+    z = z - z.max(axis=2, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+    return float(-np.take_along_axis(log_p, targets[..., None], axis=2).sum())
 
 
 def check_privacy(clip_norm: object, noise_multiplier: object) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from pocketrec._adapter import Adapter, FitSettings, fit_bias, make_update
+from pocketrec._adapter import Adapter, FitSettings, code_nll, fit_bias, make_update
 from pocketrec._errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -62,20 +62,17 @@ def teacher_forced(
 
 
 def personal_form(rec: Recommender, settings: FitSettings) -> str:
-    """The form of personal adapter `settings` asks for on this bundle: "shift" or "bias".
+    """The form of personal adapter `settings` asks for, once the bundle is checked for it.
 
     Raises:
         InvalidRequestError: form "shift" on a bundle without code embeddings.
     """
-    has_table = rec.code_embeddings is not None
-    if settings.form == "shift" and not has_table:
+    if settings.form == "shift" and rec.code_embeddings is None:
         raise InvalidRequestError(
             f"FitSettings(form='shift') needs the bundle's code embeddings, and bundle "
             f"{rec.manifest.name!r} was exported without them; export it again with this "
             "pocketrec (`pocketrec export RUN_DIR --out BUNDLE_DIR`) or use form='bias'"
         )
-    if settings.form == "auto":
-        return "shift" if has_table else "bias"
     return settings.form
 
 
@@ -83,35 +80,40 @@ def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -
     """A personal adapter, on top of the adapters `rec` already applies, from a history."""
     form = personal_form(rec, settings)
     current = rec.total_bias
+    zero = np.zeros_like(current)
+    info: dict[str, object] = {"events": len(rows)}
     if len(rows) < min_rows(settings):
-        return Adapter(
-            bundle=rec.manifest.name,
-            bias=np.zeros_like(current),
-            kind="personal",
-            model=rec.manifest.model_id,
-            info={"events": len(rows)},
-        )
+        return _personal(rec, zero, info)
     logits, targets, allowed = teacher_forced(rec, rows, settings.max_events)
-    bias = fit_bias(
-        logits + current[None],
-        targets,
-        allowed,
-        start=np.zeros_like(current),
-        settings=settings,
-        basis=rec.code_embeddings if form == "shift" else None,
-    )
+    base = logits + current[None]
+    basis = rec.code_embeddings if form == "shift" else None
+    info |= {"fitted": len(targets), "form": form, "l2": settings.l2, "steps": settings.steps}
+
+    def fit(part: slice) -> NDArray[np.float32]:
+        return fit_bias(
+            base[part], targets[part], allowed[part], start=zero, settings=settings, basis=basis
+        )
+
+    if settings.holdout:
+        h = settings.holdout
+        if len(targets) <= h:
+            return _personal(rec, zero, info | {"kept": False, "why": "too few targets"})
+        trial = fit(slice(None, -h))
+        before = code_nll(base[-h:], targets[-h:], allowed[-h:])
+        after = code_nll(base[-h:] + trial[None], targets[-h:], allowed[-h:])
+        info |= {"holdout_nll": [before, after], "kept": after < before}
+        if after >= before:
+            return _personal(rec, zero, info)
+    return _personal(rec, fit(slice(None)), info)
+
+
+def _personal(rec: Recommender, bias: NDArray[np.float32], info: dict[str, object]) -> Adapter:
     return Adapter(
         bundle=rec.manifest.name,
         bias=bias,
         kind="personal",
         model=rec.manifest.model_id,
-        info={
-            "events": len(rows),
-            "fitted": len(targets),
-            "form": form,
-            "l2": settings.l2,
-            "steps": settings.steps,
-        },
+        info=info,
     )
 
 

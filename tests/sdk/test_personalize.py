@@ -108,6 +108,7 @@ def test_a_huge_history_fits_its_most_recent_events_with_their_full_context(
         {"l2": float("inf")},
         {"lr": "1"},
         {"form": "lora"},
+        {"holdout": -1},
     ],
 )
 def test_bad_fit_settings_are_refused(changes: dict[str, object]) -> None:
@@ -143,7 +144,7 @@ def test_a_shift_is_fitted_in_the_span_of_the_code_embeddings_and_lowers_the_los
     assert np.abs(strong).max() < 0.05 * np.abs(shift).max()
 
 
-def test_personal_adapters_are_shifts_where_the_bundle_has_code_embeddings(
+def test_shift_adapters_need_a_bundle_with_code_embeddings(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
     from tests.bundles import drop_code_embeddings
@@ -154,7 +155,8 @@ def test_personal_adapters_are_shifts_where_the_bundle_has_code_embeddings(
     assert table is not None
     assert table.shape == (layout.num_levels, layout.codebook_size, rec.manifest.hidden)
     history = list(rec.item_ids[2:14])
-    adapter = rec.fit_adapter(history)
+    assert rec.fit_adapter(history).info["form"] == "bias"  # the default
+    adapter = rec.fit_adapter(history, settings=FitSettings(form="shift"))
     assert adapter.info["form"] == "shift" and adapter.bias.any()
     s, *_ = np.linalg.lstsq(table.reshape(-1, table.shape[2]), adapter.bias.reshape(-1))
     np.testing.assert_allclose(table @ s, adapter.bias, atol=1e-4)
@@ -163,9 +165,31 @@ def test_personal_adapters_are_shifts_where_the_bundle_has_code_embeddings(
 
     old = Recommender.from_bundle(drop_code_embeddings(tiny_bundle, tmp_path / "old"))
     assert old.code_embeddings is None
-    assert old.fit_adapter(history).info["form"] == "bias"  # auto falls back
+    assert old.fit_adapter(history).info["form"] == "bias"
     with pytest.raises(InvalidRequestError, match="exported without them; export it again"):
         old.fit_adapter(history, settings=FitSettings(form="shift"))
+
+
+def test_the_holdout_check_keeps_adapters_that_predict_the_users_latest_events(
+    tiny_bundle: Path,
+) -> None:
+    rec = Recommender.from_bundle(tiny_bundle)
+    by_first: dict[int, list[str]] = {}
+    for item, sid in zip(rec.item_ids, rec.semantic_ids, strict=True):
+        by_first.setdefault(int(sid[0]), []).append(item)
+    a, b = [codes for codes in by_first.values() if len(codes) >= 3][:2]
+    settings = FitSettings(l2=0.1, form="bias", holdout=4)
+    steady = (a * 8)[:20]  # one taste throughout: the check keeps the adapter
+    kept = rec.fit_adapter(steady, settings=settings)
+    before, after = kept.info["holdout_nll"]
+    assert kept.info["kept"] and after < before and kept.bias.any()
+    full = rec.fit_adapter(steady, settings=FitSettings(l2=0.1, form="bias"))
+    np.testing.assert_array_equal(kept.bias, full.bias)  # refitted on every target
+    changed = (a * 8)[:16] + b[:4]  # the latest events leave the fitted taste
+    dropped = rec.fit_adapter(changed, settings=settings)
+    assert not dropped.info["kept"] and not dropped.bias.any()
+    short = rec.fit_adapter(steady[:4], settings=settings)  # 3 targets, none left to fit
+    assert not short.info["kept"] and not short.bias.any()
 
 
 @pytest.mark.parametrize(
