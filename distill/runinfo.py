@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -125,20 +126,38 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+@functools.cache
+def commit_at_start() -> str | None:
+    """`git_commit()` when this process first asked, which importing this module does.
+
+    A benchmark imports this module before its work begins, so its record names the code that
+    ran even when commits land in the checkout while it runs.
+    """
+    return git_commit()
+
+
 def provenance(created: str, started_s: float) -> dict[str, Any]:
     """What every benchmark record states about how it was made.
+
+    `git_commit` is the checkout when the process began (`commit_at_start`); when it changed
+    before the record was written, `git_commit_finished` says to what.
 
     Args:
         created: `utc_now()` when the work began.
         started_s: `time.perf_counter()` when the work began.
     """
+    now = git_commit()
     return {
         "command": command_line(),
-        "git_commit": git_commit(),
+        "git_commit": commit_at_start(),
+        **({"git_commit_finished": now} if now != commit_at_start() else {}),
         "machine": machine_info(),
         "created": created,
         "wall_time_s": round(time.perf_counter() - started_s, 1),
     }
+
+
+commit_at_start()  # at import: before any work of the process that imports this module
 
 
 def write_json(path: Path, obj: Any) -> Path:
