@@ -330,6 +330,9 @@ def score_stage(
         "shared": ranks_from_topk(np.concatenate(shared), users.targets),
         "adapted": ranks_from_topk(np.concatenate(adapted), users.targets),
         "fit_ms": fit_ms,
+        # a user is adapted when the adapter applied is not zero (not gated off by
+        # min_events, nor dropped by the holdout check)
+        "adapted_users": biases.reshape(len(biases), -1).any(axis=1),
     }
 
 
@@ -363,6 +366,7 @@ def summarize(
             entry["diff"] = boot["groups"][g]
             entry["verdict"] = verdict(boot["groups"][g]["ndcg@10"])
             entry["fit_ms"] = _times(scored["fit_ms"][idx])
+            entry["users_adapted"] = int(scored["adapted_users"][idx].sum())
             entry["events_mean"] = float(np.mean([len(users.events[i]) for i in idx]))
         groups.append(entry)
     return {
@@ -476,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         form=args.form,
         holdout=args.holdout,
     )
+    if args.levels is not None and args.holdout:
+        parser.error("--levels cannot be combined with --holdout (the check reads every level)")
     if args.levels is not None and personal_form(rec, base) == "shift":
         # Keeping the first levels of a fitted shift is not fitting those levels alone: one
         # shift moves every level.
