@@ -401,17 +401,20 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
         for g in test["groups"]:
             if "diff" not in g:
                 rows.append(
-                    f"| {r['dataset']} | {form} | {g['group']} | 0 / {g['users_total']:,} | "
-                    "| | | | | | {link} |"
+                    f"| {r['dataset']} | {form} | {g['group']} | 0 / {g['users_total']:,} |"
+                    + " |" * 6
+                    + f" {link} |"
                 )
                 continue
             fit = g["fit_ms"]
             times = (
                 f"{fit['p50']:.0f} / {fit['p90']:.0f} ms" if fit["fitted_users"] else "not fitted"
             )
+            # Records that count them say how many users got a non-zero adapter.
+            adapted = f" ({g['users_adapted']:,} adapted)" if "users_adapted" in g else ""
             rows.append(
                 f"| {r['dataset']} | {form} | {g['group']} | {g['users_scored']:,} / "
-                f"{g['users_total']:,} | "
+                f"{g['users_total']:,}{adapted} | "
                 f"{g['shared']['ndcg@10']:.4f} | {g['adapted']['ndcg@10']:.4f} | "
                 f"{_ci(g['diff']['ndcg@10'])} | {_ci(g['diff']['recall@10'])} | {g['verdict']} | "
                 f"{times} | {link} |"

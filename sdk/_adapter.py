@@ -38,9 +38,9 @@ from pocketrec._files import fsync
 
 __all__ = [
     "ADAPTER_FORMAT",
+    "FORMS",
     "MAX_UPDATE_BYTES",
     "UPDATE_FORMAT",
-    "FORMS",
     "Adapter",
     "FitSettings",
     "check_privacy",
@@ -222,21 +222,24 @@ FORMS = ("bias", "shift")
 class FitSettings:
     """What a personal adapter is, and how strongly and how long it is fitted.
 
-    Two forms of personal adapter exist; both are a code bias at recommend time:
+    Two forms of personal adapter exist; both are a code bias at recommend time, so the search
+    still returns only catalogue items:
 
     - "bias" (default): a free bias per level and code (num_levels x codebook_size numbers).
-    - "shift": a vector added to the decoder's state before its output table (hidden numbers,
-      the same for every level), stored as the code bias it amounts to. Needs a bundle with
-      `code_embeddings` (every export since they were added).
+    - "shift": a vector of `manifest.hidden` numbers added to the decoder's state before its
+      output table, the same for every level, stored as the code bias it amounts to
+      (`code_embeddings @ shift`). Needs a bundle with `code_embeddings`.
 
     Federated updates always change the shared code bias; `form` and `holdout` apply to
     personal adapters only. The defaults are a starting point, not a measured optimum: no
-    setting measured so far made either form help long histories beyond noise
-    (benchmarks/README.md, personalization), so choose settings on your own validation data
-    before turning personalization on.
+    setting measured made either form help long histories consistently from validation to
+    test (benchmarks/README.md, personalization), so choose settings on your own validation
+    data before turning personalization on.
     """
 
-    l2: float = 8.0  # pull towards the starting bias; larger = more conservative
+    # L2 penalty on what is fitted (the bias's change, or the shift), so one value is not the
+    # same strength for both forms; larger = more conservative
+    l2: float = 8.0
     steps: int = 200
     lr: float = 0.1
     # Histories with fewer known items are not fitted: `fit_adapter` returns a zero adapter

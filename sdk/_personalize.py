@@ -81,13 +81,13 @@ def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -
     form = personal_form(rec, settings)
     current = rec.total_bias
     zero = np.zeros_like(current)
-    info: dict[str, object] = {"events": len(rows)}
+    info: dict[str, object] = {"events": len(rows), "form": form}
     if len(rows) < min_rows(settings):
         return _personal(rec, zero, info)
     logits, targets, allowed = teacher_forced(rec, rows, settings.max_events)
     base = logits + current[None]
     basis = rec.code_embeddings if form == "shift" else None
-    info |= {"fitted": len(targets), "form": form, "l2": settings.l2, "steps": settings.steps}
+    info |= {"fitted": len(targets), "l2": settings.l2, "steps": settings.steps}
 
     def fit(part: slice) -> NDArray[np.float32]:
         return fit_bias(

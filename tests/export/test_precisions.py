@@ -394,3 +394,17 @@ def test_unknown_precision_is_refused_with_the_valid_names(
     assert not (tmp_path / "b").exists()
     assert main(["export", str(tiny_run), "--out", str(tmp_path / "b"), "--quality-full"]) == 2
     assert "apply only with --precision were given: --quality-full" in capsys.readouterr().err
+
+
+def test_every_bundle_carries_the_students_output_table(
+    exported: dict[str, Path], tiny_run: Path
+) -> None:
+    """The table a state-shift adapter is fitted through is the one the decoder's logits use."""
+    from pocketrec.export.bundle import load_student
+
+    model, _, _ = load_student(tiny_run)
+    table = model.code_emb.detach().float().numpy()  # logits of level l: state @ table[l].T
+    for folder in exported.values():
+        saved = np.load(folder / "code_embeddings.npy")
+        assert saved.dtype == np.float16 and _manifest(folder)["semantic_ids"]["code_embeddings"]
+        np.testing.assert_allclose(saved.astype(np.float32), table, rtol=1e-3, atol=1e-4)
