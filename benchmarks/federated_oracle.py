@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketrec._adapter import FitSettings, fit_bias
+from pocketrec._adapter import FitSettings
 from pocketrec._evaluate import evaluate_recommender
-from pocketrec._personalize import teacher_forced
+from pocketrec._personalize import fit_bias, teacher_forced
 from pocketrec.distill.federated.config import load_world, subset_users
 from pocketrec.distill.runinfo import provenance, utc_now, write_json
 

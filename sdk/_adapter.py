@@ -9,11 +9,11 @@ can never produce an item that does not exist. Two adapters are used:
 
 Fitting needs no gradient through the network: the model's logits for every position of the
 user's history are computed once (teacher-forced), and then only the bias is optimised (L2-
-regularised cross-entropy, a few hundred numpy steps), which takes milliseconds. A personal
-adapter is fitted either freely (a bias per code) or as a shift of the decoder's state
-(`FitSettings.form`): the decoder's logits are its state times the bundle's code embeddings,
-so a shift s of the state adds the code bias `code_embeddings @ s`, and only s (hidden numbers)
-is fitted.
+regularised cross-entropy, a few hundred numpy steps; `pocketrec._personalize`), which takes
+milliseconds. A personal adapter is fitted either freely (a bias per code) or as a shift of
+the decoder's state (`FitSettings.form`): the decoder's logits are its state times the
+bundle's code embeddings, so a shift s of the state adds the code bias `code_embeddings @ s`,
+and only s (`manifest.hidden` numbers) is fitted.
 
 Federated updates (`federated_update`) are the change a client's data makes to the shared
 adapter, L2-clipped to `clip_norm` and with Gaussian noise of standard deviation
@@ -44,7 +44,6 @@ __all__ = [
     "Adapter",
     "FitSettings",
     "check_privacy",
-    "fit_bias",
     "make_update",
 ]
 
@@ -274,73 +273,6 @@ class FitSettings:
             object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("l2", "lr"):
             object.__setattr__(self, name, float(getattr(self, name)))
-
-
-def fit_bias(
-    logits: NDArray[np.float32],
-    targets: NDArray[np.int64],
-    allowed: NDArray[np.bool_],
-    *,
-    start: NDArray[np.float32],
-    settings: FitSettings,
-    basis: NDArray[np.float32] | None = None,
-) -> NDArray[np.float32]:
-    """Fit a code bias to teacher-forced logits by regularised cross-entropy (numpy Adam).
-
-    Args:
-        logits: (T, L, K) the model's logits at T positions of the history, every level.
-        targets: (T, L) the codes of the item that followed each position.
-        allowed: (T, L, K) True where a code continues the target's prefix (the constrained
-            softmax the search uses).
-        start: (L, K) the bias to start from and be pulled back to.
-        settings: strength and length of the fit (its `form` is the caller's business: the
-            `basis` argument decides what is fitted).
-        basis: (L, K, D) the decoder's code embeddings: fit a state shift s (D numbers) and
-            return start + basis @ s. None: fit the (L, K) change freely.
-
-    Returns:
-        (L, K) float32 bias.
-    """
-    if len(targets) == 0:
-        raise InvalidRequestError("fit_bias needs at least one next-item target")
-    table = None if basis is None else basis.astype(np.float64)
-    theta = np.zeros(start.shape if table is None else table.shape[2])  # the fitted change
-    m = np.zeros_like(theta)
-    v = np.zeros_like(theta)
-    onehot = np.zeros(logits.shape, dtype=np.float64)
-    t_idx, l_idx = np.meshgrid(np.arange(len(targets)), np.arange(targets.shape[1]), indexing="ij")
-    onehot[t_idx, l_idx, targets] = 1.0
-    base = np.where(allowed, logits.astype(np.float64), -np.inf) + start[None]
-    for step in range(1, settings.steps + 1):
-        z = base + (theta if table is None else table @ theta)[None]
-        z = z - z.max(axis=2, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=2, keepdims=True)
-        grad = (p - onehot).sum(axis=0)  # (L, K): d loss / d bias
-        if table is not None:
-            grad = np.einsum("lk,lkd->d", grad, table)
-        grad += settings.l2 * theta
-        m = 0.9 * m + 0.1 * grad
-        v = 0.999 * v + 0.001 * grad**2
-        theta -= settings.lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
-    change = theta if table is None else table @ theta
-    return (start + change).astype(np.float32)
-
-
-def code_nll(
-    logits: NDArray[np.float32], targets: NDArray[np.int64], allowed: NDArray[np.bool_]
-) -> float:
-    """Summed -log p of the targets' codes under the constrained softmax (the fit's loss).
-
-    Args:
-        logits: (T, L, K), any bias already added.
-        targets: (T, L) codes.
-        allowed: (T, L, K) codes that continue each target's prefix.
-    """
-    z = np.where(allowed, logits.astype(np.float64), -np.inf)
-    z = z - z.max(axis=2, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
-    return float(-np.take_along_axis(log_p, targets[..., None], axis=2).sum())
 
 
 def check_privacy(clip_norm: object, noise_multiplier: object) -> None:

@@ -8,13 +8,88 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from pocketrec._adapter import Adapter, FitSettings, code_nll, fit_bias, make_update
+from pocketrec._adapter import Adapter, FitSettings, make_update
 from pocketrec._errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from pocketrec._recommender import Recommender
 
-__all__ = ["federated_update", "fit_personal", "min_rows", "teacher_forced"]
+__all__ = [
+    "code_nll",
+    "federated_update",
+    "fit_bias",
+    "fit_personal",
+    "min_rows",
+    "personal_form",
+    "teacher_forced",
+]
+
+
+def fit_bias(
+    logits: NDArray[np.float32],
+    targets: NDArray[np.int64],
+    allowed: NDArray[np.bool_],
+    *,
+    start: NDArray[np.float32],
+    settings: FitSettings,
+    basis: NDArray[np.float32] | None = None,
+) -> NDArray[np.float32]:
+    """Fit a code bias to teacher-forced logits by regularised cross-entropy (numpy Adam).
+
+    Args:
+        logits: (T, L, K) the model's logits at T positions of the history, every level.
+        targets: (T, L) the codes of the item that followed each position.
+        allowed: (T, L, K) True where a code continues the target's prefix (the constrained
+            softmax the search uses).
+        start: (L, K) the bias to start from and be pulled back to.
+        settings: strength and length of the fit (its `form` is the caller's business: the
+            `basis` argument decides what is fitted).
+        basis: (L, K, D) the decoder's code embeddings: fit a state shift s (D numbers) and
+            return start + basis @ s. None: fit the (L, K) change freely.
+
+    Returns:
+        (L, K) float32 bias.
+    """
+    if len(targets) == 0:
+        raise InvalidRequestError("fit_bias needs at least one next-item target")
+    table = None if basis is None else basis.astype(np.float64)
+    theta = np.zeros(start.shape if table is None else table.shape[2])  # the fitted change
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    onehot = np.zeros(logits.shape, dtype=np.float64)
+    t_idx, l_idx = np.meshgrid(np.arange(len(targets)), np.arange(targets.shape[1]), indexing="ij")
+    onehot[t_idx, l_idx, targets] = 1.0
+    base = np.where(allowed, logits.astype(np.float64), -np.inf) + start[None]
+    for step in range(1, settings.steps + 1):
+        z = base + (theta if table is None else table @ theta)[None]
+        z = z - z.max(axis=2, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=2, keepdims=True)
+        grad = (p - onehot).sum(axis=0)  # (L, K): d loss / d bias
+        if table is not None:
+            grad = np.einsum("lk,lkd->d", grad, table)
+        grad += settings.l2 * theta
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        theta -= settings.lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+    change = theta if table is None else table @ theta
+    return (start + change).astype(np.float32)
+
+
+def code_nll(
+    logits: NDArray[np.float32], targets: NDArray[np.int64], allowed: NDArray[np.bool_]
+) -> float:
+    """Summed -log p of the targets' codes under the constrained softmax (the fit's loss).
+
+    Args:
+        logits: (T, L, K), any bias already added.
+        targets: (T, L) codes.
+        allowed: (T, L, K) codes that continue each target's prefix.
+    """
+    z = np.where(allowed, logits.astype(np.float64), -np.inf)
+    z = z - z.max(axis=2, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+    return float(-np.take_along_axis(log_p, targets[..., None], axis=2).sum())
 
 
 def min_rows(settings: FitSettings) -> int:

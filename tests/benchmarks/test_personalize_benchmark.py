@@ -164,7 +164,7 @@ def test_batched_biases_leave_out_seen_items_as_rank_does(
 
 
 def test_keeping_the_first_levels_equals_fitting_them_alone() -> None:
-    from pocketrec._adapter import fit_bias
+    from pocketrec._personalize import fit_bias
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(12, 3, 6)).astype(np.float32)

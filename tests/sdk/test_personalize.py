@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pocketrec import Adapter, BundleError, FitSettings, InvalidRequestError, Recommender
-from pocketrec._adapter import UPDATE_FORMAT, fit_bias
+from pocketrec._adapter import UPDATE_FORMAT
+from pocketrec._personalize import fit_bias
 
 
 def test_fit_bias_moves_towards_the_targets_and_respects_l2() -> None:
