@@ -61,10 +61,7 @@ def fit_bias(
     onehot[t_idx, l_idx, targets] = 1.0
     base = np.where(allowed, logits.astype(np.float64), -np.inf) + start[None]
     for step in range(1, settings.steps + 1):
-        z = base + (theta if table is None else table @ theta)[None]
-        z = z - z.max(axis=2, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=2, keepdims=True)
+        p = np.exp(_log_softmax(base + (theta if table is None else table @ theta)[None]))
         grad = (p - onehot).sum(axis=0)  # (L, K): d loss / d bias
         if table is not None:
             grad = np.einsum("lk,lkd->d", grad, table)
@@ -86,10 +83,15 @@ def code_nll(
         targets: (T, L) codes.
         allowed: (T, L, K) codes that continue each target's prefix.
     """
-    z = np.where(allowed, logits.astype(np.float64), -np.inf)
-    z = z - z.max(axis=2, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+    log_p = _log_softmax(np.where(allowed, logits.astype(np.float64), -np.inf))
     return float(-np.take_along_axis(log_p, targets[..., None], axis=2).sum())
+
+
+def _log_softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Log-softmax over the last axis (codes); -inf entries (disallowed codes) stay -inf."""
+    z = z - z.max(axis=2, keepdims=True)
+    out: NDArray[np.float64] = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+    return out
 
 
 def min_rows(settings: FitSettings) -> int:
