@@ -396,6 +396,7 @@ def personalize_table(records: list[dict[str, Any]]) -> str:
             r = r | {"dataset": f"{r['dataset']}, device's events left out of both rankings"}
         # Records made before state shifts existed fitted the free code bias.
         form = str(r.get("adapter_form", "free code bias")).split(":")[0]
+        form += f", last {r['selection']['chosen']['max_events']} events"
         if r["selection"]["chosen"].get("holdout"):
             form += f", kept if it predicts the last {r['selection']['chosen']['holdout']} events"
         for g in test["groups"]:
