@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 from pocketrec import Recommender  # noqa: E402
 from pocketrec._adapter import FORMS, FitSettings  # noqa: E402
-from pocketrec._personalize import fit_personal, min_rows, personal_form  # noqa: E402
+from pocketrec._personalize import check_form, fit_personal, min_rows  # noqa: E402
 from pocketrec._search import beam_search, exclusion_batch, search_excluding  # noqa: E402
 from pocketrec.distill.data import load_dataset  # noqa: E402
 from pocketrec.distill.metrics import metrics_from_ranks, ranks_from_topk  # noqa: E402
@@ -480,9 +480,10 @@ def main(argv: list[str] | None = None) -> int:
         form=args.form,
         holdout=args.holdout,
     )
+    check_form(rec, base)  # a shift on a bundle without code embeddings fails here, not later
     if args.levels is not None and args.holdout:
         parser.error("--levels cannot be combined with --holdout (the check reads every level)")
-    if args.levels is not None and personal_form(rec, base) == "shift":
+    if args.levels is not None and args.form == "shift":
         # Keeping the first levels of a fitted shift is not fitting those levels alone: one
         # shift moves every level.
         parser.error("--levels needs --form bias (a state shift moves every level at once)")
@@ -586,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         "ci": f"paired bootstrap within each group, {args.bootstrap} resamples, percentile 95%",
         "beam_width": beam,
         "adapted_levels": "all" if args.levels is None else args.levels,
-        "adapter_form": ADAPTER_FORMS[personal_form(rec, base)],
+        "adapter_form": ADAPTER_FORMS[args.form],
         "selection": {
             "stage": "valid",
             "rule": SELECTION_RULE,

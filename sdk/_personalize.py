@@ -15,12 +15,12 @@ if TYPE_CHECKING:
     from pocketrec._recommender import Recommender
 
 __all__ = [
+    "check_form",
     "code_nll",
     "federated_update",
     "fit_bias",
     "fit_personal",
     "min_rows",
-    "personal_form",
     "teacher_forced",
 ]
 
@@ -138,8 +138,8 @@ def teacher_forced(
     return logits, targets, allowed
 
 
-def personal_form(rec: Recommender, settings: FitSettings) -> str:
-    """The form of personal adapter `settings` asks for, once the bundle is checked for it.
+def check_form(rec: Recommender, settings: FitSettings) -> None:
+    """Refuse a form of personal adapter the bundle cannot fit, before any work is done.
 
     Raises:
         InvalidRequestError: form "shift" on a bundle without code embeddings.
@@ -150,20 +150,19 @@ def personal_form(rec: Recommender, settings: FitSettings) -> str:
             f"{rec.manifest.name!r} was exported without them; export it again with this "
             "pocketrec (`pocketrec export RUN_DIR --out BUNDLE_DIR`) or use form='bias'"
         )
-    return settings.form
 
 
 def fit_personal(rec: Recommender, rows: Sequence[int], settings: FitSettings) -> Adapter:
     """A personal adapter, on top of the adapters `rec` already applies, from a history."""
-    form = personal_form(rec, settings)
+    check_form(rec, settings)
     current = rec.total_bias
     zero = np.zeros_like(current)
-    info: dict[str, object] = {"events": len(rows), "form": form}
+    info: dict[str, object] = {"events": len(rows), "form": settings.form}
     if len(rows) < min_rows(settings):
         return _personal(rec, zero, info)
     logits, targets, allowed = teacher_forced(rec, rows, settings.max_events)
     base = logits + current[None]
-    basis = rec.code_embeddings if form == "shift" else None
+    basis = rec.code_embeddings if settings.form == "shift" else None
     info |= {"fitted": len(targets), "l2": settings.l2, "steps": settings.steps}
 
     def fit(part: slice) -> NDArray[np.float32]:
