@@ -59,7 +59,7 @@ class StateShift:
         self.captured: list[torch.Tensor] | None = None
         model.head_out_ln.register_forward_hook(self._hook)
 
-    def _hook(self, module, inputs, output):  # noqa: ANN001 - torch's hook signature
+    def _hook(self, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if self.captured is not None:
             self.captured.append(output)
         return output if self.value is None else output + self.value

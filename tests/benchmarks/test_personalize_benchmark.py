@@ -190,3 +190,32 @@ def test_probe_windows_cover_every_pair_once(monkeypatch: pytest.MonkeyPatch) ->
         pairs = [(int(a), int(b)) for row in rows for a, b in itertools.pairwise(row) if a >= 0]
         assert sorted(pairs) == [(int(a), int(a) + 1) for a in seq[:-1]]  # each pair once
         assert rows.shape[1] == 4 and all((row[row < 0] == -1).all() for row in rows)
+
+
+def test_user_vector_probe_shift_is_the_sdk_state_shift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's vector moves every level's logits by E_l . u: the SDK's shift-form bias."""
+    torch = pytest.importorskip("torch")
+    from pocketrec.distill.genrec import GenRec, GenRecConfig
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script
+    probe = load_script("personalize_user_vector_probe")
+    torch.manual_seed(0)
+    sids = torch.tensor([[0, 1, 2], [1, 0, 3], [2, 2, 0], [3, 1, 1]])
+    cfg = GenRecConfig(num_levels=3, codebook_size=4, max_len=5, hidden=8, dropout=0.0)
+    model = GenRec(cfg, sids).eval()
+    shift = probe.StateShift(model)
+    inputs = torch.tensor([[-1, 0, 1, 2, 3], [-1, -1, 3, 2, 1]])
+    targets = torch.tensor([[-1, 1, 2, 3, 0], [-1, -1, 2, 1, 0]])
+    with torch.no_grad():
+        plain, _, _ = model(inputs, targets)
+        u = torch.randn(2, 1, cfg.hidden)
+        shift.value = u
+        moved, _, valid = model(inputs, targets)
+        shift.value = None
+    rows = u.expand(-1, 5, -1)[valid]  # (M, D): each position's user vector
+    expected = torch.einsum("md,lkd->mlk", rows, model.code_emb)
+    torch.testing.assert_close(moved - plain, expected, rtol=1e-4, atol=1e-5)
+    shift.captured = []
+    with torch.no_grad():
+        model(inputs, targets)
+    assert len(shift.captured) == cfg.num_levels  # one head state per level, as the fit reads
