@@ -11,14 +11,17 @@ learns a user factor beside the item factors:
 
 1. Co-training: the run's student is trained on for `--epochs` more epochs on its training
    users with one vector u per user added to z (u starts at zero; its prior is the SDK's,
-   `l2 / 2 * |u|^2` per user; for a random half of each batch u is left out, so the student
-   still serves users it has no vector for).
-2. Training users (an upper bound): the validation item ranked with each user's co-trained u
-   against u = 0, on the same co-trained student.
+   `l2 / 2 * |u|^2` per user; each row is left without u with probability `--drop`, so the
+   student still serves users it has no vector for).
+2. Training users (what co-trained vectors add, for this set-up): the validation item ranked
+   with each user's co-trained u against u = 0, on the same co-trained student.
 3. Users the run never trained on (`--device-users`): u fitted on the user's own events with
-   the student frozen (what the SDK's shift fit does: Adam, `--steps`, `--lr`, the same `l2`,
-   the most recent `--max-events` next-item targets) and the validation and test items ranked
-   with u against u = 0. The device holds every event before the item ranked.
+   the student frozen (the SDK's shift fit: Adam, `--steps`, `--lr`, the same `l2`), on the
+   most recent `--max-events` next-item targets of one row of the latest window + 1 events
+   (so the earliest targets read a shorter history than the SDK gives them), and the
+   validation and test items ranked with u against u = 0. The device holds every event
+   before the item ranked; the ranking leaves out the model's window with
+   `--exclude-history`.
 
 Settings are fixed before the run (the co-training prior is the device fit's), so the test
 rows are not chosen on test. Groups, metric code and CIs are `personalize.py`'s.
