@@ -37,9 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# The history-length groups of the personalization benchmark, so both report the same groups
-# (run as a script, its own folder, benchmarks/, is first on sys.path).
+# The history-length groups of the personalization benchmark, so both report the same groups,
+# and the per-user NDCG@10 of the fine-tuning probe (run as a script, its own folder,
+# benchmarks/, is first on sys.path).
 from personalize import bucket_labels, bucket_of
+from personalize_finetune_probe import ndcg10
 from tqdm.auto import tqdm
 
 from pocketrec._prefix import PrefixIndex
@@ -66,12 +68,6 @@ class StateShift:
         if self.captured is not None:
             self.captured.append(output)
         return output if self.value is None else output + self.value
-
-
-def ndcg10(ranks: np.ndarray) -> np.ndarray:
-    return np.array(
-        [metrics_from_ranks(ranks[i : i + 1], (10,))["ndcg@10"] for i in range(len(ranks))]
-    )
 
 
 def paired(before: list, after: list, rng: np.random.Generator, bootstrap: int) -> dict:
